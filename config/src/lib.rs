@@ -1,0 +1,2 @@
+//! Parsers and validation for `owamp-server.conf`, `.limits` and `.pfs`.
+#![forbid(unsafe_code)]

@@ -1,0 +1,1 @@
+//! owampd internal messages and their transport.

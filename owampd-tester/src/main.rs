@@ -1,0 +1,6 @@
+//! One owampd test session: a sender or a receiver
+
+fn main() {
+    eprintln!("owampd-tester: not yet implemented");
+    std::process::exit(1);
+}

@@ -1,0 +1,6 @@
+//! owfetch
+
+fn main() {
+    eprintln!("owfetch: not yet implemented");
+    std::process::exit(1);
+}

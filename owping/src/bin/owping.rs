@@ -1,0 +1,6 @@
+//! owping
+
+fn main() {
+    eprintln!("owping: not yet implemented");
+    std::process::exit(1);
+}

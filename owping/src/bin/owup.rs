@@ -1,0 +1,6 @@
+//! owup
+
+fn main() {
+    eprintln!("owup: not yet implemented");
+    std::process::exit(1);
+}

@@ -1,0 +1,2 @@
+//! Shared code of the OWAMP clients.
+#![forbid(unsafe_code)]

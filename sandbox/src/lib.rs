@@ -1,0 +1,1 @@
+//! Privilege dropping and confinement for each owampd role.
