@@ -1,1 +1,3 @@
 //! owampd internal messages and their transport.
+
+pub mod tester;
