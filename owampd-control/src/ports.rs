@@ -155,14 +155,11 @@ mod tests {
     fn free_range(n: u16) -> (u16, u16) {
         // Find n consecutive ports free right now, starting high to avoid services.
         let mut base = 40000u16;
-        'outer: loop {
-            for p in base..base + n {
-                if UdpSocket::bind((LO, p)).is_err() {
-                    base = p + 1;
-                    continue 'outer;
-                }
+        loop {
+            match (base..base + n).find(|&p| UdpSocket::bind((LO, p)).is_err()) {
+                Some(busy) => base = busy + 1,
+                None => return (base, base + n - 1),
             }
-            return (base, base + n - 1);
         }
     }
 
