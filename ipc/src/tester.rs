@@ -10,6 +10,7 @@
 //! control → Start               (Start-Sessions, RFC 4656 §3.7)
 //! control → Stop(..)            tester → Finished(report)  (Stop-Sessions, §3.8)
 //!                               tester → Finished(report)  (sender done on its own)
+//!                               tester → ReceiveDone       (receiver's time is over)
 //! ```
 //! `Log` may come from the tester at any time after `Hello`.
 //!
@@ -152,10 +153,16 @@ pub struct TesterReport {
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub enum TesterToControl {
-    Hello { version: u32 },
+    Hello {
+        version: u32,
+    },
     Ready,
     Log(TesterLog),
     Finished(TesterReport),
+    /// A receiver's session time is over (the last packet's send time + Timeout has
+    /// passed, spec §3.4): it waits for `Stop` to finalise. Control sends its own
+    /// Stop-Sessions first once every local endpoint is done (spec §2.5).
+    ReceiveDone,
 }
 
 #[cfg(test)]
@@ -276,6 +283,7 @@ mod tests {
             }),
             &[3, 2, 0, 0],
         );
+        golden(TesterToControl::ReceiveDone, &[4]);
     }
 
     #[test]
