@@ -6,6 +6,7 @@
 #![forbid(unsafe_code)]
 
 pub mod types;
+pub mod wire;
 
 pub use types::{
     AcceptCode, ErrorEstimate, Mode, ModeSet, NTP_UNIX_OFFSET, Num64, PacketRecord, Sid, SkipRange,
