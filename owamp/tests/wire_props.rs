@@ -366,3 +366,39 @@ proptest! {
         prop_assert_eq!(decode_records(&e, recs.len() as u32).unwrap(), recs);
     }
 }
+
+proptest! {
+    /// For any preamble a server accepts, re-encoding the decoded request reproduces the
+    /// input except exactly the fields the decoder is documented to ignore or normalise
+    /// (IPVN high nibble, Conf bytes → 0/1, IPv4 address MBZ, trailing MBZ): every
+    /// field is read from the right offset.
+    #[test]
+    fn accepted_preamble_reencodes_canonically(
+        mut b in bytes_n::<96>(), v6 in any::<bool>(), sender in any::<bool>(),
+        dscp in 0u8..64, pad in 0u32..60_000, slot in arb_slot(),
+    ) {
+        b[0] = 1;
+        b[1] = (b[1] & 0xF0) | if v6 { 6 } else { 4 };
+        b[2] = if sender { b[2] | 1 } else { 0 };
+        b[3] = if sender { 0 } else { b[3] | 1 };
+        b[4..8].copy_from_slice(&1u32.to_be_bytes());
+        b[8] |= 1;
+        b[64..68].copy_from_slice(&pad.to_be_bytes());
+        b[84..88].copy_from_slice(&((dscp as u32) << 24).to_be_bytes());
+        let p = RequestSession::decode_preamble(&b).unwrap();
+        let r = p.into_request(&[RawSlot {
+            slot_type: match slot.kind { SlotKind::Exponential => 0, SlotKind::Fixed => 1 },
+            param: slot.param,
+        }]).unwrap();
+        let mut want = b;
+        want[1] &= 0x0F;
+        want[2] = u8::from(sender);
+        want[3] = u8::from(!sender);
+        if !v6 {
+            want[20..32].fill(0);
+            want[36..48].fill(0);
+        }
+        want[88..96].fill(0);
+        prop_assert_eq!(r.encode_preamble(), want);
+    }
+}

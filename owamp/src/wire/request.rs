@@ -45,7 +45,7 @@ pub fn max_padding(ipv6: bool, mode: Option<Mode>) -> u32 {
 }
 
 /// A parseable but unsupported Request-Session: the server reads the whole message and
-/// replies Accept-Session with [`RequestProblem::accept_code`] (spec §9 [REC]).
+/// replies Accept-Session with [`RequestProblem::accept_code`] (spec §9, "REC").
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum RequestProblem {
     #[error("Request-Session: IP version {0} is neither 4 nor 6")]
