@@ -12,6 +12,8 @@
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
+use serde::{Deserialize, Serialize};
+
 use super::{BLOCK, WireError, array16, be_num64, be_u16, be_u32};
 use crate::types::{AcceptCode, Mode, Num64, Sid, Slot, SlotKind};
 
@@ -270,7 +272,8 @@ impl RequestPreamble {
 }
 
 /// A Request-Session as the client builds it and the server accepts it.
-#[derive(Clone, Debug, PartialEq, Eq)]
+/// Serde derives let control hand it to a tester over IPC.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RequestSession {
     pub conf_sender: bool,
     pub conf_receiver: bool,
