@@ -22,7 +22,7 @@
 //! `assign net` for the same prefix or `assign user` for the same identity is refused.
 
 use crate::pfs::{MAX_IDENTITY_LEN, Pfs};
-use crate::text::{ReadError, logical_lines, read_first, tokens};
+use crate::text::{ReadError, is_c_space, logical_lines, read_first, tokens};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
@@ -265,7 +265,7 @@ fn parse_bool(value: &str) -> Result<bool, &'static str> {
 fn strip_comment(line: &str) -> &str {
     let b = line.as_bytes();
     for (i, &c) in b.iter().enumerate() {
-        if c == b'#' && (i == 0 || b.get(i - 1).is_some_and(|p| p.is_ascii_whitespace())) {
+        if c == b'#' && (i == 0 || b.get(i - 1).is_some_and(|p| is_c_space(char::from(*p)))) {
             return line.get(..i).unwrap_or(line);
         }
     }
@@ -341,8 +341,8 @@ impl Limits {
     }
 
     fn apply_line(&mut self, line: &str, pfs: Option<&Pfs>) -> Result<(), LimitsProblem> {
-        let line = line.trim_start();
-        let (word, rest) = match line.find(|c: char| c.is_ascii_whitespace()) {
+        let line = line.trim_start_matches(is_c_space);
+        let (word, rest) = match line.find(is_c_space) {
             Some(i) => line.split_at(i),
             None => (line, ""),
         };
@@ -359,12 +359,12 @@ impl Limits {
     }
 
     fn apply_limit(&mut self, rest: &str) -> Result<(), LimitsProblem> {
-        let rest = rest.trim_start();
+        let rest = rest.trim_start_matches(is_c_space);
         let (name, rest) = rest
-            .split_once(|c: char| c.is_ascii_whitespace())
+            .split_once(is_c_space)
             .ok_or(LimitsProblem::LimitSyntax)?;
-        let rest = rest.trim_start();
-        let (with, kvs) = match rest.split_once(|c: char| c.is_ascii_whitespace()) {
+        let rest = rest.trim_start_matches(is_c_space);
+        let (with, kvs) = match rest.split_once(is_c_space) {
             Some((w, kv)) => (w, kv),
             None => (rest, ""),
         };
@@ -389,7 +389,7 @@ impl Limits {
         let mut parent: Option<ClassId> = None;
         let mut set: Vec<(Key, &str, &str)> = Vec::new();
         for entry in kvs.split(',') {
-            let entry = entry.trim();
+            let entry = entry.trim_matches(is_c_space);
             if entry.is_empty() {
                 // "a=1,,b=2" and a trailing comma: strtok skips empty fields.
                 continue;
@@ -399,7 +399,7 @@ impl Limits {
                 value: String::new(),
                 why: "expected key=value",
             })?;
-            let (k, v) = (k.trim(), v.trim());
+            let (k, v) = (k.trim_matches(is_c_space), v.trim_matches(is_c_space));
             if k.is_empty() {
                 return Err(LimitsProblem::EmptyEntry);
             }
@@ -797,6 +797,27 @@ assign default regular
         assert_eq!(l.default_class(), Some(reg));
         assert_eq!(l.class_for_address(ip("192.0.2.1")), reg);
         assert_eq!(l.chain(reg), vec![ClassId(0), reg]);
+    }
+
+    #[test]
+    fn older_owampd_limits_sample() {
+        // Shaped like the owampd.limits example of older releases.
+        let l = ok("\
+limit root with disk=0,bandwidth=0
+# limit box with parent=root,disk=1,bandwidth=1,allow_open_mode=off
+limit box with parent=root,bandwidth=1k
+limit sand with parent=box,disk=10M,bandwidth=1k,delete_on_fetch=on
+
+assign default sand
+assign net ::/127 root
+");
+        let sand = l.by_name("sand").unwrap_or_else(|| panic!("no sand"));
+        assert_eq!(l.class_for_address(ip("::1")), l.root());
+        assert_eq!(l.class_for_address(ip("::")), l.root());
+        assert_eq!(l.class_for_address(ip("::2")), sand);
+        assert_eq!(l.class_for_address(ip("127.0.0.1")), sand);
+        assert_eq!(l.chain(sand).len(), 3);
+        assert_eq!(l.class(sand).disk, 10_000_000);
     }
 
     #[test]
