@@ -247,7 +247,10 @@ fn parse_si(value: &str) -> Result<u64, &'static str> {
         _ => return Err("expected a whole number, optionally followed by k, m, g, t, p, e or z"),
     };
     let n: u128 = digits.parse::<u64>().map_err(|_| "too large")?.into();
-    u64::try_from(n * mult).map_err(|_| "too large")
+    // 64-bit digits times 10^21 can exceed even 128 bits: check both steps.
+    n.checked_mul(mult)
+        .and_then(|v| u64::try_from(v).ok())
+        .ok_or("too large")
 }
 
 fn parse_bool(value: &str) -> Result<bool, &'static str> {
@@ -871,6 +874,20 @@ limit c with DISK=7 , Parent=b, delete_on_fetch=ON, bandwidth=0
         assert_eq!(
             err("limit r with disk=1z"),
             "owamp-server.limits:1: invalid value \"1z\" for \"disk\": too large"
+        );
+        assert_eq!(
+            err("limit r with disk=18446744073709551615z"),
+            "owamp-server.limits:1: invalid value \"18446744073709551615z\" for \"disk\": too large"
+        );
+        assert_eq!(
+            err("limit r with disk=18446744073709551616"),
+            "owamp-server.limits:1: invalid value \"18446744073709551616\" for \"disk\": too large"
+        );
+        assert_eq!(
+            ok("limit r with disk=18446744073709551615")
+                .class(ClassId(0))
+                .disk,
+            u64::MAX
         );
         assert_eq!(
             err("limit r with bandwidth=19e"),

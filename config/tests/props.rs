@@ -169,3 +169,24 @@ proptest! {
         prop_assert_eq!(l.class(l.class_for_address(mapped)).name.as_str(), want);
     }
 }
+
+proptest! {
+    /// `disk`/`bandwidth` values with SI suffixes agree with exact arithmetic, and
+    /// anything that overflows 64 bits is refused rather than wrapped.
+    #[test]
+    fn si_suffixes_match_exact_arithmetic(n in prop_oneof![any::<u64>(), 0u64..100_000], s in 0usize..8, upper in any::<bool>()) {
+        let suffixes = ["", "k", "m", "g", "t", "p", "e", "z"];
+        let suffix = suffixes.get(s).copied().unwrap_or("");
+        let suffix = if upper { suffix.to_uppercase() } else { suffix.to_string() };
+        let exp = u32::try_from(s).unwrap_or(0) * 3;
+        let want = 10u128
+            .checked_pow(exp)
+            .and_then(|m| u128::from(n).checked_mul(m))
+            .and_then(|v| u64::try_from(v).ok());
+        let text = format!("limit r with disk={n}{suffix},bandwidth={n}{suffix}\n");
+        let got = Limits::parse(&text, Path::new("l"), None)
+            .ok()
+            .map(|l| (l.class(l.root()).disk, l.class(l.root()).bandwidth));
+        prop_assert_eq!(got, want.map(|v| (v, v)));
+    }
+}
