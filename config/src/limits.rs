@@ -154,7 +154,7 @@ pub enum LimitsProblem {
     UnknownDirective(String),
     #[error("expected \"limit <class> with <key>=<value>,...\"")]
     LimitSyntax,
-    #[error("classname {name:?} too long ({len} characters, at most 80)")]
+    #[error("classname {name:?} too long ({len} bytes, at most 80)")]
     ClassTooLong { name: String, len: usize },
     #[error("classname {0:?} is not usable as a directory name")]
     ClassNotADirName(String),
@@ -374,7 +374,7 @@ impl Limits {
         if !is_word(with, "with") {
             return Err(LimitsProblem::LimitSyntax);
         }
-        let len = name.chars().count();
+        let len = name.len();
         if len > MAX_CLASS_LEN {
             return Err(LimitsProblem::ClassTooLong {
                 name: name.to_string(),
@@ -505,7 +505,7 @@ impl Limits {
                 return Err(LimitsProblem::AssignUserSyntax);
             };
             trailing(3)?;
-            if user.chars().count() > MAX_IDENTITY_LEN || !pfs.is_some_and(|p| p.contains(user)) {
+            if user.len() > MAX_IDENTITY_LEN || !pfs.is_some_and(|p| p.contains(user)) {
                 return Err(LimitsProblem::UnknownUser((*user).to_string()));
             }
             let id = self.class_named(class)?;
@@ -992,7 +992,7 @@ assign net 10.0.0.0/8 lan
             ("foo bar".into(), "owamp-server.limits:1: unknown directive \"foo\" (expected \"limit\" or \"assign\")".into()),
             ("limit r disk=0".into(), "owamp-server.limits:1: expected \"limit <class> with <key>=<value>,...\"".into()),
             ("limit r".into(), "owamp-server.limits:1: expected \"limit <class> with <key>=<value>,...\"".into()),
-            (format!("limit {long} with disk=0"), format!("owamp-server.limits:1: classname \"{long}\" too long (81 characters, at most 80)")),
+            (format!("limit {long} with disk=0"), format!("owamp-server.limits:1: classname \"{long}\" too long (81 bytes, at most 80)")),
             ("limit ../x with disk=0".into(), "owamp-server.limits:1: classname \"../x\" is not usable as a directory name".into()),
             ("limit .. with disk=0".into(), "owamp-server.limits:1: classname \"..\" is not usable as a directory name".into()),
             (format!("{r}limit r with parent=r"), "owamp-server.limits:2: classname \"r\" duplicated".into()),
