@@ -19,7 +19,11 @@
 //! refused unless it is a `#comment` (the reference ignored it); `disk=`, `disk=k` are
 //! refused (the reference read them as 0); class names may not contain `/` or be `.` or
 //! `..`, because they become directory names under `datadir/hierarchy`; a second
-//! `assign net` for the same prefix or `assign user` for the same identity is refused.
+//! `assign net` for the same prefix or `assign user` for the same identity is refused;
+//! `limit` and `assign` must be whole words (the reference compared only their first 5
+//! and 6 characters, so `limitfoo with` defined class `foo`); `assign net` takes plain
+//! numeric addresses without a `%scope` suffix. Every refusal names the problem (the
+//! reference often failed with only a line number).
 
 use crate::pfs::{MAX_IDENTITY_LEN, Pfs};
 use crate::text::{ReadError, is_c_space, logical_lines, read_first, tokens};
@@ -990,6 +994,9 @@ assign net 10.0.0.0/8 lan
         let r = "limit r with disk=0\n";
         let cases: Vec<(String, String)> = vec![
             ("foo bar".into(), "owamp-server.limits:1: unknown directive \"foo\" (expected \"limit\" or \"assign\")".into()),
+            ("limitr with disk=0".into(), "owamp-server.limits:1: unknown directive \"limitr\" (expected \"limit\" or \"assign\")".into()),
+            (format!("{r}assign net fe80::/10%eth0 r"), "owamp-server.limits:2: invalid address mask \"10%eth0\" (expected 1 to 128)".into()),
+            (format!("{r}assign net fe80::%eth0 r"), "owamp-server.limits:2: invalid address \"fe80::%eth0\" (a numeric IPv4 or IPv6 address is required)".into()),
             ("limit r disk=0".into(), "owamp-server.limits:1: expected \"limit <class> with <key>=<value>,...\"".into()),
             ("limit r".into(), "owamp-server.limits:1: expected \"limit <class> with <key>=<value>,...\"".into()),
             (format!("limit {long} with disk=0"), format!("owamp-server.limits:1: classname \"{long}\" too long (81 bytes, at most 80)")),
