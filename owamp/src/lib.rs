@@ -5,7 +5,9 @@
 //! engines run over the small [`engine::TestSocket`] trait.
 #![forbid(unsafe_code)]
 
+pub mod crypto;
 pub mod types;
+pub mod wire;
 
 pub use types::{
     AcceptCode, ErrorEstimate, Mode, ModeSet, NTP_UNIX_OFFSET, Num64, PacketRecord, Sid, SkipRange,

@@ -1,4 +1,5 @@
 //! The owampd master: the small privileged listener
+#![forbid(unsafe_code)]
 
 fn main() {
     eprintln!("owampd: not yet implemented");
