@@ -5,6 +5,7 @@
 #![forbid(unsafe_code)]
 
 pub mod clock;
+pub mod confdir;
 pub mod directory;
 pub mod log;
 pub mod policy;
