@@ -13,5 +13,5 @@ pub mod ports;
 pub mod store;
 pub mod testers;
 
-// conn, session and fetch are written against owamp::{wire, crypto, owp}, which are
-// not merged yet; their `pub mod` lines come back with that merge.
+// conn, session and fetch need owamp::owp, which is not merged yet; their `pub mod`
+// lines come back with that merge (they are compile-checked and tested against it).

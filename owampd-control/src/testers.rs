@@ -37,7 +37,7 @@ pub type EventTx = mpsc::UnboundedSender<(usize, TesterEvent)>;
 pub type EventRx = mpsc::UnboundedReceiver<(usize, TesterEvent)>;
 
 /// Control's handle on a running tester.
-pub trait TesterLink: Send {
+pub trait TesterLink: Send + Sync {
     fn send(&mut self, msg: &ControlToTester) -> Result<(), TesterError>;
     /// Kill the process now (the session is abandoned).
     fn kill(&mut self);

@@ -803,12 +803,14 @@ impl Connection<'_> {
             };
             s.receiver_result = None;
             s.stop_sent = true;
+            // An aborted tester exits without a report: nothing to wait for.
+            let wait = msg != StopInfo::Abort;
             if let Err(e) = s.link.send(&ControlToTester::Stop(msg)) {
                 s.log.warn(format!("cannot stop: {e}"));
                 s.gone = true;
                 s.done = true;
             } else {
-                s.done = false;
+                s.done = !wait;
             }
         }
         self.wait_reports().await;
@@ -980,9 +982,10 @@ impl Connection<'_> {
     async fn finalise_incomplete_here(&self, s: &mut TestSession) {
         let Some(file) = s.file.take() else { return };
         let label = format!("session {}", s.sid.to_hex());
+        let stoptime = now_ntp(self.ctx.config.debug_time_offset);
         let res = tokio::task::spawn_blocking(move || {
             let w = owamp::owp::ReceiveWriter::resume(file, &label)?;
-            w.finalize_incomplete()
+            w.finalize_incomplete(stoptime)
         })
         .await;
         let len = self
@@ -1032,9 +1035,9 @@ impl Connection<'_> {
             };
             s.receiver_result = None;
             s.stop_sent = true;
-            if s.link.send(&ControlToTester::Stop(msg)).is_ok() && s.role == TesterRole::Receiver {
-                s.done = false;
-            }
+            let sent = s.link.send(&ControlToTester::Stop(msg)).is_ok();
+            // Only receivers report after this (their finalisation); senders just exit.
+            s.done = !(sent && s.role == TesterRole::Receiver);
         }
         self.wait_reports().await;
         self.finish_period(false).await;
@@ -1053,6 +1056,9 @@ impl Connection<'_> {
         }
     }
 }
+
+#[cfg(test)]
+mod flow_tests;
 
 #[cfg(test)]
 mod tests {
