@@ -1,0 +1,312 @@
+//! Test helper: enters a role's sandbox, then performs one named action, so the tests in
+//! `sandbox/tests/probe.rs` can check from outside how it ends (exit status or signal).
+//!
+//! Usage: `sandbox-probe <tester|control|master> <action> [--run-as UID:GID]
+//!         [--data-dir DIR] [--exec PATH] [--log]`
+//!
+//! Exit 0: the action behaved as expected for an allowed action (or an expected errno for
+//! Landlock denials); 1: unexpected outcome; 2: usage; 3: `enter` failed. Forbidden
+//! syscalls never return: the process dies by SIGSYS.
+//!
+//! Everything a tester would inherit (UDP sockets, the data file, a handle on
+//! /proc/self/status) is set up *before* `enter`, and kept below `keep_fds`.
+
+use std::io::{Read, Seek, SeekFrom, Write};
+use std::net::UdpSocket;
+use std::os::fd::AsRawFd;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use sandbox::{Role, RunAs, SandboxOptions, SeccompMode};
+
+struct Args {
+    role: Role,
+    action: String,
+    run_as: Option<RunAs>,
+    data_dir: Option<PathBuf>,
+    exec: Vec<PathBuf>,
+    log: bool,
+}
+
+fn parse_args() -> Result<Args, String> {
+    let mut it = std::env::args().skip(1);
+    let role = match it.next().as_deref() {
+        Some("tester") => Role::Tester,
+        Some("control") => Role::Control,
+        Some("master") => Role::Master,
+        other => return Err(format!("bad role {other:?}")),
+    };
+    let action = it.next().ok_or("missing action")?;
+    let mut args = Args {
+        role,
+        action,
+        run_as: None,
+        data_dir: None,
+        exec: Vec::new(),
+        log: false,
+    };
+    while let Some(flag) = it.next() {
+        match flag.as_str() {
+            "--run-as" => {
+                let v = it.next().ok_or("--run-as needs UID:GID")?;
+                let (u, g) = v.split_once(':').ok_or("--run-as needs UID:GID")?;
+                args.run_as = Some(RunAs {
+                    uid: u.parse().map_err(|e| format!("uid: {e}"))?,
+                    gid: g.parse().map_err(|e| format!("gid: {e}"))?,
+                });
+            }
+            "--data-dir" => args.data_dir = Some(it.next().ok_or("--data-dir needs DIR")?.into()),
+            "--exec" => args.exec.push(it.next().ok_or("--exec needs PATH")?.into()),
+            "--log" => args.log = true,
+            other => return Err(format!("unknown flag {other}")),
+        }
+    }
+    Ok(args)
+}
+
+/// What the sandboxed code gets to use, opened before `enter`.
+struct Inherited {
+    udp_a: UdpSocket,
+    udp_b: UdpSocket,
+    data: std::fs::File,
+    /// None when Landlock (inherited from a control probe) hides /proc.
+    status: Option<std::fs::File>,
+}
+
+fn prepare(args: &Args) -> Result<Inherited, String> {
+    let udp_a = UdpSocket::bind("127.0.0.1:0").map_err(|e| format!("udp: {e}"))?;
+    let udp_b = UdpSocket::bind("127.0.0.1:0").map_err(|e| format!("udp: {e}"))?;
+    let dir = args.data_dir.clone().unwrap_or_else(std::env::temp_dir);
+    let path = dir.join(format!("probe-{}.dat", std::process::id()));
+    let data = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(true)
+        .read(true)
+        .write(true)
+        .open(&path)
+        .map_err(|e| format!("{}: {e}", path.display()))?;
+    // The name is not needed any more; the open fd is what a tester gets.
+    let _ = std::fs::remove_file(&path);
+    let status = std::fs::File::open("/proc/self/status").ok();
+    Ok(Inherited {
+        udp_a,
+        udp_b,
+        data,
+        status,
+    })
+}
+
+fn main() -> ExitCode {
+    let args = match parse_args() {
+        Ok(a) => a,
+        Err(e) => {
+            eprintln!("sandbox-probe: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let inh = match prepare(&args) {
+        Ok(i) => i,
+        Err(e) => {
+            eprintln!("sandbox-probe: prepare: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let keep = [
+        inh.udp_a.as_raw_fd(),
+        inh.udp_b.as_raw_fd(),
+        inh.data.as_raw_fd(),
+    ]
+    .into_iter()
+    .chain(inh.status.as_ref().map(|f| f.as_raw_fd()))
+    .max()
+    .unwrap_or(2);
+    let opts = SandboxOptions {
+        run_as: args.run_as,
+        data_dir: args.data_dir.clone(),
+        exec_paths: args.exec.clone(),
+        keep_fds: keep,
+        max_file_size: Some(1 << 20),
+        seccomp: if args.log {
+            SeccompMode::Log
+        } else {
+            SeccompMode::Enforce
+        },
+    };
+    if let Err(e) = sandbox::enter(args.role, &opts) {
+        eprintln!("sandbox-probe: enter: {e}");
+        return ExitCode::from(3);
+    }
+    match act(&args, inh) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("sandbox-probe: {}: {e}", args.action);
+            ExitCode::from(1)
+        }
+    }
+}
+
+/// Ok when the action behaved as an allowed one should (or, for Landlock denials, was
+/// refused with EACCES).
+fn act(args: &Args, mut inh: Inherited) -> Result<(), String> {
+    match args.action.as_str() {
+        // --- must live ---
+        "nothing" => Ok(()),
+        "udp" => {
+            let to = inh.udp_b.local_addr().map_err(|e| e.to_string())?;
+            inh.udp_a
+                .send_to(b"owamp", to)
+                .map_err(|e| format!("send: {e}"))?;
+            let mut buf = [0u8; 16];
+            let (n, _) = inh
+                .udp_b
+                .recv_from(&mut buf)
+                .map_err(|e| format!("recv: {e}"))?;
+            (buf.get(..n) == Some(b"owamp".as_slice()))
+                .then_some(())
+                .ok_or_else(|| "wrong datagram".to_owned())
+        }
+        "sockopts" => {
+            inh.udp_a.set_ttl(255).map_err(|e| format!("ttl: {e}"))?;
+            let ttl = inh.udp_a.ttl().map_err(|e| format!("ttl: {e}"))?;
+            (ttl == 255)
+                .then_some(())
+                .ok_or_else(|| format!("ttl {ttl}"))
+        }
+        "write-file" => {
+            inh.data
+                .write_all(&[0x5a; 25])
+                .map_err(|e| format!("write: {e}"))?;
+            inh.data.sync_all().map_err(|e| format!("fsync: {e}"))?;
+            let len = inh.data.metadata().map_err(|e| format!("stat: {e}"))?.len();
+            (len == 25)
+                .then_some(())
+                .ok_or_else(|| format!("len {len}"))
+        }
+        "write-too-big" => {
+            // RLIMIT_FSIZE is 1 MiB in the probe: writing past it must fail with EFBIG
+            // (SIGXFSZ is ignored first so the write returns the error).
+            // SAFETY: setting a signal to SIG_IGN installs no handler code.
+            unsafe { libc::signal(libc::SIGXFSZ, libc::SIG_IGN) };
+            let big = vec![0u8; 2 << 20];
+            match inh.data.write_all(&big) {
+                Err(e) if e.raw_os_error() == Some(libc::EFBIG) => Ok(()),
+                other => Err(format!("expected EFBIG, got {other:?}")),
+            }
+        }
+        "clock" => {
+            let now = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_err(|e| e.to_string())?;
+            std::thread::sleep(std::time::Duration::from_millis(1));
+            let _ = sandbox::kernel_clock();
+            (now.as_secs() > 0)
+                .then_some(())
+                .ok_or_else(|| "clock at 0".to_owned())
+        }
+        "alloc" => {
+            let mut v = vec![0u8; 10 << 20];
+            for (i, b) in v.iter_mut().enumerate().step_by(4096) {
+                *b = (i % 251) as u8;
+            }
+            let sum: u64 = v.iter().map(|&b| u64::from(b)).sum();
+            std::hint::black_box(sum);
+            Ok(())
+        }
+        "name" => sandbox::set_process_name("owampd-tester").map_err(|e| e.to_string()),
+        "status" => {
+            // /proc/<pid>/status is regenerated on every read from offset 0.
+            let status = inh.status.as_mut().ok_or("/proc/self/status not open")?;
+            status.seek(SeekFrom::Start(0)).map_err(|e| e.to_string())?;
+            let mut s = String::new();
+            status.read_to_string(&mut s).map_err(|e| e.to_string())?;
+            print!("{s}");
+            Ok(())
+        }
+        "panic" => panic!("probe panics on purpose"),
+        // --- must die by SIGSYS (tester) ---
+        "open" => {
+            let r = std::fs::File::open("/etc/hostname");
+            Err(format!("open returned {r:?}"))
+        }
+        "socket" => {
+            let r = UdpSocket::bind("127.0.0.1:0");
+            Err(format!("socket returned {r:?}"))
+        }
+        "socket-netlink" => {
+            // SAFETY: socket(2) takes integers only.
+            let fd = unsafe { libc::socket(libc::AF_NETLINK, libc::SOCK_RAW, 0) };
+            Err(format!("netlink socket returned {fd}"))
+        }
+        "connect" => {
+            let r = inh.udp_a.connect("127.0.0.1:9");
+            Err(format!("connect returned {r:?}"))
+        }
+        "execve" => {
+            let prog = c"/bin/true";
+            let r = nix::unistd::execv(prog, &[prog]);
+            Err(format!("execve returned {r:?}"))
+        }
+        "fork" => {
+            // SAFETY: the probe is single-threaded; the child (if any) exits at once.
+            let pid = unsafe { libc::fork() };
+            if pid == 0 {
+                // SAFETY: _exit is async-signal-safe and ends the child immediately.
+                unsafe { libc::_exit(0) };
+            }
+            Err(format!("fork returned {pid}"))
+        }
+        "mmap-exec" => {
+            // SAFETY: an anonymous private mapping touches no existing memory; it is
+            // never used, and the filter should kill us before it exists.
+            let p = unsafe {
+                libc::mmap(
+                    std::ptr::null_mut(),
+                    4096,
+                    libc::PROT_READ | libc::PROT_EXEC,
+                    libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
+                    -1,
+                    0,
+                )
+            };
+            Err(format!("mmap PROT_EXEC returned {p:?}"))
+        }
+        // --- control: Landlock ---
+        "data-dir-rw" => {
+            let dir = args.data_dir.clone().ok_or("needs --data-dir")?;
+            let sub = dir.join("hierarchy").join("regular");
+            std::fs::create_dir_all(&sub).map_err(|e| format!("mkdir: {e}"))?;
+            let f = sub.join("0000.owp");
+            std::fs::write(&f, b"OwA\0").map_err(|e| format!("write: {e}"))?;
+            let back = std::fs::read(&f).map_err(|e| format!("read: {e}"))?;
+            std::fs::rename(&f, sub.join("0001.owp")).map_err(|e| format!("rename: {e}"))?;
+            std::fs::remove_file(sub.join("0001.owp")).map_err(|e| format!("unlink: {e}"))?;
+            (back == b"OwA\0")
+                .then_some(())
+                .ok_or_else(|| "read back differs".to_owned())
+        }
+        "open-passwd" => expect_eacces(std::fs::File::open("/etc/passwd").map(drop)),
+        "exec-denied" => expect_eacces(std::process::Command::new("/bin/true").status().map(drop)),
+        "exec-tester" => {
+            // Start this probe again as a tester, under the inherited control sandbox, to
+            // prove control's filter and Landlock let a tester start and confine itself.
+            let me = std::env::current_exe().map_err(|e| e.to_string())?;
+            let mut cmd = std::process::Command::new(me);
+            cmd.args(["tester", "udp"]);
+            if let Some(d) = &args.data_dir {
+                cmd.arg("--data-dir").arg(d);
+            }
+            let st = cmd.status().map_err(|e| format!("spawn: {e}"))?;
+            st.success()
+                .then_some(())
+                .ok_or_else(|| format!("tester probe ended {st:?}"))
+        }
+        other => Err(format!("unknown action {other}")),
+    }
+}
+
+fn expect_eacces(r: std::io::Result<()>) -> Result<(), String> {
+    match r {
+        Err(e) if e.raw_os_error() == Some(libc::EACCES) => Ok(()),
+        other => Err(format!("expected EACCES, got {other:?}")),
+    }
+}
