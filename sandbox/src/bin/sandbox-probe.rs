@@ -76,7 +76,12 @@ struct Inherited {
 fn prepare(args: &Args) -> Result<Inherited, String> {
     let udp_a = UdpSocket::bind("127.0.0.1:0").map_err(|e| format!("udp: {e}"))?;
     let udp_b = UdpSocket::bind("127.0.0.1:0").map_err(|e| format!("udp: {e}"))?;
-    let dir = args.data_dir.clone().unwrap_or_else(std::env::temp_dir);
+    // In the data dir when there is one (a tester started by a control probe can only
+    // create files there); a missing one is left for `enter` to refuse.
+    let dir = match &args.data_dir {
+        Some(d) if d.is_dir() => d.clone(),
+        _ => std::env::temp_dir(),
+    };
     let path = dir.join(format!("probe-{}.dat", std::process::id()));
     let data = std::fs::OpenOptions::new()
         .create(true)
@@ -269,6 +274,12 @@ fn act(args: &Args, mut inh: Inherited) -> Result<(), String> {
                 )
             };
             Err(format!("mmap PROT_EXEC returned {p:?}"))
+        }
+        "unshare" => {
+            // Denied by the master's deny-list (and absent from the allow-lists).
+            // SAFETY: unshare(2) takes flags only.
+            let rc = unsafe { libc::unshare(libc::CLONE_NEWUTS) };
+            Err(format!("unshare returned {rc}"))
         }
         // --- control: Landlock ---
         "data-dir-rw" => {
