@@ -323,3 +323,37 @@ fn master_keeps_only_its_four_capabilities() {
     // Ordinary work goes on.
     assert_lives(&probe("master", "udp", &[]), "udp");
 }
+
+/// examples/control-runtime, built by `cargo test -p sandbox` (cargo builds a package's
+/// examples for its tests; a filtered `--test probe` run does not).
+fn control_runtime_example() -> std::path::PathBuf {
+    let me = std::env::current_exe().expect("test exe path");
+    // target/<profile>/deps/probe-<hash> → target/<profile>/examples/control-runtime
+    let profile_dir = me
+        .parent()
+        .and_then(Path::parent)
+        .expect("target profile dir");
+    let ex = profile_dir.join("examples").join("control-runtime");
+    assert!(
+        ex.exists(),
+        "{} missing: run `cargo test -p sandbox` (it builds the examples)",
+        ex.display()
+    );
+    ex
+}
+
+#[test]
+fn control_policy_runs_tokio_store_and_spawn() {
+    if !root_or_skip("control_policy_runs_tokio_store_and_spawn") {
+        return;
+    }
+    let d = data_dir();
+    let out = Command::new(control_runtime_example())
+        .arg(d.path())
+        .arg(PROBE)
+        .arg(run_as_arg())
+        .env_remove("RUST_BACKTRACE")
+        .output()
+        .expect("run control-runtime");
+    assert_lives(&out, "control-runtime");
+}
