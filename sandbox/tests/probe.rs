@@ -84,6 +84,7 @@ fn status_field<'a>(status: &'a str, name: &str) -> &'a str {
 const FORBIDDEN_TESTER: &[&str] = &["open", "socket", "connect", "execve", "fork", "mmap-exec"];
 const ALLOWED_TESTER: &[&str] = &[
     "nothing",
+    "fds-closed",
     "udp",
     "sockopts",
     "write-file",
@@ -225,6 +226,33 @@ fn unprivileged_start_still_confines() {
     assert_eq!(status_field(&s, "Seccomp"), "2");
     assert_sigsys(&run("open"), "open as nobody");
     assert_lives(&run("udp"), "udp as nobody");
+}
+
+#[test]
+fn unprivileged_master_gets_no_new_privs_and_no_caps() {
+    if !root_or_skip("unprivileged_master_gets_no_new_privs_and_no_caps") {
+        return;
+    }
+    let n = nobody();
+    let run = |action: &str| {
+        Command::new(PROBE)
+            .args(["master", action])
+            .env_remove("RUST_BACKTRACE")
+            .uid(n.uid)
+            .gid(n.gid)
+            .output()
+            .expect("run probe as nobody")
+    };
+    let out = run("status");
+    assert_lives(&out, "status");
+    let s = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(status_field(&s, "CapPrm"), "0000000000000000");
+    assert_eq!(status_field(&s, "CapEff"), "0000000000000000");
+    // Not root: nothing to hand to control, so no_new_privs is safe and lets the
+    // deny-list load without CAP_SYS_ADMIN.
+    assert_eq!(status_field(&s, "NoNewPrivs"), "1");
+    assert_eq!(status_field(&s, "Seccomp"), "2");
+    assert_sigsys(&run("unshare"), "unshare");
 }
 
 #[test]

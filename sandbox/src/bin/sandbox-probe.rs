@@ -68,6 +68,8 @@ fn parse_args() -> Result<Args, String> {
 struct Inherited {
     udp_a: UdpSocket,
     udp_b: UdpSocket,
+    /// Bound to [::1] when the host has IPv6 loopback.
+    udp_v6: Option<UdpSocket>,
     data: std::fs::File,
     /// None when Landlock (inherited from a control probe) hides /proc.
     status: Option<std::fs::File>,
@@ -78,6 +80,7 @@ fn prepare(args: &Args) -> Result<Inherited, String> {
     let udp_b = UdpSocket::bind("127.0.0.1:0").map_err(|e| format!("udp: {e}"))?;
     // In the data dir when there is one (a tester started by a control probe can only
     // create files there); a missing one is left for `enter` to refuse.
+    let udp_v6 = UdpSocket::bind("[::1]:0").ok();
     let dir = match &args.data_dir {
         Some(d) if d.is_dir() => d.clone(),
         _ => std::env::temp_dir(),
@@ -96,6 +99,7 @@ fn prepare(args: &Args) -> Result<Inherited, String> {
     Ok(Inherited {
         udp_a,
         udp_b,
+        udp_v6,
         data,
         status,
     })
@@ -123,8 +127,17 @@ fn main() -> ExitCode {
     ]
     .into_iter()
     .chain(inh.status.as_ref().map(|f| f.as_raw_fd()))
+    .chain(inh.udp_v6.as_ref().map(|s| s.as_raw_fd()))
     .max()
     .unwrap_or(2);
+    // A stray descriptor above keep_fds, as a careless parent would leak: enter must
+    // close it (action "fds-closed" checks).
+    let stray = match std::fs::File::open("/dev/null") {
+        // F_DUPFD puts the copy at keep+10 or above, whatever gaps lie below keep.
+        // SAFETY: F_DUPFD only creates a new descriptor; `f` stays valid and is dropped.
+        Ok(f) => unsafe { libc::fcntl(f.as_raw_fd(), libc::F_DUPFD, keep + 10) },
+        Err(_) => -1,
+    };
     let opts = SandboxOptions {
         run_as: args.run_as,
         data_dir: args.data_dir.clone(),
@@ -141,7 +154,7 @@ fn main() -> ExitCode {
         eprintln!("sandbox-probe: enter: {e}");
         return ExitCode::from(3);
     }
-    match act(&args, inh) {
+    match act(&args, inh, stray) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("sandbox-probe: {}: {e}", args.action);
@@ -152,10 +165,21 @@ fn main() -> ExitCode {
 
 /// Ok when the action behaved as an allowed one should (or, for Landlock denials, was
 /// refused with EACCES).
-fn act(args: &Args, mut inh: Inherited) -> Result<(), String> {
+fn act(args: &Args, mut inh: Inherited, stray: i32) -> Result<(), String> {
     match args.action.as_str() {
         // --- must live ---
         "nothing" => Ok(()),
+        "fds-closed" => {
+            if stray <= 2 {
+                return Err(format!("no stray fd was opened ({stray})"));
+            }
+            // SAFETY: F_GETFD only reads the descriptor flags of `stray`, if it exists.
+            let rc = unsafe { libc::fcntl(stray, libc::F_GETFD) };
+            let errno = std::io::Error::last_os_error().raw_os_error();
+            (rc == -1 && errno == Some(libc::EBADF))
+                .then_some(())
+                .ok_or_else(|| format!("fd {stray} still open (rc {rc})"))
+        }
         "udp" => {
             let to = inh.udp_b.local_addr().map_err(|e| e.to_string())?;
             inh.udp_a
@@ -171,11 +195,12 @@ fn act(args: &Args, mut inh: Inherited) -> Result<(), String> {
                 .ok_or_else(|| "wrong datagram".to_owned())
         }
         "sockopts" => {
-            inh.udp_a.set_ttl(255).map_err(|e| format!("ttl: {e}"))?;
-            let ttl = inh.udp_a.ttl().map_err(|e| format!("ttl: {e}"))?;
-            (ttl == 255)
-                .then_some(())
-                .ok_or_else(|| format!("ttl {ttl}"))
+            // What owamp::engine::UdpTestSocket::new does to fd 4, IPv4 then IPv6.
+            test_socket_options(&inh.udp_a, false)?;
+            if let Some(v6) = &inh.udp_v6 {
+                test_socket_options(v6, true)?;
+            }
+            Ok(())
         }
         "write-file" => {
             inh.data
@@ -313,6 +338,36 @@ fn act(args: &Args, mut inh: Inherited) -> Result<(), String> {
         }
         other => Err(format!("unknown action {other}")),
     }
+}
+
+/// The socket options of the test engine, read back where the kernel reports them as set.
+fn test_socket_options(sock: &UdpSocket, v6: bool) -> Result<(), String> {
+    use nix::sys::socket::{getsockopt, setsockopt, sockopt};
+    fn e(what: &'static str) -> impl Fn(nix::Error) -> String {
+        move |err| format!("{what}: {err}")
+    }
+    setsockopt(sock, sockopt::SndBuf, &65536).map_err(e("SO_SNDBUF"))?;
+    setsockopt(sock, sockopt::RcvBuf, &65536).map_err(e("SO_RCVBUF"))?;
+    setsockopt(sock, sockopt::ReceiveTimestampns, &true).map_err(e("SO_TIMESTAMPNS"))?;
+    if v6 {
+        setsockopt(sock, sockopt::Ipv6Ttl, &255).map_err(e("IPV6_UNICAST_HOPS"))?;
+        setsockopt(sock, sockopt::Ipv6RecvHopLimit, &true).map_err(e("IPV6_RECVHOPLIMIT"))?;
+        setsockopt(sock, sockopt::Ipv6TClass, &(46 << 2)).map_err(e("IPV6_TCLASS"))?;
+    } else {
+        setsockopt(sock, sockopt::Ipv4Ttl, &255).map_err(e("IP_TTL"))?;
+        setsockopt(sock, sockopt::Ipv4RecvTtl, &true).map_err(e("IP_RECVTTL"))?;
+        setsockopt(sock, sockopt::Ipv4Tos, &(46 << 2)).map_err(e("IP_TOS"))?;
+        let ttl = getsockopt(sock, sockopt::Ipv4Ttl).map_err(e("IP_TTL get"))?;
+        if ttl != 255 {
+            return Err(format!("ttl {ttl}"));
+        }
+    }
+    let ts = getsockopt(sock, sockopt::ReceiveTimestampns).map_err(e("SO_TIMESTAMPNS get"))?;
+    if !ts {
+        return Err("SO_TIMESTAMPNS not set".into());
+    }
+    sock.set_nonblocking(true)
+        .map_err(|err| format!("set_nonblocking: {err}"))
 }
 
 fn expect_eacces(r: std::io::Result<()>) -> Result<(), String> {

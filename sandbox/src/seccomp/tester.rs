@@ -61,6 +61,12 @@ pub fn policy() -> Result<Policy, PolicyError> {
         ],
     )?;
 
+    // UdpTestSocket::new: std set_nonblocking is ioctl(FIONBIO); nothing else.
+    p.allow_if(
+        libc::SYS_ioctl,
+        &[&[eq(1, u64::from(libc::FIONBIO as u32))]],
+    )?;
+
     // The test socket (fd 4) and the IPC socket (fd 3): engine send/receive loops.
     p.allow(libc::SYS_sendto);
     p.allow(libc::SYS_sendmsg);
