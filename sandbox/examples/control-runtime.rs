@@ -94,7 +94,28 @@ async fn work(dir: PathBuf, tester: PathBuf) -> Result<(), String> {
     tokio::task::spawn_blocking(move || store_ops(&d))
         .await
         .map_err(|e| format!("join: {e}"))??;
-    spawn_tester(&tester, &dir)
+    spawn_tester(&tester, &dir)?;
+    stop_tester(&tester, &dir)
+}
+
+/// Starts a tester that would run for 30 s and stops it with SIGKILL, as control does
+/// when a session is aborted: seccomp pins kill(2) to TERM/KILL/0, and Landlock's signal
+/// scope must still let control reach its own child.
+fn stop_tester(tester: &std::path::Path, dir: &std::path::Path) -> Result<(), String> {
+    use std::os::unix::process::ExitStatusExt;
+    let mut child = Command::new(tester)
+        .args(["tester", "sleep", "--data-dir"])
+        .arg(dir)
+        .env_clear()
+        .stdin(Stdio::null())
+        .spawn()
+        .map_err(|e| format!("spawn: {e}"))?;
+    std::thread::sleep(Duration::from_millis(50));
+    child.kill().map_err(|e| format!("kill: {e}"))?;
+    let st = child.wait().map_err(|e| format!("wait: {e}"))?;
+    (st.signal() == Some(libc::SIGKILL))
+        .then_some(())
+        .ok_or_else(|| format!("stopped tester ended {st:?}"))
 }
 
 /// The data store's operations (hierarchy, catalog symlinks, atomic rename, listing).

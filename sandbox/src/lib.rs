@@ -81,7 +81,8 @@ pub enum SeccompMode {
 }
 
 /// Options for [`enter`]. Fields that do not apply to a role are ignored for it.
-#[derive(Clone, Debug, Default)]
+/// The default keeps stdin, stdout and stderr (`keep_fds: 2`) and nothing else.
+#[derive(Clone, Debug)]
 pub struct SandboxOptions {
     /// The user and group to become. Only used when the process is root; ignored for
     /// the master (which keeps its uid).
@@ -99,6 +100,20 @@ pub struct SandboxOptions {
     pub max_file_size: Option<u64>,
     /// Kill on violation (default) or only log.
     pub seccomp: SeccompMode,
+}
+
+impl Default for SandboxOptions {
+    fn default() -> Self {
+        SandboxOptions {
+            run_as: None,
+            data_dir: None,
+            exec_paths: Vec::new(),
+            // Not 0: closing stdout/stderr by default would hide the error that follows.
+            keep_fds: 2,
+            max_file_size: None,
+            seccomp: SeccompMode::Enforce,
+        }
+    }
 }
 
 /// Confines the calling process for `role`. Call it once, early, while the process is

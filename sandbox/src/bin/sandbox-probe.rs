@@ -242,6 +242,11 @@ fn act(args: &Args, mut inh: Inherited, stray: i32) -> Result<(), String> {
             std::hint::black_box(sum);
             Ok(())
         }
+        "sleep" => {
+            // Something for a control probe to stop with SIGKILL.
+            std::thread::sleep(std::time::Duration::from_secs(30));
+            Ok(())
+        }
         "name" => sandbox::set_process_name("owampd-tester").map_err(|e| e.to_string()),
         "status" => {
             // /proc/<pid>/status is regenerated on every read from offset 0.

@@ -135,3 +135,37 @@ pub fn le(arg: u8, value: u64) -> Cond {
 pub fn c(v: libc::c_int) -> u64 {
     u64::from(v.unsigned_abs())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_syscall_listed_twice_is_an_error() {
+        let mut p = Policy::default();
+        p.allow(libc::SYS_read);
+        p.allow(libc::SYS_write);
+        p.allow(libc::SYS_read);
+        assert!(matches!(
+            p.finish(),
+            Err(PolicyError::Duplicate { nr }) if nr == libc::SYS_read
+        ));
+    }
+
+    #[test]
+    fn conditional_rules_are_kept_per_syscall() {
+        let mut p = Policy::default();
+        p.allow_if(libc::SYS_socket, &[&[eq(0, 2)], &[eq(0, 10)]])
+            .expect("valid rule");
+        let p = p.finish().expect("no duplicates");
+        assert_eq!(p.len(), 1);
+        let map = p.into_map();
+        assert_eq!(map.get(&libc::SYS_socket).map(Vec::len), Some(2));
+    }
+
+    #[test]
+    fn an_argument_index_past_five_is_refused() {
+        let mut p = Policy::default();
+        assert!(p.allow_if(libc::SYS_socket, &[&[eq(6, 0)]]).is_err());
+    }
+}
