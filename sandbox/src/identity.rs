@@ -18,17 +18,18 @@ pub fn is_root() -> bool {
     Uid::effective().is_root()
 }
 
-/// Resolves `-U`: a user name, or a numeric uid (as the reference accepts). The gid is
-/// the user's primary group; a numeric uid without a passwd entry is refused rather than
-/// run with a guessed group.
+/// Resolves `-U`/`user`: a user name, or `-N` for uid N (the reference's syntax, spec
+/// §7.1 options table; a bare number is accepted too). The gid is the user's primary
+/// group; override it with [`lookup_group`] for `-G`. A uid without a passwd entry is
+/// refused rather than run with a guessed group.
 pub fn lookup_user(name_or_uid: &str) -> Result<RunAs, SandboxError> {
     let unknown = || SandboxError::Unknown {
         kind: "user",
         name: name_or_uid.to_owned(),
     };
-    let user = match name_or_uid.parse::<u32>() {
-        Ok(uid) => User::from_uid(Uid::from_raw(uid)),
-        Err(_) => User::from_name(name_or_uid),
+    let user = match numeric(name_or_uid) {
+        Some(uid) => User::from_uid(Uid::from_raw(uid)),
+        None => User::from_name(name_or_uid),
     }
     .map_err(|e| SandboxError::step("lookup_user", e))?
     .ok_or_else(unknown)?;
@@ -38,19 +39,29 @@ pub fn lookup_user(name_or_uid: &str) -> Result<RunAs, SandboxError> {
     })
 }
 
-/// Resolves `-G`: a group name or a numeric gid.
+/// Resolves `-G`/`group`: a group name, or `-N` (or a bare number) for gid N.
 pub fn lookup_group(name_or_gid: &str) -> Result<u32, SandboxError> {
     let unknown = || SandboxError::Unknown {
         kind: "group",
         name: name_or_gid.to_owned(),
     };
-    let group = match name_or_gid.parse::<u32>() {
-        Ok(gid) => Group::from_gid(Gid::from_raw(gid)),
-        Err(_) => Group::from_name(name_or_gid),
+    if let Some(gid) = numeric(name_or_gid) {
+        // A numeric gid needs no group entry: setresgid takes any number.
+        return Ok(gid);
     }
-    .map_err(|e| SandboxError::step("lookup_group", e))?
-    .ok_or_else(unknown)?;
+    let group = Group::from_name(name_or_gid)
+        .map_err(|e| SandboxError::step("lookup_group", e))?
+        .ok_or_else(unknown)?;
     Ok(group.gid.as_raw())
+}
+
+/// `-N` or `N` → N. Names never start with '-' and are not all digits (useradd(8)).
+fn numeric(s: &str) -> Option<u32> {
+    let digits = s.strip_prefix('-').unwrap_or(s);
+    if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    digits.parse().ok()
 }
 
 /// setgroups([]), setresgid, setresuid (groups first: once the uid is gone we could no
@@ -109,4 +120,42 @@ fn prove_dropped(target: RunAs) -> Result<(), SandboxError> {
         return Err(SandboxError::verify(STEP, "setgid(0) succeeded"));
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn numeric_forms() {
+        assert_eq!(numeric("-65534"), Some(65534));
+        assert_eq!(numeric("0"), Some(0));
+        assert_eq!(numeric("nobody"), None);
+        assert_eq!(numeric("-"), None);
+        assert_eq!(numeric(""), None);
+        assert_eq!(numeric("-12a"), None);
+        assert_eq!(numeric("+5"), None);
+        assert_eq!(numeric("-99999999999"), None);
+    }
+
+    #[test]
+    fn root_resolves_by_name_and_number() {
+        let by_name = lookup_user("root").expect("root exists");
+        assert_eq!(by_name, RunAs { uid: 0, gid: 0 });
+        assert_eq!(lookup_user("-0").expect("uid 0"), by_name);
+        assert_eq!(lookup_group("-0").expect("gid 0"), 0);
+        assert_eq!(lookup_group("root").expect("group root"), 0);
+    }
+
+    #[test]
+    fn unknown_names_are_typed_errors() {
+        assert!(matches!(
+            lookup_user("no-such-user-owampd"),
+            Err(SandboxError::Unknown { kind: "user", .. })
+        ));
+        assert!(matches!(
+            lookup_group("no-such-group-owampd"),
+            Err(SandboxError::Unknown { kind: "group", .. })
+        ));
+    }
 }
