@@ -120,11 +120,13 @@ impl Default for SandboxOptions {
 /// still single-threaded (the seccomp filter and the uid change apply to the calling
 /// thread; threads created afterwards inherit them).
 ///
+/// A multi-threaded caller is refused (step `single_thread`).
 /// Every step is verified; the error names the step that failed. A failure must be
 /// fatal for the caller: the process is then in an unknown, partly confined state.
 pub fn enter(role: Role, opts: &SandboxOptions) -> Result<(), SandboxError> {
     let was_root = is_root();
 
+    process::ensure_single_threaded()?;
     fds::close_fds_above(opts.keep_fds)?;
     rlimits::apply(role, opts)?;
 

@@ -2,6 +2,23 @@
 
 use crate::SandboxError;
 
+/// Refuses to start confining a multi-threaded process: seccomp and Landlock apply to the
+/// calling thread only, so another thread would stay unconfined. Counted from
+/// /proc/self/task; without /proc the caller's word is all we have.
+pub(crate) fn ensure_single_threaded() -> Result<(), SandboxError> {
+    let Ok(tasks) = std::fs::read_dir("/proc/self/task") else {
+        return Ok(());
+    };
+    let n = tasks.count();
+    if n > 1 {
+        return Err(SandboxError::verify(
+            "single_thread",
+            format!("{n} threads; enter the sandbox before starting any"),
+        ));
+    }
+    Ok(())
+}
+
 /// Sets `PR_SET_NO_NEW_PRIVS` (prctl(2)): execve can no longer grant privileges (set-id
 /// bits, file capabilities). Required by Landlock and unprivileged seccomp.
 pub(crate) fn set_no_new_privs() -> Result<(), SandboxError> {

@@ -131,6 +131,20 @@ fn tester_panic_aborts_instead_of_sigsys() {
 }
 
 #[test]
+fn enter_refuses_a_multi_threaded_process() {
+    if !root_or_skip("enter_refuses_a_multi_threaded_process") {
+        return;
+    }
+    let out = probe("tester", "threaded", &["--run-as", &run_as_arg()]);
+    assert_eq!(out.status.code(), Some(3), "{}", describe(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("single_thread"),
+        "{}",
+        describe(&out)
+    );
+}
+
+#[test]
 fn tester_log_mode_does_not_kill() {
     if !root_or_skip("tester_log_mode_does_not_kill") {
         return;

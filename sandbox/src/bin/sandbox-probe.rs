@@ -150,6 +150,9 @@ fn main() -> ExitCode {
             SeccompMode::Enforce
         },
     };
+    // "threaded": a second thread is alive when enter runs, which it must refuse.
+    let _sleeper = (args.action == "threaded")
+        .then(|| std::thread::spawn(|| std::thread::sleep(std::time::Duration::from_secs(5))));
     if let Err(e) = sandbox::enter(args.role, &opts) {
         eprintln!("sandbox-probe: enter: {e}");
         return ExitCode::from(3);
