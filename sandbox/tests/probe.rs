@@ -81,7 +81,15 @@ fn status_field<'a>(status: &'a str, name: &str) -> &'a str {
         .unwrap_or_else(|| panic!("no {name} in {status}"))
 }
 
-const FORBIDDEN_TESTER: &[&str] = &["open", "socket", "connect", "execve", "fork", "mmap-exec"];
+const FORBIDDEN_TESTER: &[&str] = &[
+    "open",
+    "stat-path",
+    "socket",
+    "connect",
+    "execve",
+    "fork",
+    "mmap-exec",
+];
 const ALLOWED_TESTER: &[&str] = &[
     "nothing",
     "fds-closed",

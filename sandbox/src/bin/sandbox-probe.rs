@@ -266,6 +266,11 @@ fn act(args: &Args, mut inh: Inherited, stray: i32) -> Result<(), String> {
             let r = std::fs::File::open("/etc/hostname");
             Err(format!("open returned {r:?}"))
         }
+        "stat-path" => {
+            // statx/newfstatat are allowed on the tester's own fds only, never on a path.
+            let r = std::fs::metadata("/etc/passwd");
+            Err(format!("stat returned {r:?}"))
+        }
         "socket" => {
             let r = UdpSocket::bind("127.0.0.1:0");
             Err(format!("socket returned {r:?}"))
