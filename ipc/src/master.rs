@@ -48,8 +48,11 @@ pub enum ControlToMaster {
     ConnectionDone,
 }
 
-/// One log line from a less-privileged process. `message` already carries the role
-/// (and peer/SID where there is one), e.g. `"owampd-control: [::1]:4711: ..."`.
+/// One log line from a less-privileged process. `message` starts with the role tag of its
+/// origin and carries the peer/SID where there is one, e.g. `"[control] [::1]:4711: ..."`
+/// or `"[tester sid=…] ..."`; the master's own lines are `"[master] ..."`. The master
+/// writes it unchanged to syslog (ident `owampd`) and, with `-Z`, as `owampd: <message>`
+/// on stderr.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct LogRecord {
     pub level: LogLevel,
