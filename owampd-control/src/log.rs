@@ -31,7 +31,7 @@ impl Logger {
     pub fn new(sink: Arc<dyn LogSink>) -> Logger {
         Logger {
             sink,
-            prefix: "owampd-control".into(),
+            prefix: "[control]".into(),
         }
     }
 
@@ -39,7 +39,7 @@ impl Logger {
     pub fn peer(&self, peer: SocketAddr) -> Logger {
         Logger {
             sink: self.sink.clone(),
-            prefix: format!("{} [{peer}]", self.prefix),
+            prefix: format!("{} {peer}", self.prefix),
         }
     }
 
@@ -115,9 +115,9 @@ mod tests {
             vec![
                 (
                     Level::Info,
-                    "owampd-control [127.0.0.1:5000] sid=ab: accepted".to_string()
+                    "[control] 127.0.0.1:5000 sid=ab: accepted".to_string()
                 ),
-                (Level::Warning, "owampd-control: x".to_string()),
+                (Level::Warning, "[control]: x".to_string()),
             ]
         );
     }
