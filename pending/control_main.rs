@@ -64,8 +64,26 @@ fn main() -> ExitCode {
         Ok(s) => s,
         Err(e) => return fail(e),
     };
-    // TODO(sandbox merge): sandbox::enter(Role::Control, datadir rw, tester rx) here,
-    // before anything reads untrusted input.
+    // Confined before anything reads untrusted input, and while still single-threaded
+    // (design.md "Sandbox"): data dir rw, the tester binary rx, nothing else.
+    let opts = sandbox::SandboxOptions {
+        run_as: settings
+            .run_as
+            .map(|(uid, gid)| sandbox::RunAs { uid, gid }),
+        data_dir: Some(settings.datadir.clone()),
+        exec_paths: vec![settings.tester_path.clone()],
+        keep_fds: IPC_FD,
+        max_file_size: None,
+        seccomp: if settings.seccomp_log_only {
+            sandbox::SeccompMode::Log
+        } else {
+            sandbox::SeccompMode::Enforce
+        },
+    };
+    let _ = sandbox::set_process_name("owampd-control");
+    if let Err(e) = sandbox::enter(sandbox::Role::Control, &opts) {
+        return fail(format!("sandbox: {e}"));
+    }
     let tree = match class_tree(&settings.limits) {
         Ok(t) => t,
         Err(e) => return fail(e),
