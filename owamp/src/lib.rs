@@ -5,6 +5,10 @@
 //! engines run over the small [`engine::TestSocket`] trait.
 #![forbid(unsafe_code)]
 
+pub mod engine;
+pub mod packet;
+pub mod schedule;
+pub mod time;
 pub mod types;
 
 pub use types::{

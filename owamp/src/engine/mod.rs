@@ -1,0 +1,1 @@
+//! The sender and receiver loops (spec §3.3, §3.4).
