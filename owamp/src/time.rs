@@ -115,6 +115,12 @@ impl Clock {
         self.apply_offset(timestamp_from_timespec(ts))
     }
 
+    /// A raw `CLOCK_REALTIME` timestamp on this clock's time scale (the debugging offset
+    /// applied): the inverse of [`Clock::to_realtime`].
+    pub fn from_realtime(&self, raw: Timestamp) -> Timestamp {
+        self.apply_offset(raw)
+    }
+
     /// Converts an instant of this clock back to the raw `CLOCK_REALTIME` time scale (for
     /// absolute sleeps).
     pub fn to_realtime(&self, ts: Timestamp) -> Timestamp {
