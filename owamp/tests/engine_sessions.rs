@@ -485,3 +485,52 @@ fn udp_socket_reports_kernel_timestamp_ttl_and_source() {
     let k = got.kernel_ts.expect("SO_TIMESTAMPNS enabled");
     assert!(k >= before);
 }
+
+#[test]
+fn receiver_window_does_not_grow_with_num_packets() {
+    // A million packets at 1 ms, nothing ever arrives, stopped after ~0.6 s: only the
+    // packets already due (plus 2 × Timeout ahead) may be outstanding and flushed as lost.
+    let s = Setup {
+        mode: Mode::Open,
+        n: 1_000_000,
+        interval_ms: 1,
+        start_in_ms: 100,
+        timeout_ms: 100,
+    };
+    let (_tx, rx) = mpsc::channel();
+    let mut rsock = ChanReceiver { rx };
+    let clock = Clock::new(None, 0.0);
+    let mut sched = s.schedule(s.start());
+    let mut records = Vec::new();
+    let stop = StopFlag::new();
+    let remote = stop.clone();
+    let t = std::thread::spawn(move || {
+        std::thread::sleep(Duration::from_millis(600));
+        remote.stop();
+    });
+    let params = ReceiverParams {
+        num_packets: s.n,
+        timeout: ms(s.timeout_ms),
+        expected_src: SENDER.parse().unwrap(),
+    };
+    let mut ctl = stop;
+    let rep = run_receiver(
+        &mut rsock,
+        &clock,
+        &s.format(),
+        &mut sched,
+        params,
+        &mut records,
+        &mut ctl,
+    )
+    .unwrap();
+    t.join().unwrap();
+    assert!(rep.stopped);
+    assert_eq!(rep.received, 0);
+    assert!(rep.lost > 0);
+    // 0.5 s of sending + 0.2 s ahead ≈ 700; generous bound for a slow machine.
+    assert!(rep.lost < 20_000, "{}", rep.lost);
+    assert_eq!(records.len() as u64, rep.lost);
+    // Lost records come out in seqno order.
+    assert!(records.windows(2).all(|w| w[0].seq + 1 == w[1].seq));
+}

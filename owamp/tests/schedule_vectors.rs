@@ -173,3 +173,27 @@ fn more_slots_than_packets_uses_the_first_ones() {
         .collect();
     assert_eq!(got, [1, 3, 7, 8, 10]);
 }
+
+proptest::proptest! {
+    /// Slots come from the network (Request-Session): any of them must give a schedule
+    /// without panicking, and random access must agree with the sequential iterator.
+    #[test]
+    fn arbitrary_slots_never_panic(
+        raw in proptest::collection::vec((proptest::bool::ANY, proptest::num::u64::ANY), 0..5),
+        n in 0u32..40,
+        start: u64,
+        probe in 0u32..50,
+    ) {
+        let slots: Vec<Slot> = raw
+            .iter()
+            .map(|&(e, p)| Slot {
+                kind: if e { SlotKind::Exponential } else { SlotKind::Fixed },
+                param: Num64(p),
+            })
+            .collect();
+        let mut s = Schedule::new(Sid([3; 16]), Num64(start), &slots, n);
+        let seq: Vec<Num64> = std::iter::from_fn(|| s.next_send_time()).collect();
+        proptest::prop_assert_eq!(seq.len(), n as usize);
+        proptest::prop_assert_eq!(s.send_time(probe), seq.get(probe as usize).copied());
+    }
+}
