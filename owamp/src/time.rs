@@ -54,8 +54,8 @@ const STATUS_REFRESH: Num64 = Num64(1 << 32);
 
 /// The clock: `now()` gives a timestamp and its error estimate.
 ///
-/// Not `Sync` (it caches the kernel status in a `Cell`); each session owns one.
-#[derive(Debug)]
+/// Not `Sync` (it caches the kernel status in a `Cell`); each thread clones its own.
+#[derive(Clone, Debug)]
 pub struct Clock {
     status: Option<StatusProvider>,
     /// The debugging offset in 2^-32 s units, signed; added with wrap-around.

@@ -534,3 +534,72 @@ fn receiver_window_does_not_grow_with_num_packets() {
     // Lost records come out in seqno order.
     assert!(records.windows(2).all(|w| w[0].seq + 1 == w[1].seq));
 }
+
+/// A socket whose sends fail with a scripted errno sequence, then succeed.
+struct FailingSocket {
+    errors: Vec<i32>,
+    ok: u32,
+}
+
+impl TestSocket for FailingSocket {
+    fn send(&mut self, _: &[u8]) -> io::Result<()> {
+        match self.errors.pop() {
+            Some(e) => Err(io::Error::from_raw_os_error(e)),
+            None => {
+                self.ok += 1;
+                Ok(())
+            }
+        }
+    }
+    fn recv(&mut self, _: &mut [u8], _: Duration) -> io::Result<Option<Received>> {
+        Ok(None)
+    }
+}
+
+fn send_with(errors: Vec<i32>) -> (io::Result<SenderReport>, u32) {
+    let s = Setup {
+        n: 5,
+        start_in_ms: 5,
+        ..basic(Mode::Open)
+    };
+    let mut sock = FailingSocket { errors, ok: 0 };
+    let clock = Clock::new(None, 0.0);
+    let params = SenderParams {
+        num_packets: s.n,
+        timeout: ms(s.timeout_ms),
+        end_delay: Duration::ZERO,
+    };
+    let mut ctl = StopFlag::new();
+    // Stop during the final Timeout wait: the packets are all out by then.
+    let r = {
+        let mut sched = s.schedule(s.start());
+        let mut fmt = s.format();
+        let stopper = ctl.clone();
+        let t = std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(200));
+            stopper.stop();
+        });
+        let r = run_sender(&mut sock, &clock, &mut fmt, &mut sched, params, &mut ctl);
+        t.join().unwrap();
+        r
+    };
+    (r, sock.ok)
+}
+
+#[test]
+fn sender_retries_enobufs_ignores_transient_errors_and_dies_on_fatal_ones() {
+    // ENOBUFS twice: retried, every packet goes out.
+    let (r, ok) = send_with(vec![nix::libc::ENOBUFS, nix::libc::ENOBUFS]);
+    let r = r.unwrap();
+    assert_eq!((r.sent, r.send_errors, ok), (5, 0, 5));
+    assert_eq!(r.next_seqno, 5);
+    assert!(r.stopped, "stopped during the final wait");
+    // ECONNREFUSED (an ICMP error from an earlier packet): that packet is counted lost.
+    let (r, ok) = send_with(vec![nix::libc::ECONNREFUSED]);
+    let r = r.unwrap();
+    assert_eq!((r.sent, r.send_errors, ok), (4, 1, 4));
+    // EBADF: the session cannot go on.
+    let (r, ok) = send_with(vec![nix::libc::EBADF]);
+    assert_eq!(r.unwrap_err().raw_os_error(), Some(nix::libc::EBADF));
+    assert_eq!(ok, 0);
+}
