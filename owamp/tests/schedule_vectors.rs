@@ -197,3 +197,19 @@ proptest::proptest! {
         proptest::prop_assert_eq!(s.send_time(probe), seq.get(probe as usize).copied());
     }
 }
+
+#[test]
+fn mean_rate_of_slots() {
+    use owamp::schedule::packets_per_second;
+    let slot = |kind, ms: u64| Slot {
+        kind,
+        param: Num64::from_micros(ms * 1000),
+    };
+    assert_eq!(packets_per_second(&[]), 0.0);
+    let r = packets_per_second(&[slot(SlotKind::Exponential, 100)]);
+    assert!((r - 10.0).abs() < 1e-6, "{r}");
+    // -i 1.0e,0f: two packets per second.
+    let r = packets_per_second(&[slot(SlotKind::Exponential, 1000), slot(SlotKind::Fixed, 0)]);
+    assert!((r - 2.0).abs() < 1e-6, "{r}");
+    assert!(packets_per_second(&[slot(SlotKind::Fixed, 0)]).is_infinite());
+}
