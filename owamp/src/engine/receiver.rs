@@ -285,6 +285,65 @@ pub fn run_receiver(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::types::{Sid, Slot, SlotKind};
+    use proptest::prelude::*;
+
+    proptest! {
+        /// Datagrams come from the network: whatever they contain, handling them never
+        /// panics, and the window never grows beyond what the receive time allows.
+        #[test]
+        fn arbitrary_datagrams_never_panic(
+            packets in proptest::collection::vec(
+                (proptest::collection::vec(any::<u8>(), 0..40), any::<u32>(), any::<u64>(), 0u64..4),
+                1..30,
+            ),
+        ) {
+            let clock = Clock::new(None, 0.0);
+            let start = Num64(1 << 40);
+            let slot = Slot { kind: SlotKind::Fixed, param: Num64(1 << 22) }; // ~1 ms
+            let mut sched = Schedule::new(Sid([1; 16]), start, &[slot], 1_000_000);
+            let mut sink: Vec<PacketRecord> = Vec::new();
+            let src: SocketAddr = "192.0.2.1:1".parse().unwrap();
+            let params = ReceiverParams {
+                num_packets: 1_000_000,
+                timeout: Num64(1 << 32),
+                expected_src: src,
+            };
+            let fmt = PacketFormat::new(crate::types::Mode::Open, None, 0).unwrap();
+            let mut rx = Receiver {
+                clock: &clock,
+                sched: &mut sched,
+                sink: &mut sink,
+                params,
+                window: Window { head: 0, slots: VecDeque::new() },
+                report: ReceiverReport::default(),
+            };
+            for (mut data, seq, ts, near) in packets {
+                // Sometimes make the packet plausible: a sequence number and send time
+                // near the schedule, so the later checks run too.
+                let recv_ts = start.wrapping_add(Num64(near << 32));
+                if near > 0 && data.len() >= 14 {
+                    let seq = seq % 4096;
+                    data[..4].copy_from_slice(&seq.to_be_bytes());
+                    let send = recv_ts.wrapping_sub(Num64(ts % (1 << 31)));
+                    data[4..12].copy_from_slice(&send.to_be_bytes());
+                    data[13] |= 1;
+                }
+                rx.handle(&fmt, &data, src, recv_ts, None).unwrap();
+                rx.expire(recv_ts, false).unwrap();
+                // Window: at most the packets scheduled up to recv + 2T (≈ 1024 per s).
+                prop_assert!(rx.window.slots.len() <= 4 * 1100);
+            }
+            let r = rx.report;
+            prop_assert_eq!(r.received as usize + r.lost as usize, sink.len());
+            // Every accepted record passed the Timeout checks of spec §3.4.
+            for rec in sink.iter().filter(|r| !r.is_lost()) {
+                prop_assert!(abs_gap(rec.send_ts, rec.recv_ts) <= 1 << 32);
+                let t = sched.send_time(rec.seq).unwrap();
+                prop_assert!(abs_gap(rec.send_ts, t) <= 1 << 32);
+            }
+        }
+    }
 
     #[test]
     fn endpoints_compare_v4_mapped_as_v4() {
