@@ -87,7 +87,11 @@ impl Clock {
     /// A clock whose debugging offset comes from `OWAMP_DEBUG_TIMEOFFSET` (absent or empty
     /// means 0).
     pub fn from_env(status: Option<StatusProvider>) -> Result<Clock, TimeError> {
-        let text = std::env::var(DEBUG_OFFSET_ENV).unwrap_or_default();
+        // Not UTF-8 is as invalid as any other non-number: parse the lossy text so the
+        // error shows it.
+        let text = std::env::var_os(DEBUG_OFFSET_ENV)
+            .map(|v| v.to_string_lossy().into_owned())
+            .unwrap_or_default();
         Ok(Clock::new(status, parse_debug_offset(&text)?))
     }
 
