@@ -2,7 +2,7 @@
 //! declares packets lost once they are more than Timeout overdue.
 
 use super::wait::{POLL_SLICE, tighten_timer_slack};
-use super::{RecordSink, SessionControl, TestSocket, abs_gap};
+use super::{Received, RecordSink, SessionControl, TestSocket, abs_gap};
 use crate::packet::{PacketError, PacketFormat};
 use crate::schedule::Schedule;
 use crate::time::{Clock, num64_to_duration};
@@ -10,6 +10,10 @@ use crate::types::{ErrorEstimate, Num64, PacketRecord, Timestamp};
 use std::collections::VecDeque;
 use std::io;
 use std::net::SocketAddr;
+use std::time::Duration;
+
+/// At most this many already-queued datagrams are still processed after a stop request.
+const MAX_DRAIN_ON_STOP: usize = 100_000;
 
 /// Records are flushed to the sink at least this often (design.md: ≤ 100 ms).
 const FLUSH_EVERY: Num64 = Num64(429_496_730); // 100 ms in 2^-32 s
@@ -209,6 +213,22 @@ fn same_endpoint(a: SocketAddr, b: SocketAddr) -> bool {
     a.port() == b.port() && a.ip().to_canonical() == b.ip().to_canonical()
 }
 
+/// Timestamps one received datagram (kernel time if there is one) and handles it.
+fn receive_one(
+    rx: &mut Receiver<'_>,
+    clock: &Clock,
+    fmt: &PacketFormat,
+    buf: &[u8],
+    m: Received,
+) -> io::Result<()> {
+    let recv_ts = match m.kernel_ts {
+        Some(k) => clock.from_realtime(k),
+        None => clock.now().0,
+    };
+    let data = buf.get(..m.len.min(fmt.len())).unwrap_or_default();
+    rx.handle(fmt, data, m.src, recv_ts, m.ttl)
+}
+
 /// Runs a receiving session until the last packet's `sched + Timeout` has passed, or
 /// until stopped (then every outstanding packet is written as lost; the Stop-Sessions
 /// cleanup of spec §7.8 trims them).
@@ -251,6 +271,16 @@ pub fn run_receiver(
         }
         if ctl.poll_stop() {
             rx.report.stopped = true;
+            // Packets that already arrived are results, not losses: take what is queued
+            // (bounded, so a flood cannot hold the stop) before flushing the rest.
+            for _ in 0..MAX_DRAIN_ON_STOP {
+                match sock.recv(&mut buf, Duration::ZERO) {
+                    Ok(Some(m)) => receive_one(&mut rx, clock, fmt, &buf, m)?,
+                    Ok(None) => break,
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                    Err(e) => return Err(e),
+                }
+            }
             rx.expire(now, true)?;
             break;
         }
@@ -265,14 +295,7 @@ pub fn run_receiver(
         }
         let wait = num64_to_duration(wake.saturating_sub(now));
         match sock.recv(&mut buf, wait) {
-            Ok(Some(m)) => {
-                let recv_ts = match m.kernel_ts {
-                    Some(k) => clock.from_realtime(k),
-                    None => clock.now().0,
-                };
-                let data = buf.get(..m.len.min(fmt.len())).unwrap_or_default();
-                rx.handle(fmt, data, m.src, recv_ts, m.ttl)?;
-            }
+            Ok(Some(m)) => receive_one(&mut rx, clock, fmt, &buf, m)?,
             Ok(None) => {}
             Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
             Err(e) => return Err(e),
