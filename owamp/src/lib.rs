@@ -5,6 +5,7 @@
 //! engines run over the small [`engine::TestSocket`] trait.
 #![forbid(unsafe_code)]
 
+pub mod owp;
 pub mod types;
 
 pub use types::{
