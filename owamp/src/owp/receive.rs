@@ -271,7 +271,9 @@ impl ReceiveWriter {
                     out.extend_from_slice(c);
                 }
             }
-            if !out.is_empty() && kept != i {
+            // Skip the write only when nothing has moved: no record dropped before or
+            // inside this chunk.
+            if !out.is_empty() && (kept != i || out.len() != bytes.len()) {
                 self.file
                     .write_all_at(&out, self.header_len + kept * V3_RECORD_LEN)
                     .map_err(|e| OwpError::io(&self.path, "compact records", e))?;
