@@ -6,6 +6,7 @@
 #![forbid(unsafe_code)]
 
 pub mod owp;
+pub mod report;
 pub mod stats;
 pub mod types;
 
