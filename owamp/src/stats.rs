@@ -118,9 +118,11 @@ struct Node {
 
 impl Stats {
     /// Compute the summary of `records` (in file order) for the sample in `opts`.
-    /// `sched` gives a seqno's scheduled send time (from the session's schedule); when
-    /// absent, the send timestamps of the records for seqnos `first` and `last − 1`
-    /// are used instead (a lost record's send time is its scheduled time).
+    /// `sched` gives a seqno's scheduled send time (from the session's schedule), as
+    /// the reference computes "first"/"last". When absent, the send timestamps of the
+    /// records for seqnos `first` and `last − 1` are used (a lost record's send time is
+    /// its scheduled time), or failing those the earliest/latest send time in the
+    /// sample: an approximation, so owping should pass the schedule.
     pub fn compute<I>(
         session: &SessionHeader,
         records: I,
@@ -165,17 +167,23 @@ impl Stats {
         let mut received = 0u32;
         let mut first_send: Option<Timestamp> = None;
         let mut last_send: Option<Timestamp> = None;
+        let mut exact_first: Option<Timestamp> = None;
+        let mut exact_last: Option<Timestamp> = None;
 
         for rec in records {
             if rec.seq < first || rec.seq >= last {
                 continue;
             }
-            if rec.seq == first && first_send.is_none() {
-                first_send = Some(rec.send_ts);
+            // Fallback times: the exact seqno if present, else the earliest/latest
+            // send time seen in the sample.
+            if rec.seq == first {
+                exact_first.get_or_insert(rec.send_ts);
             }
-            if last > 0 && rec.seq == last - 1 && last_send.is_none() {
-                last_send = Some(rec.send_ts);
+            if last > 0 && rec.seq == last - 1 {
+                exact_last.get_or_insert(rec.send_ts);
             }
+            first_send = Some(first_send.map_or(rec.send_ts, |t: Timestamp| t.min(rec.send_ts)));
+            last_send = Some(last_send.map_or(rec.send_ts, |t: Timestamp| t.max(rec.send_ts)));
             if skips
                 .iter()
                 .any(|s| rec.seq >= s.first && rec.seq <= s.last)
@@ -245,7 +253,7 @@ impl Stats {
             .fold(0u32, |a, b| a.saturating_add(b));
         let (start_time, end_time) = match sched {
             Some(f) if last > first => (Some(f(first)), Some(f(last - 1))),
-            _ => (first_send, last_send),
+            _ => (exact_first.or(first_send), exact_last.or(last_send)),
         };
         Ok(Stats {
             first,
