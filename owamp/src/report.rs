@@ -456,8 +456,8 @@ pub fn per_packet_line(r: &PacketRecord, unit: Unit, unix_times: bool) -> String
 }
 
 /// The `-v` section: the statistics header, then one line per record of the sample
-/// `[first, last)` outside the skip ranges, in file order, at most `limit` records
-/// of the file considered (owping `-vN`).
+/// `[first, last)` outside the skip ranges, in file order. For owping `-vN` pass only
+/// the first N records of the file (as [`crate::stats::StatsOptions::record_limit`]).
 #[allow(clippy::too_many_arguments)]
 pub fn per_packet_section<'a>(
     session: &SessionHeader,

@@ -48,6 +48,9 @@ pub struct StatsOptions {
     pub first: u32,
     /// One past the last seqno; `None` (or `u32::MAX`) means Number of Packets.
     pub last: Option<u32>,
+    /// Consider only the first N records of the file (the reference's `rec_limit`,
+    /// set by owping `-vN`); it limits the summary too, not just the printed lines.
+    pub record_limit: Option<u64>,
 }
 
 impl Default for StatsOptions {
@@ -56,6 +59,7 @@ impl Default for StatsOptions {
             bucket_width: 0.0001,
             first: 0,
             last: None,
+            record_limit: None,
         }
     }
 }
@@ -170,7 +174,11 @@ impl Stats {
         let mut exact_first: Option<Timestamp> = None;
         let mut exact_last: Option<Timestamp> = None;
 
-        for rec in records {
+        let limit = opts
+            .record_limit
+            .filter(|&n| n > 0)
+            .map_or(usize::MAX, |n| usize::try_from(n).unwrap_or(usize::MAX));
+        for rec in records.into_iter().take(limit) {
             if rec.seq < first || rec.seq >= last {
                 continue;
             }

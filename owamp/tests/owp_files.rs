@@ -517,3 +517,34 @@ proptest! {
         read_all(b);
     }
 }
+
+#[test]
+fn finalisation_releases_its_lock_even_with_a_shared_descriptor() {
+    let recs = vec![rec(0, false)];
+    let (_d, path, w) = receive_file(10, 2, &recs);
+    // Another copy of the same open file description (as after fd passing).
+    let file = w.into_file();
+    let copy = file.try_clone().unwrap();
+    let w = ReceiveWriter::resume(file, &path).unwrap();
+    w.finalize_incomplete().unwrap();
+    let reader = std::fs::File::open(&path).unwrap();
+    owamp::owp::try_lock_shared(&reader, &path).unwrap();
+    drop(copy);
+}
+
+#[test]
+fn shared_lock_fails_while_a_writer_holds_the_lock() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("l.owp");
+    std::fs::write(&path, b"x").unwrap();
+    let w = std::fs::OpenOptions::new().write(true).open(&path).unwrap();
+    #[allow(clippy::incompatible_msrv)]
+    w.lock().unwrap();
+    let r = std::fs::File::open(&path).unwrap();
+    match owamp::owp::try_lock_shared(&r, &path) {
+        Err(OwpError::Io { source, .. }) => {
+            assert_eq!(source.kind(), std::io::ErrorKind::WouldBlock)
+        }
+        other => panic!("expected WouldBlock, got {other:?}"),
+    }
+}

@@ -224,3 +224,67 @@ fn nothing_received_and_bad_input() {
     let e = Stats::compute(&session(5), Vec::new(), &[], &opts, None);
     assert!(matches!(e, Err(StatsError::InvalidBucketWidth { .. })));
 }
+
+#[test]
+fn record_limit_cuts_the_file_short() {
+    let opts = StatsOptions {
+        record_limit: Some(3),
+        ..StatsOptions::default()
+    };
+    let s = Stats::compute(&session(10), crafted(), &SKIPS, &opts, None).unwrap();
+    // Only 0, 2, 1 are looked at.
+    assert_eq!((s.sent, s.lost, s.dups), (3, 0, 0));
+    assert_eq!(s.reordering(), &[1]);
+}
+
+mod fuzz {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn arb_record() -> impl Strategy<Value = PacketRecord> {
+        (
+            0u32..40,
+            any::<[u8; 2]>(),
+            any::<[u8; 2]>(),
+            any::<u64>(),
+            any::<u64>(),
+            any::<u8>(),
+            any::<bool>(),
+        )
+            .prop_map(|(seq, se, re, st, rt, ttl, lost)| PacketRecord {
+                seq,
+                send_err: ErrorEstimate::from_bytes(se),
+                recv_err: ErrorEstimate::from_bytes(re),
+                send_ts: Num64(st),
+                recv_ts: Num64(if lost { 0 } else { rt }),
+                ttl,
+            })
+    }
+
+    proptest! {
+        #[test]
+        fn arbitrary_records_never_panic(
+            recs in proptest::collection::vec(arb_record(), 0..60),
+            np in 0u32..50,
+            first in 0u32..50,
+            last in proptest::option::of(0u32..60),
+            width in prop_oneof![Just(0.0001f64), Just(1e-300), Just(1e300), Just(-1.0)],
+            skip in proptest::option::of((0u32..40, 0u32..40)),
+        ) {
+            let skips: Vec<SkipRange> = skip.map(|(a, b)| SkipRange { first: a, last: b }).into_iter().collect();
+            let opts = StatsOptions { bucket_width: width, first, last, record_limit: None };
+            if let Ok(s) = Stats::compute(&session(np), recs.clone(), &skips, &opts, None) {
+                let _ = (s.median(), s.jitter(), s.percentile(1.0), s.ttl_range(), s.reordering());
+                let sess = session(np);
+                let ends = owamp::report::Endpoints::numeric(&sess);
+                let _ = owamp::report::human_summary(&s, &sess, &ends, &owamp::report::SummaryOptions::default());
+                let _ = owamp::report::machine_summary(&s, &sess, 1, &ends, true);
+                let _ = owamp::report::json_summary(&s, &sess, 1, &ends, &[50.0], Some(&recs));
+                for r in &recs {
+                    let _ = owamp::report::raw_line(r);
+                    let _ = owamp::report::per_packet_line(r, owamp::report::Unit::Nanoseconds, true);
+                }
+            }
+        }
+    }
+}

@@ -151,6 +151,16 @@ impl ReceiveWriter {
     ) -> Result<FinalizeOutcome, OwpError> {
         self.flush()?;
         self.lock()?;
+        let r = self.stop_locked(stoptime, next_seqno, skips);
+        self.unlock_after(r)
+    }
+
+    fn stop_locked(
+        &mut self,
+        stoptime: Timestamp,
+        next_seqno: u32,
+        skips: &[SkipRange],
+    ) -> Result<FinalizeOutcome, OwpError> {
         let limit = stoptime.saturating_sub(self.timeout);
         let mut invalid: Option<u32> = None;
         let kept = self.compact(|r| {
@@ -179,6 +189,11 @@ impl ReceiveWriter {
     pub fn finalize_incomplete(mut self) -> Result<FinalizeOutcome, OwpError> {
         self.flush()?;
         self.lock()?;
+        let r = self.incomplete_locked();
+        self.unlock_after(r)
+    }
+
+    fn incomplete_locked(&mut self) -> Result<FinalizeOutcome, OwpError> {
         let npackets = self.npackets;
         let mut highest: Option<u32> = None;
         self.scan(|r| {
@@ -217,6 +232,19 @@ impl ReceiveWriter {
         self.file
             .lock()
             .map_err(|e| OwpError::io(&self.path, "lock", e))
+    }
+
+    /// Release the lock explicitly: the descriptor may be shared with another process
+    /// (fd passing), and a flock lasts until every copy is closed.
+    #[allow(clippy::incompatible_msrv)]
+    fn unlock_after<T>(&self, r: Result<T, OwpError>) -> Result<T, OwpError> {
+        let u = self
+            .file
+            .unlock()
+            .map_err(|e| OwpError::io(&self.path, "unlock", e));
+        let v = r?;
+        u?;
+        Ok(v)
     }
 
     fn sync(&self) -> Result<(), OwpError> {
@@ -289,7 +317,7 @@ impl ReceiveWriter {
     /// Number of Records → skip ranges → Number of Skip Ranges → finished/Next Seqno;
     /// then fsync.
     fn complete(
-        self,
+        &mut self,
         kept: u64,
         skips: &[SkipRange],
         finished: u32,
