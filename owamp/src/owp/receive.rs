@@ -182,30 +182,52 @@ impl ReceiveWriter {
         self.complete(kept, skips, FINISHED_NORMAL, next_seqno)
     }
 
-    /// Finalise without Stop-Sessions information (the connection dropped; spec §7.8):
-    /// Next Seqno = Number of Packets, records with `seq ≥ npackets` are dropped, then
-    /// the lost records above the highest received seqno; if nothing was received the
-    /// file is cut back to the header. finished=2.
-    pub fn finalize_incomplete(mut self) -> Result<FinalizeOutcome, OwpError> {
+    /// Finalise without Stop-Sessions information (the connection dropped; spec §7.8),
+    /// as the reference's `_OWPCleanUpSessions`: the Stop-Sessions rule with
+    /// next = Number of Packets and `stoptime` = when the loss was noticed, then the
+    /// lost records above the highest received seqno are dropped; if nothing was
+    /// received the file is cut back to the header. finished=2, Next Seqno 0.
+    ///
+    /// Departure: the reference computes that highest seqno over lost records too in
+    /// its common path, so it rarely drops anything; we drop as the spec intends.
+    pub fn finalize_incomplete(mut self, stoptime: Timestamp) -> Result<FinalizeOutcome, OwpError> {
         self.flush()?;
         self.lock()?;
-        let r = self.incomplete_locked();
+        let r = self.incomplete_locked(stoptime);
         self.unlock_after(r)
     }
 
-    fn incomplete_locked(&mut self) -> Result<FinalizeOutcome, OwpError> {
+    fn incomplete_locked(&mut self, stoptime: Timestamp) -> Result<FinalizeOutcome, OwpError> {
         let npackets = self.npackets;
+        let limit = stoptime.saturating_sub(self.timeout);
+        let mut invalid: Option<u32> = None;
+        self.compact(|r| {
+            if !r.is_lost() && r.seq >= npackets {
+                invalid.get_or_insert(r.seq);
+                return false;
+            }
+            r.seq < npackets && r.send_ts <= limit
+        })?;
+        if let Some(seq) = invalid {
+            self.write_finished(FINISHED_ERROR, 0)?;
+            self.sync()?;
+            return Err(OwpError::SessionInvalid {
+                path: self.path.clone(),
+                seq,
+                next_seqno: npackets,
+            });
+        }
         let mut highest: Option<u32> = None;
         self.scan(|r| {
-            if !r.is_lost() && r.seq < npackets {
+            if !r.is_lost() {
                 highest = Some(highest.map_or(r.seq, |h| h.max(r.seq)));
             }
         })?;
         let kept = match highest {
             None => self.compact(|_| false)?,
-            Some(h) => self.compact(|r| r.seq < npackets && (!r.is_lost() || r.seq < h))?,
+            Some(h) => self.compact(|r| !r.is_lost() || r.seq < h)?,
         };
-        self.complete(kept, &[], FINISHED_INCOMPLETE, npackets)
+        self.complete(kept, &[], FINISHED_INCOMPLETE, 0)
     }
 
     /// Mark the file as failed (finished=0) and sync it; the control process deletes
@@ -314,8 +336,8 @@ impl ReceiveWriter {
     }
 
     /// The reference's final write order (spec §7.7): records (already in place) →
-    /// Number of Records → skip ranges → Number of Skip Ranges → finished/Next Seqno;
-    /// then fsync.
+    /// Number of Records → Number of Skip Ranges and their offset → skip ranges →
+    /// finished/Next Seqno; then fsync.
     fn complete(
         &mut self,
         kept: u64,
@@ -338,6 +360,12 @@ impl ReceiveWriter {
         self.file
             .write_all_at(&nrec.to_be_bytes(), 20)
             .map_err(|e| OwpError::io(&self.path, "num_records", e))?;
+        self.file
+            .write_all_at(&nskips.to_be_bytes(), 16)
+            .map_err(|e| OwpError::io(&self.path, "num_skips", e))?;
+        self.file
+            .write_all_at(&records_end.to_be_bytes(), 24)
+            .map_err(|e| OwpError::io(&self.path, "oset_skips", e))?;
         let mut sk = Vec::with_capacity(skips.len() * SKIP_LEN as usize);
         for s in skips {
             sk.extend_from_slice(&s.first.to_be_bytes());
@@ -346,12 +374,6 @@ impl ReceiveWriter {
         self.file
             .write_all_at(&sk, records_end)
             .map_err(|e| OwpError::io(&self.path, "skip ranges", e))?;
-        self.file
-            .write_all_at(&nskips.to_be_bytes(), 16)
-            .map_err(|e| OwpError::io(&self.path, "num_skips", e))?;
-        self.file
-            .write_all_at(&records_end.to_be_bytes(), 24)
-            .map_err(|e| OwpError::io(&self.path, "oset_skips", e))?;
         self.write_finished(finished, next_seqno)?;
         self.sync()?;
         Ok(FinalizeOutcome {
