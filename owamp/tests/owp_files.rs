@@ -610,3 +610,30 @@ fn shared_lock_fails_while_a_writer_holds_the_lock() {
         other => panic!("expected WouldBlock, got {other:?}"),
     }
 }
+
+#[test]
+fn fetched_file_reencodes_the_request_session() {
+    // MBZ garbage and a Conf-Sender of 5 in the stored Request-Session come out
+    // canonical, as owping's decode + OWPWriteDataHeader produce them.
+    let mut raw = hand_session(10);
+    raw[1] |= 0xF0; // MBZ nibble
+    raw[2] = 5;
+    raw[90] = 0xAA; // MBZ after Type-P
+    raw[113] = 0x55; // slot MBZ
+    let sess = SessionHeader::parse(&raw).unwrap();
+    assert_eq!(sess.raw(), &raw[..]);
+    let info = FetchInfo {
+        finished: 1,
+        next_seqno: 10,
+        num_records: 0,
+    };
+    let bytes = FetchedFileWriter::begin(Vec::new(), "t", &sess, info, &[])
+        .unwrap()
+        .finish()
+        .unwrap();
+    let stored = &bytes[40..40 + 144];
+    assert_eq!(stored[1], 4);
+    assert_eq!(stored[2], 1);
+    assert_eq!(stored[90], 0);
+    assert_eq!(stored[113], 0);
+}

@@ -59,6 +59,9 @@ impl ReceiveWriter {
     ) -> Result<Self, OwpError> {
         let path = label.as_ref().to_path_buf();
         check_not_append(&file, &path)?;
+        // The reference writes the header from its decoded session (OWPWriteDataHeader),
+        // so the stored Request-Session is the canonical encoding.
+        let session = &SessionHeader::from_fields(session.fields())?;
         let header_len = v3_header_len(session);
         let hdr = write_v3_header(session, FINISHED_ERROR, 0, 0, 0, 0, header_len);
         file.set_len(0)

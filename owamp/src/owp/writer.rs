@@ -73,6 +73,13 @@ impl<W: Write> FetchedFileWriter<W> {
             path: path.clone(),
             detail: format!("{} skip ranges", skips.len()),
         })?;
+        // owping decodes the Request-Session from the fetch stream and encodes it
+        // again (OWPWriteDataHeader), so MBZ octets and flag values are canonical.
+        let session =
+            &SessionHeader::from_fields(session.fields()).map_err(|e| OwpError::Usage {
+                path: path.clone(),
+                detail: e.to_string(),
+            })?;
         let hlen = v3_header_len(session);
         // Offsets as the reference's OWPWriteDataHeader lays them out: skips first if
         // there are any; otherwise the records first and the skip offset just past
