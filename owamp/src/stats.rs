@@ -51,6 +51,10 @@ pub struct StatsOptions {
     /// Consider only the first N records of the file (the reference's `rec_limit`,
     /// set by owping `-vN`); it limits the summary too, not just the printed lines.
     pub record_limit: Option<u64>,
+    /// Index of the first file record to look at. owping `-N` starts each sub-session
+    /// at the previous one's [`Stats::next_record`] (the reference's `next_oset`), so a
+    /// record reordered across the boundary is not counted in the later sample.
+    pub begin_record: u64,
 }
 
 impl Default for StatsOptions {
@@ -60,6 +64,7 @@ impl Default for StatsOptions {
             first: 0,
             last: None,
             record_limit: None,
+            begin_record: 0,
         }
     }
 }
@@ -109,6 +114,9 @@ pub struct Stats {
     pub reorder_window: usize,
     /// Received records considered (duplicates included): the j-reordering denominator.
     pub received: u32,
+    /// File index of the first record (from `begin_record` on) whose seqno is ≥ `last`;
+    /// 0 when there is none (the reference then restarts from the first record).
+    pub next_record: u64,
     /// Scheduled send time of packet `first` and of packet `last − 1`.
     pub start_time: Option<Timestamp>,
     pub end_time: Option<Timestamp>,
@@ -178,7 +186,12 @@ impl Stats {
             .record_limit
             .filter(|&n| n > 0)
             .map_or(usize::MAX, |n| usize::try_from(n).unwrap_or(usize::MAX));
-        for rec in records.into_iter().take(limit) {
+        let begin = usize::try_from(opts.begin_record).unwrap_or(usize::MAX);
+        let mut next_record: Option<u64> = None;
+        for (i, rec) in records.into_iter().skip(begin).take(limit).enumerate() {
+            if next_record.is_none() && rec.seq >= last {
+                next_record = Some(opts.begin_record.saturating_add(i as u64));
+            }
             if rec.seq < first || rec.seq >= last {
                 continue;
             }
@@ -281,6 +294,7 @@ impl Stats {
             reorder,
             reorder_window: window,
             received,
+            next_record: next_record.unwrap_or(0),
             start_time,
             end_time,
         })

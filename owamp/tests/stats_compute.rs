@@ -272,7 +272,7 @@ mod fuzz {
             skip in proptest::option::of((0u32..40, 0u32..40)),
         ) {
             let skips: Vec<SkipRange> = skip.map(|(a, b)| SkipRange { first: a, last: b }).into_iter().collect();
-            let opts = StatsOptions { bucket_width: width, first, last, record_limit: None };
+            let opts = StatsOptions { bucket_width: width, first, last, record_limit: None, begin_record: 0 };
             if let Ok(s) = Stats::compute(&session(np), recs.clone(), &skips, &opts, None) {
                 let _ = (s.median(), s.jitter(), s.percentile(1.0), s.ttl_range(), s.reordering());
                 let sess = session(np);
@@ -287,4 +287,39 @@ mod fuzz {
             }
         }
     }
+}
+
+#[test]
+fn sub_sessions_chain_through_next_record() {
+    // -N 5 over 0,2,1,1,3L,4,5(skip),7,8,6,9L: the first sample [0,5) ends at file
+    // index 6 (seq 5, skipped but still >= 5); the second sample starts there.
+    let s1 = Stats::compute(
+        &session(10),
+        crafted(),
+        &SKIPS,
+        &StatsOptions {
+            first: 0,
+            last: Some(5),
+            ..StatsOptions::default()
+        },
+        None,
+    )
+    .unwrap();
+    assert_eq!(s1.next_record, 6);
+    assert_eq!((s1.sent, s1.lost, s1.dups), (5, 1, 1));
+    let s2 = Stats::compute(
+        &session(10),
+        crafted(),
+        &SKIPS,
+        &StatsOptions {
+            first: 5,
+            last: Some(u32::MAX),
+            begin_record: s1.next_record,
+            ..StatsOptions::default()
+        },
+        None,
+    )
+    .unwrap();
+    assert_eq!((s2.sent, s2.lost), (4, 1));
+    assert_eq!(s2.next_record, 0);
 }
