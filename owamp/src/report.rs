@@ -6,8 +6,11 @@
 //! the tests), because pScheduler and exporters parse these strings.
 //!
 //! Times: the reference prints "first:"/"last:" in local time (`localtime_r`). We avoid
-//! libc's time-zone code (it needs `unsafe` and reads files inside a sandbox); callers
-//! pass the UTC offset in [`SummaryOptions::utc_offset_secs`] (0 = print UTC).
+//! libc's time-zone code (it needs `unsafe`): [`TimeZone::from_env`] reads `TZ` or
+//! `/etc/localtime` as a TZif file (RFC 8536) with safe code. Limitation: past the last
+//! transition in the file the last offset is kept (the POSIX-TZ footer rule is not
+//! evaluated; Debian's "fat" zone files list transitions up to 2037), and a `TZ` that
+//! is a POSIX rule string rather than a zone name falls back to UTC.
 
 use crate::owp::SessionHeader;
 use crate::stats::{Stats, delay_secs, error_secs, num64_to_f64};
@@ -164,8 +167,8 @@ pub struct SummaryOptions {
     pub unit: Unit,
     /// owping `-a`: percentiles in percent (the reference keeps them as `float`).
     pub percentiles: Vec<f32>,
-    /// Offset of local time from UTC in seconds for "first:"/"last:".
-    pub utc_offset_secs: i64,
+    /// The zone "first:"/"last:" are printed in (owping: [`TimeZone::from_env`]).
+    pub zone: TimeZone,
 }
 
 impl Default for SummaryOptions {
@@ -173,7 +176,132 @@ impl Default for SummaryOptions {
         SummaryOptions {
             unit: Unit::Milliseconds,
             percentiles: Vec::new(),
-            utc_offset_secs: 0,
+            zone: TimeZone::Utc,
+        }
+    }
+}
+
+/// A time zone for printing local times.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum TimeZone {
+    Utc,
+    /// A fixed offset east of UTC, in seconds.
+    Fixed(i64),
+    /// Transitions from a TZif file: (Unix time, offset from then on), sorted, and the
+    /// offset before the first transition.
+    Table {
+        transitions: Vec<(i64, i64)>,
+        initial: i64,
+    },
+}
+
+fn tzif_u32(b: &[u8], o: usize) -> Option<u32> {
+    Some(u32::from_be_bytes(b.get(o..o + 4)?.try_into().ok()?))
+}
+
+impl TimeZone {
+    /// The zone `localtime` would use: `TZ` (a zone name, or a path with or without a
+    /// leading ':'), else `/etc/localtime`; UTC when `TZ` is empty or nothing can be
+    /// read.
+    pub fn from_env() -> TimeZone {
+        let path = match std::env::var("TZ") {
+            Ok(tz) if tz.is_empty() => return TimeZone::Utc,
+            Ok(tz) => {
+                let name = tz.strip_prefix(':').unwrap_or(&tz).to_string();
+                if name.starts_with('/') {
+                    name
+                } else if name.split('/').any(|c| c == "..") {
+                    return TimeZone::Utc;
+                } else {
+                    format!("/usr/share/zoneinfo/{name}")
+                }
+            }
+            Err(_) => "/etc/localtime".to_string(),
+        };
+        std::fs::read(&path)
+            .ok()
+            .and_then(|b| TimeZone::from_tzif(&b))
+            .unwrap_or(TimeZone::Utc)
+    }
+
+    /// Parse a TZif file (RFC 8536, versions 1–4; the 64-bit block when present).
+    /// Every count is checked against the data length; None on any inconsistency.
+    pub fn from_tzif(b: &[u8]) -> Option<TimeZone> {
+        if b.get(..4)? != b"TZif" {
+            return None;
+        }
+        let version = *b.get(4)?;
+        let counts = |at: usize| -> Option<[usize; 6]> {
+            let mut c = [0usize; 6];
+            for (i, v) in c.iter_mut().enumerate() {
+                *v = tzif_u32(b, at + 20 + 4 * i)? as usize;
+            }
+            Some(c)
+        };
+        let block_len = |c: &[usize; 6], tsize: usize| -> Option<usize> {
+            let [isut, isstd, leap, time, typ, chars] = *c;
+            time.checked_mul(tsize + 1)?
+                .checked_add(typ.checked_mul(6)?)?
+                .checked_add(chars)?
+                .checked_add(leap.checked_mul(tsize + 4)?)?
+                .checked_add(isstd)?
+                .checked_add(isut)
+        };
+        let c1 = counts(0)?;
+        let (hdr, c, tsize) = if version >= b'2' {
+            let second = 44usize.checked_add(block_len(&c1, 4)?)?;
+            if b.get(second..second + 4)? != b"TZif" {
+                return None;
+            }
+            (second, counts(second)?, 8usize)
+        } else {
+            (0, c1, 4usize)
+        };
+        let data = hdr + 44;
+        let [_, _, _, timecnt, typecnt, _] = c;
+        if typecnt == 0 || b.len() < data.checked_add(block_len(&c, tsize)?)? {
+            return None;
+        }
+        let idx_at = data + timecnt * tsize;
+        let types_at = idx_at + timecnt;
+        let offset_of = |t: usize| -> Option<i64> {
+            if t >= typecnt {
+                return None;
+            }
+            Some(tzif_u32(b, types_at + 6 * t)? as i32 as i64)
+        };
+        let mut transitions = Vec::with_capacity(timecnt);
+        for i in 0..timecnt {
+            let at = data + i * tsize;
+            let t = if tsize == 8 {
+                i64::from_be_bytes(b.get(at..at + 8)?.try_into().ok()?)
+            } else {
+                tzif_u32(b, at)? as i32 as i64
+            };
+            let ty = *b.get(idx_at + i)? as usize;
+            transitions.push((t, offset_of(ty)?));
+        }
+        Some(TimeZone::Table {
+            transitions,
+            initial: offset_of(0)?,
+        })
+    }
+
+    /// Offset east of UTC in seconds at Unix time `t`.
+    pub fn offset_at(&self, t: i64) -> i64 {
+        match self {
+            TimeZone::Utc => 0,
+            TimeZone::Fixed(o) => *o,
+            TimeZone::Table {
+                transitions,
+                initial,
+            } => {
+                let n = transitions.partition_point(|(at, _)| *at <= t);
+                match n.checked_sub(1).and_then(|i| transitions.get(i)) {
+                    Some((_, o)) => *o,
+                    None => *initial,
+                }
+            }
         }
     }
 }
@@ -204,10 +332,11 @@ fn civil_from_days(z: i64) -> (i64, u32, u32) {
     (y, m, d)
 }
 
-/// `strftime("%FT%T")` of a timestamp shifted by `offset` seconds, and its nanoseconds.
-fn iso_time(t: Timestamp, offset: i64) -> (String, u32) {
+/// `strftime("%FT%T")` of a timestamp in `zone`, and its nanoseconds.
+fn iso_time(t: Timestamp, zone: &TimeZone) -> (String, u32) {
     let (sec, nsec) = t.to_parts();
-    let unix = sec as i64 - NTP_UNIX_OFFSET as i64 + offset;
+    let utc = sec as i64 - NTP_UNIX_OFFSET as i64;
+    let unix = utc + zone.offset_at(utc);
     let (days, rem) = (unix.div_euclid(86_400), unix.rem_euclid(86_400));
     let (y, m, d) = civil_from_days(days);
     (
@@ -222,8 +351,8 @@ fn iso_time(t: Timestamp, offset: i64) -> (String, u32) {
 }
 
 /// `"%s.%03.0f"` with the milliseconds computed in `float` as the reference does.
-fn time_with_ms(t: Timestamp, offset: i64) -> String {
-    let (s, nsec) = iso_time(t, offset);
+fn time_with_ms(t: Timestamp, zone: &TimeZone) -> String {
+    let (s, nsec) = iso_time(t, zone);
     let ms = (nsec as f32) / 1_000_000f32;
     format!("{s}.{}", cfmt::f_zero_pad(ms as f64, 3, 0))
 }
@@ -244,8 +373,8 @@ pub fn human_summary(
     let mut o = stats_header(session, ends);
     let start = stats.start_time.unwrap_or(Num64::ZERO);
     let end = stats.end_time.unwrap_or(Num64::ZERO);
-    let _ = writeln!(o, "first:\t{}", time_with_ms(start, opts.utc_offset_secs));
-    let _ = writeln!(o, "last:\t{}", time_with_ms(end, opts.utc_offset_secs));
+    let _ = writeln!(o, "first:\t{}", time_with_ms(start, &opts.zone));
+    let _ = writeln!(o, "last:\t{}", time_with_ms(end, &opts.zone));
     let _ = writeln!(
         o,
         "{} sent, {} lost ({}%), {} duplicates",
