@@ -152,6 +152,21 @@ impl ReceiveWriter {
         next_seqno: u32,
         skips: &[SkipRange],
     ) -> Result<FinalizeOutcome, OwpError> {
+        // As _OWPCleanDataRecs: 0xFFFFFFFF means "all packets"; more is invalid.
+        let next_seqno = if next_seqno == u32::MAX {
+            self.npackets
+        } else {
+            next_seqno
+        };
+        if next_seqno > self.npackets {
+            return Err(OwpError::Usage {
+                path: self.path.clone(),
+                detail: format!(
+                    "Next Seqno {next_seqno} exceeds Number of Packets {}",
+                    self.npackets
+                ),
+            });
+        }
         self.flush()?;
         self.lock()?;
         let r = self.stop_locked(stoptime, next_seqno, skips);
