@@ -177,7 +177,7 @@ impl TestSocket for UdpTestSocket {
         }
         let ms = timeout.as_millis();
         // Round up so a sub-millisecond wait does not become a busy loop.
-        let ms = if timeout.subsec_nanos() % 1_000_000 != 0 {
+        let ms = if !timeout.subsec_nanos().is_multiple_of(1_000_000) {
             ms + 1
         } else {
             ms
