@@ -38,10 +38,9 @@ fn verify_closed(keep: RawFd) -> Result<(), SandboxError> {
             .file_name()
             .to_str()
             .and_then(|n| n.parse::<RawFd>().ok())
+            && fd > keep
         {
-            if fd > keep {
-                extra.push(fd);
-            }
+            extra.push(fd);
         }
     }
     // read_dir holds exactly one descriptor (the directory), which is above `keep`

@@ -137,10 +137,8 @@ pub fn enter(role: Role, opts: &SandboxOptions) -> Result<(), SandboxError> {
     // Bounding set first: after setresuid the effective set is empty and CAP_SETPCAP,
     // needed by PR_CAPBSET_DROP, would be gone.
     caps_step::drop_bounding_set(&[])?;
-    if was_root {
-        if let Some(target) = opts.run_as {
-            identity::become_user(target)?;
-        }
+    if was_root && let Some(target) = opts.run_as {
+        identity::become_user(target)?;
     }
     caps_step::clear_all()?;
     process::set_no_new_privs()?;
