@@ -27,7 +27,10 @@ pub enum ConnError {
         source: io::Error,
     },
     #[error("{peer}: no {what} within the control timeout")]
-    Timeout { peer: SocketAddr, what: &'static str },
+    Timeout {
+        peer: SocketAddr,
+        what: &'static str,
+    },
     #[error("{peer}: {what}: {blocks} blocks is more than one read may take")]
     TooLarge {
         peer: SocketAddr,
@@ -135,7 +138,11 @@ impl<S: AsyncRead + AsyncWrite + Unpin> ControlConn<S> {
     }
 
     /// `n` blocks, decrypted (and fed to the receive HMAC).
-    pub async fn read_blocks(&mut self, n: usize, what: &'static str) -> Result<Vec<u8>, ConnError> {
+    pub async fn read_blocks(
+        &mut self,
+        n: usize,
+        what: &'static str,
+    ) -> Result<Vec<u8>, ConnError> {
         if n.saturating_mul(16) > MAX_READ {
             return Err(ConnError::TooLarge {
                 peer: self.peer,

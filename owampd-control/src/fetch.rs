@@ -49,15 +49,22 @@ pub enum LoadError {
 }
 
 /// Read and select what a request wants (blocking; run on the blocking pool).
-// File::try_lock_shared is flock(2), stable since 1.89; the project builds with 1.95
-// (common.md) while the workspace's rust-version still says 1.85.
-#[allow(clippy::incompatible_msrv)]
-pub fn load(file: &File, label: &str, begin: u32, end: u32, full: bool) -> Result<Loaded, LoadError> {
+// File::try_lock_shared is flock(2) (stable since 1.89), the lock owp's writer takes.
+pub fn load(
+    file: &File,
+    label: &str,
+    begin: u32,
+    end: u32,
+    full: bool,
+) -> Result<Loaded, LoadError> {
     match file.try_lock_shared() {
         Ok(()) => {}
         Err(std::fs::TryLockError::WouldBlock) => return Err(LoadError::Locked),
         Err(std::fs::TryLockError::Error(e)) => {
-            return Err(LoadError::Refused(AcceptCode::InternalError, format!("lock: {e}")));
+            return Err(LoadError::Refused(
+                AcceptCode::InternalError,
+                format!("lock: {e}"),
+            ));
         }
     }
     let res = load_locked(file, label, begin, end, full);
@@ -72,7 +79,8 @@ fn load_locked(
     end: u32,
     full: bool,
 ) -> Result<Loaded, LoadError> {
-    let internal = |e: owamp::owp::OwpError| LoadError::Refused(AcceptCode::InternalError, e.to_string());
+    let internal =
+        |e: owamp::owp::OwpError| LoadError::Refused(AcceptCode::InternalError, e.to_string());
     let mut f = OwpFile::from_reader(BufReader::new(file), label).map_err(internal)?;
     let h = f.header().clone();
     if h.version != VERSION_V3 {
@@ -174,7 +182,9 @@ pub async fn handle_fetch<S: AsyncRead + AsyncWrite + Unpin>(
                         LoadError::Unfinished => AcceptCode::Failure,
                         _ => AcceptCode::InternalError,
                     };
-                    log.info(format!("Fetch-Session refused ({code}): {e:?} after retries"));
+                    log.info(format!(
+                        "Fetch-Session refused ({code}): {e:?} after retries"
+                    ));
                     send_reject(conn, code).await?;
                     return Ok(());
                 };
@@ -205,7 +215,7 @@ pub async fn handle_fetch<S: AsyncRead + AsyncWrite + Unpin>(
         for r in chunk {
             pending.extend_from_slice(&r.to_bytes());
         }
-        if pending.len() % 16 != 0 {
+        if !pending.len().is_multiple_of(16) {
             // Only the last chunk can be short: pad it to a block (§2.8).
             pending.resize(pending.len().div_ceil(16) * 16, 0);
         }

@@ -6,12 +6,12 @@
 
 pub mod clock;
 pub mod confdir;
+pub mod conn;
 pub mod directory;
+pub mod fetch;
 pub mod log;
 pub mod policy;
 pub mod ports;
+pub mod session;
 pub mod store;
 pub mod testers;
-
-// conn, session and fetch need owamp::owp, which is not merged yet; their `pub mod`
-// lines come back with that merge (they are compile-checked and tested against it).

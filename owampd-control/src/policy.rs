@@ -75,14 +75,14 @@ impl ClassTree {
             return Err(PolicyError::Empty);
         }
         for (index, c) in classes.iter().enumerate() {
-            if let Some(parent) = c.parent {
-                if parent >= index {
-                    return Err(PolicyError::BadParent {
-                        index,
-                        name: c.name.clone(),
-                        parent,
-                    });
-                }
+            if let Some(parent) = c.parent
+                && parent >= index
+            {
+                return Err(PolicyError::BadParent {
+                    index,
+                    name: c.name.clone(),
+                    parent,
+                });
             }
         }
         Ok(ClassTree { classes })
@@ -454,13 +454,14 @@ impl TestSessionCount {
     /// non-zero test_sessions limit that is already reached.
     pub fn take(&mut self, tree: &ClassTree, class: ClassIdx) -> Result<(), PolicyError> {
         for i in tree.chain(class)? {
-            if let Some(c) = tree.get(i) {
-                if c.test_sessions != 0 && self.accepted >= c.test_sessions {
-                    return Err(PolicyError::TestSessions {
-                        class: c.name.clone(),
-                        limit: c.test_sessions,
-                    });
-                }
+            if let Some(c) = tree.get(i)
+                && c.test_sessions != 0
+                && self.accepted >= c.test_sessions
+            {
+                return Err(PolicyError::TestSessions {
+                    class: c.name.clone(),
+                    limit: c.test_sessions,
+                });
             }
         }
         self.accepted += 1;

@@ -248,16 +248,16 @@ fn scan(
             {
                 scan(tree, child, &path, files, found)?;
             }
-        } else if meta.is_file() {
-            if let Some(sid) = parse_file_name(&name) {
-                // The same SID under two classes: keep the first one seen.
-                if let std::collections::hash_map::Entry::Vacant(v) = files.entry(sid) {
-                    v.insert(StoredFile {
-                        class,
-                        path: path.clone(),
-                    });
-                    found.push((sid, class, meta.len()));
-                }
+        } else if meta.is_file()
+            && let Some(sid) = parse_file_name(&name)
+        {
+            // The same SID under two classes: keep the first one seen.
+            if let std::collections::hash_map::Entry::Vacant(v) = files.entry(sid) {
+                v.insert(StoredFile {
+                    class,
+                    path: path.clone(),
+                });
+                found.push((sid, class, meta.len()));
             }
         }
     }

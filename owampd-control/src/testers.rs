@@ -106,22 +106,22 @@ pub mod process {
         fn drop(&mut self) {
             // Closing our end makes a live tester see EOF and exit; reap it off-thread.
             let child = self.child.lock().unwrap_or_else(|e| e.into_inner()).take();
-            if let Some(mut c) = child {
-                if let Ok(None) = c.try_wait() {
-                    let _ = std::thread::Builder::new()
-                        .name("reap-tester".into())
-                        .spawn(move || {
-                            // Give it a moment to finish on its own, then insist.
-                            for _ in 0..50 {
-                                if let Ok(Some(_)) = c.try_wait() {
-                                    return;
-                                }
-                                std::thread::sleep(std::time::Duration::from_millis(100));
+            if let Some(mut c) = child
+                && let Ok(None) = c.try_wait()
+            {
+                let _ = std::thread::Builder::new()
+                    .name("reap-tester".into())
+                    .spawn(move || {
+                        // Give it a moment to finish on its own, then insist.
+                        for _ in 0..50 {
+                            if let Ok(Some(_)) = c.try_wait() {
+                                return;
                             }
-                            let _ = c.kill();
-                            let _ = c.wait();
-                        });
-                }
+                            std::thread::sleep(std::time::Duration::from_millis(100));
+                        }
+                        let _ = c.kill();
+                        let _ = c.wait();
+                    });
             }
         }
     }

@@ -205,7 +205,8 @@ impl Client {
     }
 
     async fn request(&mut self, req: &RequestSession) -> AcceptSession {
-        self.send(&[&req.encode_preamble(), &req.encode_slots()]).await;
+        self.send(&[&req.encode_preamble(), &req.encode_slots()])
+            .await;
         let b = self.recv(2).await;
         AcceptSession::decode(&b.try_into().unwrap()).unwrap()
     }
@@ -295,7 +296,10 @@ async fn authentication() {
     assert_eq!(c.setup(&g, 4, Some(("alice", b"wrong"))).await.accept, 1);
     task.await.unwrap();
     let (mut c, g, task) = Client::start(&h).await;
-    assert_eq!(c.setup(&g, 2, Some(("mallory", b"testpass"))).await.accept, 1);
+    assert_eq!(
+        c.setup(&g, 2, Some(("mallory", b"testpass"))).await.accept,
+        1
+    );
     task.await.unwrap();
 
     let (mut c, g, task) = Client::start(&h).await;

@@ -110,7 +110,9 @@ impl CommandState {
         match self {
             CommandState::Idle => matches!(
                 cmd,
-                CommandKind::RequestSession | CommandKind::StartSessions | CommandKind::FetchSession
+                CommandKind::RequestSession
+                    | CommandKind::StartSessions
+                    | CommandKind::FetchSession
             ),
             CommandState::Running => matches!(cmd, CommandKind::StopSessions),
         }
@@ -137,10 +139,7 @@ pub fn make_sid(receiver: IpAddr, now: Num64, random: [u8; 4]) -> Sid {
 /// v4-mapped IPv6 addresses compare as IPv4 (spec §2.1.3, §7.5).
 pub fn canonical_ip(ip: IpAddr) -> IpAddr {
     match ip {
-        IpAddr::V6(a) => a
-            .to_ipv4_mapped()
-            .map(IpAddr::V4)
-            .unwrap_or(IpAddr::V6(a)),
+        IpAddr::V6(a) => a.to_ipv4_mapped().map(IpAddr::V4).unwrap_or(IpAddr::V6(a)),
         v4 => v4,
     }
 }
@@ -305,8 +304,10 @@ impl Connection<'_> {
         };
         if !modes.contains(mode) {
             // [REC] The reference means to refuse this (spec §1.2 step 2 quirk).
-            self.log
-                .info(format!("refused: mode {mode} was not offered (offered {:#x})", modes.0));
+            self.log.info(format!(
+                "refused: mode {mode} was not offered (offered {:#x})",
+                modes.0
+            ));
             self.refuse_start(conn, AcceptCode::Failure).await?;
             return Ok(false);
         }
@@ -328,8 +329,9 @@ impl Connection<'_> {
                 } else {
                     "wrong passphrase"
                 };
-                self.log
-                    .info(format!("refused: authentication failed for user {user:?} ({why})"));
+                self.log.info(format!(
+                    "refused: authentication failed for user {user:?} ({why})"
+                ));
                 self.refuse_start(conn, AcceptCode::Failure).await?;
                 return Ok(false);
             }
@@ -359,10 +361,7 @@ impl Connection<'_> {
             ));
         }
         conn.send_without_hmac(&start.encode_tail()).await?;
-        let class_name = tree
-            .get(class)
-            .map(|c| c.name.clone())
-            .unwrap_or_default();
+        let class_name = tree.get(class).map(|c| c.name.clone()).unwrap_or_default();
         self.log.info(format!(
             "accepted: mode {mode}, user {}, class {class_name}",
             self.user.as_deref().unwrap_or("-")
@@ -446,7 +445,8 @@ impl Connection<'_> {
         match self.accept_session(req).await {
             Ok((port, sid)) => self.send_accept(conn, AcceptCode::Ok, port, sid).await,
             Err((code, why)) => {
-                self.log.info(format!("Request-Session refused ({code}): {why}"));
+                self.log
+                    .info(format!("Request-Session refused ({code}): {why}"));
                 self.send_accept(conn, code, 0, Sid([0; 16])).await
             }
         }
@@ -464,8 +464,14 @@ impl Connection<'_> {
             TesterRole::Sender
         };
         let (local_ip, peer) = match role {
-            TesterRole::Receiver => (req.receiver_addr, SocketAddr::new(req.sender_addr, req.sender_port)),
-            TesterRole::Sender => (req.sender_addr, SocketAddr::new(req.receiver_addr, req.receiver_port)),
+            TesterRole::Receiver => (
+                req.receiver_addr,
+                SocketAddr::new(req.sender_addr, req.sender_port),
+            ),
+            TesterRole::Sender => (
+                req.sender_addr,
+                SocketAddr::new(req.receiver_addr, req.receiver_port),
+            ),
         };
         if role == TesterRole::Sender
             && !self.mode.is_secure()
@@ -489,7 +495,10 @@ impl Connection<'_> {
             local_ip.is_ipv6(),
             self.mode.is_secure(),
         );
-        let bandwidth = ctx.policy.reserve_bandwidth(self.class, bps).map_err(refuse)?;
+        let bandwidth = ctx
+            .policy
+            .reserve_bandwidth(self.class, bps)
+            .map_err(refuse)?;
         let disk = match role {
             TesterRole::Receiver => Some(
                 ctx.policy
@@ -618,8 +627,10 @@ impl Connection<'_> {
                 "a test endpoint could not be started".into(),
             ));
         }
-        self.log
-            .debug(format!("Start-Sessions: {} session(s) running", self.sessions.len()));
+        self.log.debug(format!(
+            "Start-Sessions: {} session(s) running",
+            self.sessions.len()
+        ));
         self.test_period(conn).await
     }
 
@@ -686,7 +697,8 @@ impl Connection<'_> {
                         s.gone = true;
                     }
                     _ => {
-                        s.log.warn("tester sent a report for the wrong role: killed");
+                        s.log
+                            .warn("tester sent a report for the wrong role: killed");
                         s.link.kill();
                         s.gone = true;
                     }
@@ -695,8 +707,9 @@ impl Connection<'_> {
             }
             TesterEvent::Msg(other) => {
                 // A message not allowed now ends that tester, never control (design.md "IPC").
-                s.log
-                    .warn(format!("unexpected message from tester ({other:?}): killed"));
+                s.log.warn(format!(
+                    "unexpected message from tester ({other:?}): killed"
+                ));
                 s.link.kill();
                 s.gone = true;
                 s.done = true;
@@ -843,7 +856,8 @@ impl Connection<'_> {
             max_sessions: self.sessions.len() as u32,
             max_skips: max_packets,
         };
-        let mut dec = StopSessionsDecoder::new(header, limits).map_err(wire_err("Stop-Sessions"))?;
+        let mut dec =
+            StopSessionsDecoder::new(header, limits).map_err(wire_err("Stop-Sessions"))?;
         loop {
             let n = dec.blocks_needed();
             if n == 0 {
@@ -877,7 +891,10 @@ impl Connection<'_> {
         }
         for r in &stop.sessions {
             let Some(s) = receivers.iter().find(|s| s.sid == r.sid) else {
-                return Err(format!("Stop-Sessions names unknown SID {}", r.sid.to_hex()));
+                return Err(format!(
+                    "Stop-Sessions names unknown SID {}",
+                    r.sid.to_hex()
+                ));
             };
             if r.next_seqno != u32::MAX && r.next_seqno > s.request.num_packets {
                 return Err(format!(
@@ -918,7 +935,11 @@ impl Connection<'_> {
     ) -> Result<(), SessionError> {
         let mut failed = false;
         let mut records = Vec::new();
-        for s in self.sessions.iter().filter(|s| s.role == TesterRole::Sender) {
+        for s in self
+            .sessions
+            .iter()
+            .filter(|s| s.role == TesterRole::Sender)
+        {
             match &s.sender_result {
                 Some((next, skips)) => records.push(SessionStop {
                     sid: s.sid,
@@ -964,11 +985,11 @@ impl Connection<'_> {
             }
             if keep {
                 let len = s.receiver_result.map(|(_, l)| l).unwrap_or(0);
-                if let Some(g) = s.disk.take() {
-                    if let Err(e) = g.commit(len) {
-                        s.log.warn(format!("data deleted: {e}"));
-                        let _ = self.ctx.store.delete(&s.sid);
-                    }
+                if let Some(g) = s.disk.take()
+                    && let Err(e) = g.commit(len)
+                {
+                    s.log.warn(format!("data deleted: {e}"));
+                    let _ = self.ctx.store.delete(&s.sid);
                 }
             } else {
                 s.log.info("session data discarded");
@@ -998,11 +1019,11 @@ impl Connection<'_> {
         match res {
             Ok(Ok(_)) => {
                 s.log.info("data kept as incomplete");
-                if let Some(g) = s.disk.take() {
-                    if let Err(e) = g.commit(len) {
-                        s.log.warn(format!("data deleted: {e}"));
-                        let _ = self.ctx.store.delete(&s.sid);
-                    }
+                if let Some(g) = s.disk.take()
+                    && let Err(e) = g.commit(len)
+                {
+                    s.log.warn(format!("data deleted: {e}"));
+                    let _ = self.ctx.store.delete(&s.sid);
                 }
             }
             Ok(Err(e)) => {
@@ -1050,7 +1071,8 @@ impl Connection<'_> {
             let _ = s.link.send(&ControlToTester::Stop(StopInfo::Abort));
             s.link.kill();
             if s.role == TesterRole::Receiver {
-                s.log.info("session abandoned before Start-Sessions: data deleted");
+                s.log
+                    .info("session abandoned before Start-Sessions: data deleted");
                 let _ = self.ctx.store.delete(&s.sid);
             }
         }
