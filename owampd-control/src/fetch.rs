@@ -245,3 +245,166 @@ pub async fn handle_fetch<S: AsyncRead + AsyncWrite + Unpin>(
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use owamp::owp::{ReceiveWriter, SessionHeader};
+    use owamp::wire::RequestSession;
+    use owamp::{ErrorEstimate, Num64, Sid, SkipRange, Slot, SlotKind};
+    use std::fs::OpenOptions;
+
+    fn session() -> SessionHeader {
+        let req = RequestSession {
+            conf_sender: false,
+            conf_receiver: true,
+            num_packets: 10,
+            sender_port: 5000,
+            receiver_port: 5001,
+            sender_addr: "127.0.0.1".parse().unwrap(),
+            receiver_addr: "127.0.0.1".parse().unwrap(),
+            sid: Sid([7; 16]),
+            padding: 0,
+            start_time: Num64(100 << 32),
+            timeout: Num64(1 << 32),
+            type_p: 0,
+            slots: vec![Slot {
+                kind: SlotKind::Fixed,
+                param: Num64(1 << 32),
+            }],
+        };
+        SessionHeader::parse(&req.encode_stored()).unwrap()
+    }
+
+    fn rec(seq: u32, lost: bool) -> PacketRecord {
+        PacketRecord {
+            seq,
+            send_err: ErrorEstimate::UNSYNC,
+            recv_err: ErrorEstimate::UNSYNC,
+            send_ts: Num64((101 + u64::from(seq)) << 32),
+            recv_ts: if lost {
+                Num64::ZERO
+            } else {
+                Num64(((101 + u64::from(seq)) << 32) + 1000)
+            },
+            ttl: 255,
+        }
+    }
+
+    /// A receive file with records 0..6 (3 lost), live or finalised.
+    fn file(dir: &std::path::Path, finish: bool) -> File {
+        let path = dir.join("s.owp");
+        let f = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .open(&path)
+            .unwrap();
+        let mut w = ReceiveWriter::create(f.try_clone().unwrap(), &path, &session()).unwrap();
+        for s in 0..6 {
+            w.record(&rec(s, s == 3)).unwrap();
+        }
+        w.flush().unwrap();
+        if finish {
+            w.finalize_with_stop(Num64(200 << 32), 6, &[SkipRange { first: 8, last: 9 }])
+                .unwrap();
+        }
+        File::open(&path).unwrap()
+    }
+
+    #[test]
+    fn full_fetch_of_a_finished_session() {
+        let d = tempfile::tempdir().unwrap();
+        let f = file(d.path(), true);
+        let l = load(&f, "t", 0, u32::MAX, true).unwrap();
+        assert_eq!((l.finished, l.next_seqno), (1, 6));
+        assert_eq!(l.skips, vec![SkipRange { first: 8, last: 9 }]);
+        assert_eq!(
+            l.records.iter().map(|r| r.seq).collect::<Vec<_>>(),
+            vec![0, 1, 2, 3, 4, 5]
+        );
+        assert_eq!(l.nslots, 1);
+        assert_eq!(l.request.len(), 112 + 16 + 16);
+        // A partial range is filtered by seqno.
+        let l = load(&f, "t", 2, 4, false).unwrap();
+        assert_eq!(
+            l.records.iter().map(|r| r.seq).collect::<Vec<_>>(),
+            vec![2, 3, 4]
+        );
+    }
+
+    #[test]
+    fn live_session_full_fetch_is_unfinished_and_partial_is_refused() {
+        let d = tempfile::tempdir().unwrap();
+        let f = file(d.path(), false);
+        assert!(matches!(
+            load(&f, "t", 0, u32::MAX, true),
+            Err(LoadError::Unfinished)
+        ));
+        // finished=0 (live/error) cannot be served partially either (spec §9).
+        assert!(matches!(
+            load(&f, "t", 0, 3, false),
+            Err(LoadError::Refused(AcceptCode::InternalError, _))
+        ));
+    }
+
+    #[test]
+    fn incomplete_session_partial_range_is_clipped_to_highest_received() {
+        let d = tempfile::tempdir().unwrap();
+        let path = d.path().join("s.owp");
+        let f = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .open(&path)
+            .unwrap();
+        let mut w = ReceiveWriter::create(f, &path, &session()).unwrap();
+        for s in 0..4 {
+            w.record(&rec(s, false)).unwrap();
+        }
+        w.record(&rec(4, true)).unwrap();
+        w.finalize_incomplete(Num64(300 << 32)).unwrap();
+        let f = File::open(&path).unwrap();
+        assert!(matches!(
+            load(&f, "t", 0, u32::MAX, true),
+            Err(LoadError::Unfinished)
+        ));
+        let l = load(&f, "t", 0, u32::MAX - 1, false).unwrap();
+        assert_eq!(l.finished, 2);
+        assert_eq!(
+            l.records.iter().map(|r| r.seq).collect::<Vec<_>>(),
+            vec![0, 1, 2, 3]
+        );
+    }
+
+    #[test]
+    fn writer_lock_means_retry() {
+        let d = tempfile::tempdir().unwrap();
+        let f = file(d.path(), true);
+        let writer = OpenOptions::new()
+            .write(true)
+            .open(d.path().join("s.owp"))
+            .unwrap();
+        writer.lock().unwrap();
+        assert!(matches!(
+            load(&f, "t", 0, u32::MAX, true),
+            Err(LoadError::Locked)
+        ));
+        writer.unlock().unwrap();
+        assert!(load(&f, "t", 0, u32::MAX, true).is_ok());
+    }
+
+    #[test]
+    fn garbage_file_is_accept_2() {
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("g.owp");
+        std::fs::write(&p, b"not an owp file at all").unwrap();
+        let f = File::open(&p).unwrap();
+        assert!(matches!(
+            load(&f, "t", 0, u32::MAX, true),
+            Err(LoadError::Refused(AcceptCode::InternalError, _))
+        ));
+    }
+}

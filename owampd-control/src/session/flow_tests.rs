@@ -93,6 +93,10 @@ struct Harness {
 }
 
 fn harness(authmodes: u32) -> Harness {
+    harness_with(authmodes, Duration::from_secs(5), 0)
+}
+
+fn harness_with(authmodes: u32, timeout: Duration, max_conns: u32) -> Harness {
     let dir = tempfile::tempdir().unwrap();
     let tree = ClassTree::unlimited();
     let (store, _) = Store::open(dir.path(), &tree).unwrap();
@@ -101,7 +105,7 @@ fn harness(authmodes: u32) -> Harness {
     let ctx = Arc::new(ServerCtx {
         config: ServerConfig {
             authmodes: ModeSet(authmodes),
-            control_timeout: Some(Duration::from_secs(5)),
+            control_timeout: Some(timeout),
             end_delay_s: 1.0,
             start_time: Num64(0xdd12_e5a0_0000_0000),
             debug_time_offset: 0.0,
@@ -110,7 +114,7 @@ fn harness(authmodes: u32) -> Harness {
         directory: Arc::new(SimpleDirectory {
             users: vec![("alice".into(), b"testpass".to_vec())],
         }),
-        policy: Policy::new(tree, 1.0, 0),
+        policy: Policy::new(tree, 1.0, max_conns),
         store,
         ports: PortAllocator::new(None),
         log: Logger::new(sink.clone()),
@@ -500,4 +504,74 @@ async fn stop_with_unknown_sid_closes() {
         sent.contains(&(0, ControlToTester::Stop(StopInfo::Abort))),
         "{sent:?}"
     );
+}
+
+#[tokio::test]
+async fn idle_client_is_closed_after_the_control_timeout() {
+    let h = harness_with(7, Duration::from_millis(200), 0);
+    let (mut c, g, task) = Client::start(&h).await;
+    c.setup(&g, 1, None).await;
+    // No command: the server gives up and closes.
+    assert!(c.closed().await);
+    task.await.unwrap();
+    let lines = h.sink.take();
+    assert!(
+        lines
+            .iter()
+            .any(|(_, l)| l.contains("within the control timeout")),
+        "{lines:?}"
+    );
+}
+
+#[tokio::test]
+async fn maxcontrolsessions_refuses_before_the_greeting() {
+    let h = harness_with(7, Duration::from_secs(5), 1);
+    let (mut first, g, _t1) = Client::start(&h).await;
+    first.setup(&g, 1, None).await;
+    let (a, b) = tokio::io::duplex(1 << 16);
+    let task = tokio::spawn(serve_connection(b, PEER.parse().unwrap(), h.ctx.clone()));
+    let mut second = Client {
+        s: a,
+        cipher: ControlCipher::open_mode(),
+    };
+    assert!(
+        second.closed().await,
+        "no greeting for the second connection"
+    );
+    task.await.unwrap();
+    drop(first);
+}
+
+#[tokio::test]
+async fn malformed_request_is_read_whole_and_answered_accept_3() {
+    let h = harness(7);
+    let (mut c, g, _task) = Client::start(&h).await;
+    c.setup(&g, 1, None).await;
+    // IPVN 5, two slots of an unknown type: the server must consume both slots and the
+    // slot HMAC, answer Accept=3, and still understand the next command.
+    let r = request(true);
+    let mut pre = r.encode_preamble();
+    pre[1] = 5;
+    pre[4..8].copy_from_slice(&2u32.to_be_bytes());
+    let mut slots = vec![0u8; 32];
+    slots[0] = 9;
+    slots[16] = 9;
+    c.send(&[&pre, &slots]).await;
+    let b = c.recv(2).await;
+    let a = AcceptSession::decode(&b.try_into().unwrap()).unwrap();
+    assert_eq!(a.accept, AcceptCode::NotSupported);
+    let a = c.request(&request(true)).await;
+    assert_eq!(a.accept, AcceptCode::Ok);
+}
+
+#[tokio::test]
+async fn bad_hmac_closes() {
+    let h = harness(7);
+    let (mut c, g, task) = Client::start(&h).await;
+    c.setup(&g, 2, Some(("alice", b"testpass"))).await;
+    let mut bytes = c.cipher.seal(&[&StartSessions.encode()]).unwrap();
+    bytes[20] ^= 1;
+    c.s.write_all(&bytes).await.unwrap();
+    assert!(c.closed().await);
+    task.await.unwrap();
 }
