@@ -724,9 +724,23 @@ impl Connection<'_> {
         }
     }
 
+    /// The test period; if it ends in any error while sessions are still held (the
+    /// client vanished or misbehaved mid-test), the receivers keep their data as
+    /// incomplete (spec §7.2 step 4).
+    async fn test_period<S: AsyncRead + AsyncWrite + Unpin>(
+        &mut self,
+        conn: &mut ControlConn<S>,
+    ) -> Result<(), SessionError> {
+        let r = self.test_period_inner(conn).await;
+        if r.is_err() && !self.sessions.is_empty() {
+            self.client_vanished().await;
+        }
+        r
+    }
+
     /// Waits for whichever comes first: the client's Stop-Sessions, or every local
     /// endpoint done (then we send ours first). Spec §2.5 "Exchange protocol".
-    async fn test_period<S: AsyncRead + AsyncWrite + Unpin>(
+    async fn test_period_inner<S: AsyncRead + AsyncWrite + Unpin>(
         &mut self,
         conn: &mut ControlConn<S>,
     ) -> Result<(), SessionError> {
@@ -749,28 +763,18 @@ impl Connection<'_> {
             }
             tokio::select! {
                 r = conn.fill() => {
-                    if let Err(e) = r {
-                        self.client_vanished().await;
-                        return Err(e.into());
-                    }
+                    r?;
                 }
                 Some((i, ev)) = self.events_rx.recv() => self.apply_event(i, ev),
             }
         }
         if CommandKind::from_block(&header) != CommandKind::StopSessions {
-            self.client_vanished().await;
             return Err(SessionError::Protocol(format!(
                 "command {} during a test (only Stop-Sessions is allowed)",
                 header[0]
             )));
         }
-        let peer_stop = match self.read_stop_rest(conn, &header).await {
-            Ok(s) => s,
-            Err(e) => {
-                self.client_vanished().await;
-                return Err(e);
-            }
-        };
+        let peer_stop = self.read_stop_rest(conn, &header).await?;
         // Our senders stop now (a Stop-Sessions cuts their end delay short, §3.3).
         for s in &mut self.sessions {
             if s.role == TesterRole::Sender && !s.done {
@@ -827,16 +831,23 @@ impl Connection<'_> {
             }
         }
         self.wait_reports().await;
-        if !sent_ours {
+        // The sender records for our reply, taken before the sessions are released.
+        let reply = if sent_ours {
+            None
+        } else {
             // The responder's Accept is the peer's (spec §2.5 "Reply Accept").
             let accept = if check.is_err() {
                 AcceptCode::Failure
             } else {
                 peer_stop.accept
             };
-            self.send_our_stop(conn, accept).await?;
-        }
+            Some(self.our_stop(accept))
+        };
+        // Data is settled before anything more can fail on the wire.
         self.finish_period(abort).await;
+        if let Some(msg) = reply {
+            conn.send(&[&msg]).await?;
+        }
         check.map_err(SessionError::Protocol)
     }
 
@@ -933,6 +944,13 @@ impl Connection<'_> {
         conn: &mut ControlConn<S>,
         accept: AcceptCode,
     ) -> Result<(), SessionError> {
+        let msg = self.our_stop(accept);
+        conn.send(&[&msg]).await?;
+        Ok(())
+    }
+
+    /// Our Stop-Sessions: one record per local sender (spec §2.5).
+    fn our_stop(&self, accept: AcceptCode) -> Vec<u8> {
         let mut failed = false;
         let mut records = Vec::new();
         for s in self
@@ -961,13 +979,11 @@ impl Connection<'_> {
         } else {
             accept
         };
-        let msg = StopSessions {
+        StopSessions {
             accept,
             sessions: records,
         }
-        .encode();
-        conn.send(&[&msg]).await?;
-        Ok(())
+        .encode()
     }
 
     /// After the exchange: true up disk, delete what must go, release everything
