@@ -379,6 +379,34 @@ mod tests {
         );
     }
 
+    /// What control does for a dead tester: resume the live file from another
+    /// descriptor and finalise it as incomplete.
+    #[test]
+    fn resumed_file_finalised_incomplete_keeps_old_records() {
+        let d = tempfile::tempdir().unwrap();
+        let path = d.path().join("s.owp");
+        let f = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .open(&path)
+            .unwrap();
+        let control_copy = f.try_clone().unwrap();
+        let mut w = ReceiveWriter::create(f, &path, &session()).unwrap();
+        for s in 0..5 {
+            w.record(&rec(s, false)).unwrap();
+        }
+        w.flush().unwrap();
+        drop(w); // the tester dies
+        let w = ReceiveWriter::resume(control_copy, &path).unwrap();
+        w.finalize_incomplete(Num64(300 << 32)).unwrap();
+        let f = File::open(&path).unwrap();
+        let l = load(&f, "t", 0, u32::MAX - 1, false).unwrap();
+        assert_eq!(l.finished, 2);
+        assert_eq!(l.records.len(), 5);
+    }
+
     #[test]
     fn writer_lock_means_retry() {
         let d = tempfile::tempdir().unwrap();

@@ -517,3 +517,105 @@ fn client_vanishing_mid_session_keeps_incomplete_data() {
     let seqs: Vec<u32> = recs.iter().map(|r| r.seq).collect();
     assert_eq!(seqs, (0..NPACKETS).collect::<Vec<_>>());
 }
+
+/// The receiving tester is killed mid-session: only that session is affected, the
+/// Stop-Sessions exchange still completes, and control finalises the file as
+/// incomplete from its own descriptor.
+#[test]
+fn killed_tester_leaves_incomplete_data() {
+    let server = start_server("127.0.0.1");
+    let mut c = connect("127.0.0.1", server.port, Mode::Open);
+    let lo: std::net::IpAddr = "127.0.0.1".parse().unwrap();
+    let start = now().wrapping_add(Num64::from_secs_f64(1.0));
+    let send_sock = UdpSocket::bind((lo, 0)).unwrap();
+    let send_addr = send_sock.local_addr().unwrap();
+    // 20 packets over about 2 s, Timeout 3 s: the receiver is still listening for a
+    // while after the last packet, and the early packets are older than Timeout.
+    let mut req = request(true, send_addr, SocketAddr::new(lo, 0), Sid([0; 16]), start);
+    req.slots[0].param = Num64::from_secs_f64(0.1);
+    req.timeout = Num64::from_secs_f64(3.0);
+    let acc = c.request(&req);
+    assert_eq!(acc.accept, AcceptCode::Ok);
+    c.cs.write_message(&[&StartSessions.encode()]).unwrap();
+    c.cs.read_blocks(1).unwrap();
+    c.cs.read_hmac().unwrap();
+    let mut fmt = PacketFormat::new(Mode::Open, None, 0).unwrap();
+    let mut sched = Schedule::new(acc.sid, start, &req.slots, NPACKETS);
+    let mut sock = UdpTestSocket::new(
+        send_sock,
+        SocketAddr::new(lo, acc.port),
+        SocketOptions {
+            dscp: None,
+            packet_len: fmt.len(),
+            packets_per_second: 100.0,
+        },
+    )
+    .unwrap();
+    let stop = StopFlag::new();
+    let stop_sender = stop.clone();
+    let timeout = req.timeout;
+    let sender = std::thread::spawn(move || {
+        run_sender(
+            &mut sock,
+            &Clock::new(None, 0.0),
+            &mut fmt,
+            &mut sched,
+            SenderParams {
+                num_packets: NPACKETS,
+                timeout,
+                end_delay: Duration::ZERO,
+            },
+            &mut stop_sender.clone(),
+        )
+        .unwrap()
+    });
+    // Past the first packets' send time + Timeout, before the receiver's window ends.
+    let first_old = start.wrapping_add(Num64::from_secs_f64(3.5));
+    while now() < first_old {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    // The tester names itself owtest-<last 8 hex digits of the SID>.
+    let name = format!("owtest-{}", &acc.sid.to_hex()[24..]);
+    let pid = std::fs::read_dir("/proc")
+        .unwrap()
+        .filter_map(Result::ok)
+        .find(|e| std::fs::read_to_string(e.path().join("comm")).is_ok_and(|c| c.trim() == name))
+        .and_then(|e| e.file_name().to_str()?.parse::<i32>().ok())
+        .expect("tester process");
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(pid),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .unwrap();
+    stop.stop();
+    let rep = sender.join().unwrap();
+    assert_eq!(rep.next_seqno, NPACKETS);
+
+    // The server notices its only endpoint is gone and stops first (N=0).
+    let theirs = c.read_stop();
+    assert!(theirs.sessions.is_empty());
+    let ours = StopSessions {
+        accept: AcceptCode::Ok,
+        sessions: vec![SessionStop {
+            sid: acc.sid,
+            next_seqno: rep.next_seqno,
+            skips: vec![],
+        }],
+    };
+    c.cs.write_message(&[&ours.encode()]).unwrap();
+    let (ack, recs) = c.fetch_range(acc.sid, 0, u32::MAX - 1);
+    assert_eq!(ack.accept, AcceptCode::Ok);
+    assert_eq!(ack.finished, 2, "incomplete");
+    // Kept: the records older than stop time − Timeout (spec §7.8), a prefix of the
+    // session, all received.
+    assert!(!recs.is_empty());
+    assert!(recs.len() < NPACKETS as usize);
+    let seqs: Vec<u32> = recs.iter().map(|r| r.seq).collect();
+    assert_eq!(seqs, (0..recs.len() as u32).collect::<Vec<_>>());
+    assert!(recs.iter().all(|r| !r.is_lost()));
+    let lines = server.log.lock().unwrap().clone();
+    assert!(
+        lines.iter().any(|l| l.contains("data kept as incomplete")),
+        "{lines:?}"
+    );
+}

@@ -756,9 +756,10 @@ impl Connection<'_> {
             if !sent_ours && self.all_done() {
                 self.send_our_stop(conn, AcceptCode::Ok).await?;
                 sent_ours = true;
-                // Re-armed for the rest of the exchange (spec §7.2 step 3).
-                stop_time = now_ntp(self.ctx.config.debug_time_offset);
+                // Re-armed for the rest of the exchange (spec §7.2 step 3); the stop
+                // time is when the peer's header is read (spec §7.8).
                 header = conn.read_block("Stop-Sessions", true).await?;
+                stop_time = now_ntp(self.ctx.config.debug_time_offset);
                 break;
             }
             tokio::select! {
