@@ -89,7 +89,10 @@ pub fn ntp_now(offset_s: f64) -> u64 {
 
 pub fn plan(cli: &Cli) -> Result<Plan, SetupError> {
     let cwd = std::env::current_dir().map_err(SetupError::Cwd)?;
-    let confdir = cwd.join(cli.confdir.as_deref().unwrap_or(Path::new(".")));
+    let confdir = match &cli.confdir {
+        Some(c) => cwd.join(c),
+        None => cwd.clone(),
+    };
     let conf = ServerConf::load(&confdir, cli.confdir.is_some())?;
     let conf_file = confdir.join("owamp-server.conf");
     let pfs = config::load_pfs(&confdir)?;

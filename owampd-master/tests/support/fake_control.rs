@@ -48,6 +48,19 @@ fn run() -> Result<(), IpcError> {
         &ch,
         format!("configured, datadir {}", settings.datadir.display()),
     )?;
+    log(
+        &ch,
+        format!(
+            "settings authmodes={} testports={:?} dieby={} maxcontrolsessions={} run_as={:?} verbose={} tester={}",
+            settings.authmodes,
+            settings.testports.map(|r| (r.low, r.high)),
+            settings.dieby_s,
+            settings.maxcontrolsessions,
+            settings.run_as,
+            settings.verbose,
+            settings.tester_path.display()
+        ),
+    )?;
     if marker("fake-crash") {
         std::process::exit(3);
     }
