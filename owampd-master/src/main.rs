@@ -88,6 +88,15 @@ fn run(cli: &cli::Cli) -> Result<(), MasterError> {
         .map_err(|e| fatal(&mut log, e.into()))?;
     pidfile::write_info(&plan.vardir, plan.settings.start_time_ntp, pid)
         .map_err(|e| fatal(&mut log, e.into()))?;
+    if !plan.settings.tester_path.is_file() {
+        log.master(
+            LogLevel::Warning,
+            format!(
+                "{} not found: test sessions will fail",
+                plan.settings.tester_path.display()
+            ),
+        );
+    }
     for l in &listeners {
         if let Ok(a) = l.local_addr() {
             log.master(LogLevel::Info, format!("listening on {a}"));

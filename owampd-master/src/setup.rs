@@ -68,9 +68,10 @@ fn existing_dir(p: &Path, origin: String) -> Result<PathBuf, SetupError> {
 
 /// The directory holding owampd-control and owampd-tester: `OWAMPD_LIBEXEC_DIR`, else
 /// the directory of this executable.
-fn libexec_dir() -> Result<PathBuf, SetupError> {
+fn libexec_dir(cwd: &Path) -> Result<PathBuf, SetupError> {
     if let Some(d) = std::env::var_os("OWAMPD_LIBEXEC_DIR") {
-        return Ok(PathBuf::from(d));
+        // Absolute: the daemon changes directory to `/`.
+        return Ok(cwd.join(d));
     }
     let exe = std::env::current_exe().map_err(SetupError::Cwd)?;
     Ok(exe.parent().map(Path::to_path_buf).unwrap_or_default())
@@ -174,7 +175,7 @@ pub fn plan(cli: &Cli) -> Result<Plan, SetupError> {
         Err(_) => 0.0,
     };
 
-    let libexec = libexec_dir()?;
+    let libexec = libexec_dir(&cwd)?;
     let control_path = libexec.join("owampd-control");
     if !control_path.is_file() {
         return Err(SetupError::Bad {

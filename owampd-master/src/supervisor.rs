@@ -25,6 +25,8 @@ const BACKOFF_CAP: Duration = Duration::from_secs(30);
 const STABLE: Duration = Duration::from_secs(60);
 /// Accepts per wakeup, so a flood cannot starve signals and control's messages.
 const ACCEPT_BATCH: usize = 64;
+/// How long listeners rest after an accept error (EMFILE, ENFILE, ENOBUFS).
+const ACCEPT_PAUSE: Duration = Duration::from_millis(100);
 
 /// Signals that stop the daemon (spec §7.1; SIGUSR1/2 as the reference).
 const STOP_SIGNALS: [Signal; 5] = [
@@ -81,6 +83,9 @@ pub struct Master {
     backoff: Duration,
     /// Set on a stop signal: the moment to SIGKILL control.
     kill_at: Option<Instant>,
+    /// After an accept error such as EMFILE, listeners rest until then: the pending
+    /// connection would make poll return at once, forever.
+    accept_pause_until: Option<Instant>,
 }
 
 impl Master {
@@ -101,6 +106,7 @@ impl Master {
             respawn_at: None,
             backoff: BACKOFF_FIRST,
             kill_at: None,
+            accept_pause_until: None,
         }
     }
 
@@ -197,7 +203,13 @@ impl Master {
             } else if self.control.is_none() && self.respawn_at.is_some_and(|t| now >= t) {
                 self.spawn_control();
             }
-            let deadline = [self.kill_at, self.respawn_at].into_iter().flatten().min();
+            if self.accept_pause_until.is_some_and(|t| now >= t) {
+                self.accept_pause_until = None;
+            }
+            let deadline = [self.kill_at, self.respawn_at, self.accept_pause_until]
+                .into_iter()
+                .flatten()
+                .min();
             let timeout = match deadline {
                 Some(t) => PollTimeout::try_from(t.saturating_duration_since(now))
                     .unwrap_or(PollTimeout::MAX),
@@ -211,7 +223,8 @@ impl Master {
                     fds.push(PollFd::new(ch.as_fd(), PollFlags::POLLIN));
                 }
                 // Connections wait in the backlog while control is down or stopping.
-                let accepting = chan.is_some() && self.kill_at.is_none();
+                let accepting =
+                    chan.is_some() && self.kill_at.is_none() && self.accept_pause_until.is_none();
                 let first_listener = fds.len();
                 if accepting {
                     for l in &self.listeners {
@@ -333,7 +346,7 @@ impl Master {
             match (c.hello, msg) {
                 (false, ControlToMaster::Hello { version }) => {
                     if let Err(e) = check_hello(version) {
-                        self.log.master(LogLevel::Fatal, &e);
+                        // Logged by the caller as it ends the daemon.
                         if let Some(mut c) = self.control.take() {
                             let _ = c.child.kill();
                             let _ = c.child.wait();
@@ -373,6 +386,7 @@ impl Master {
                 Err(e) if e.kind() == std::io::ErrorKind::ConnectionAborted => continue,
                 Err(e) => {
                     self.log.master(LogLevel::Warning, format!("accept: {e}"));
+                    self.accept_pause_until = Some(Instant::now() + ACCEPT_PAUSE);
                     return;
                 }
             };

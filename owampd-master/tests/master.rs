@@ -352,6 +352,29 @@ fn command_line_overrides_conf() {
 }
 
 #[test]
+fn over_maxcontrolsessions_is_closed_without_greeting() {
+    let env = Env::new();
+    env.marker("fake-hold");
+    env.conf("maxcontrolsessions 1\n");
+    let mut child = env.start(&[]);
+    let mut seen = Vec::new();
+    env.wait_log("owampd-control ready", &mut seen);
+    let mut first = TcpStream::connect(("127.0.0.1", env.port)).expect("connect");
+    let mut line = [0u8; 13];
+    first.read_exact(&mut line).expect("greeting");
+    assert_eq!(&line, b"fake-control ");
+    let first_addr = first.local_addr().expect("addr");
+    env.wait_log(&format!("[control] {first_addr}: connection on"), &mut seen);
+    let mut second = TcpStream::connect(("127.0.0.1", env.port)).expect("connect");
+    let mut rest = Vec::new();
+    second.read_to_end(&mut rest).expect("read");
+    assert!(rest.is_empty(), "no greeting wanted, got {rest:?}");
+    env.wait_log("refused, maxcontrolsessions (1) reached", &mut seen);
+    term(&child);
+    assert!(wait_exit(&mut child).success());
+}
+
+#[test]
 fn second_instance_with_same_vardir_is_refused() {
     let env = Env::new();
     let mut child = env.start(&[]);

@@ -4,9 +4,11 @@
 //! environment):
 //! - `fake-bad-version`: answer Hello with another version;
 //! - `fake-crash`: exit 3 right after Ready (the master must restart it);
-//! - `fake-ignore-shutdown`: do not exit on Shutdown (the master must SIGKILL it).
+//! - `fake-ignore-shutdown`: do not exit on Shutdown (the master must SIGKILL it);
+//! - `fake-hold`: keep connections open and never report them done.
 //!
-//! Each passed connection gets `fake-control <peer> <local>\n` and is closed.
+//! Each passed connection gets `fake-control <peer> <local>\n` and is closed (unless
+//! `fake-hold`).
 #![forbid(unsafe_code)]
 
 use std::io::Write;
@@ -64,6 +66,7 @@ fn run() -> Result<(), IpcError> {
     if marker("fake-crash") {
         std::process::exit(3);
     }
+    let mut held = Vec::new();
     loop {
         let r = match ch.recv::<MasterToControl>() {
             Ok(r) => r,
@@ -76,9 +79,14 @@ fn run() -> Result<(), IpcError> {
                 if let Some(fd) = fds.pop() {
                     let mut s = TcpStream::from(fd);
                     let _ = writeln!(s, "fake-control {peer} {local}");
+                    if marker("fake-hold") {
+                        held.push(s);
+                    }
                 }
                 log(&ch, format!("{peer}: connection on {local}"))?;
-                ch.send(&ControlToMaster::ConnectionDone, &[])?;
+                if !marker("fake-hold") {
+                    ch.send(&ControlToMaster::ConnectionDone, &[])?;
+                }
             }
             MasterToControl::Shutdown => {
                 log(&ch, "shutdown".into())?;
