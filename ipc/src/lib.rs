@@ -11,8 +11,8 @@
 //! block carries a `// SAFETY:` comment.
 
 pub mod channel;
-pub mod daemon;
 mod codec;
+pub mod daemon;
 pub mod error;
 pub mod fds;
 pub mod master;
