@@ -5,7 +5,16 @@
 //! engines run over the small [`engine::TestSocket`] trait.
 #![forbid(unsafe_code)]
 
+pub mod crypto;
+pub mod engine;
+pub mod owp;
+pub mod packet;
+pub mod report;
+pub mod schedule;
+pub mod stats;
+pub mod time;
 pub mod types;
+pub mod wire;
 
 pub use types::{
     AcceptCode, ErrorEstimate, Mode, ModeSet, NTP_UNIX_OFFSET, Num64, PacketRecord, Sid, SkipRange,

@@ -1,4 +1,5 @@
 //! One owampd test session: a sender or a receiver
+#![forbid(unsafe_code)]
 
 fn main() {
     eprintln!("owampd-tester: not yet implemented");

@@ -1,4 +1,5 @@
 //! owfetch
+#![forbid(unsafe_code)]
 
 fn main() {
     eprintln!("owfetch: not yet implemented");

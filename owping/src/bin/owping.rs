@@ -1,4 +1,5 @@
 //! owping
+#![forbid(unsafe_code)]
 
 fn main() {
     eprintln!("owping: not yet implemented");

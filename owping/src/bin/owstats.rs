@@ -1,4 +1,5 @@
 //! owstats
+#![forbid(unsafe_code)]
 
 fn main() {
     eprintln!("owstats: not yet implemented");

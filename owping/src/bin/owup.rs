@@ -1,4 +1,5 @@
 //! owup
+#![forbid(unsafe_code)]
 
 fn main() {
     eprintln!("owup: not yet implemented");
