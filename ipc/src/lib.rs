@@ -16,7 +16,6 @@ pub mod daemon;
 pub mod error;
 pub mod fds;
 pub mod master;
-mod shim_config;
 pub mod spawn;
 
 pub use channel::{Channel, Received};

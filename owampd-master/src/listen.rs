@@ -8,7 +8,7 @@ use nix::sys::socket::{
     sockopt,
 };
 
-use crate::shim_config::SrcNode;
+use config::SrcNode;
 
 const BACKLOG: i32 = 64;
 

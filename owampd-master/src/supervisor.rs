@@ -3,13 +3,14 @@
 //! byte from a client.
 
 use std::net::TcpListener;
-use std::os::fd::AsFd;
+use std::os::fd::{AsFd, AsRawFd, RawFd};
 use std::path::PathBuf;
 use std::process::Child;
 use std::time::{Duration, Instant};
 
+use config::LogLevel;
 use ipc::master::{
-    ControlSettings, ControlToMaster, LogLevel, MasterToControl, PROTOCOL_VERSION, check_hello,
+    ControlSettings, ControlToMaster, MasterToControl, PROTOCOL_VERSION, check_hello,
 };
 use ipc::{Channel, IpcError};
 use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
@@ -426,6 +427,16 @@ impl Master {
             }
             // Our copy of the connection closes here (drop of `stream`).
         }
+    }
+
+    /// Every fd the loop needs (listeners, signalfd, channel), for the sandbox's fd sweep.
+    pub fn raw_fds(&self) -> Vec<RawFd> {
+        let mut fds: Vec<RawFd> = self.listeners.iter().map(AsRawFd::as_raw_fd).collect();
+        fds.push(self.sigfd.as_raw_fd());
+        if let Some(ch) = self.control.as_ref().and_then(|c| c.chan.as_ref()) {
+            fds.push(ch.as_raw_fd());
+        }
+        fds
     }
 
     /// After the loop: make sure no control is left behind.

@@ -15,7 +15,8 @@ use std::io::Write;
 use std::net::TcpStream;
 use std::process::ExitCode;
 
-use ipc::master::{ControlToMaster, LogLevel, LogRecord, MasterToControl, PROTOCOL_VERSION};
+use config::LogLevel;
+use ipc::master::{ControlToMaster, LogRecord, MasterToControl, PROTOCOL_VERSION};
 use ipc::{Channel, IpcError};
 
 fn log(ch: &Channel, message: String) -> Result<(), IpcError> {
