@@ -62,6 +62,31 @@ pub fn signal_fd() -> Result<SignalFd, SuperviseError> {
         .map_err(SuperviseError::Signals)
 }
 
+/// Respawn delays: doubling from `BACKOFF_FIRST` to `BACKOFF_CAP`, back to the first
+/// once control has stayed up for `STABLE`.
+#[derive(Debug)]
+struct Backoff {
+    next: Duration,
+}
+
+impl Backoff {
+    fn new() -> Backoff {
+        Backoff {
+            next: BACKOFF_FIRST,
+        }
+    }
+
+    /// The delay before the next start, given how long the last one stayed up.
+    fn after_exit(&mut self, uptime: Duration) -> Duration {
+        if uptime >= STABLE {
+            self.next = BACKOFF_FIRST;
+        }
+        let delay = self.next;
+        self.next = (self.next * 2).min(BACKOFF_CAP);
+        delay
+    }
+}
+
 /// One running control process.
 struct Control {
     child: Child,
@@ -81,7 +106,7 @@ pub struct Master {
     pub settings: ControlSettings,
     control: Option<Control>,
     respawn_at: Option<Instant>,
-    backoff: Duration,
+    backoff: Backoff,
     /// Set on a stop signal: the moment to SIGKILL control.
     kill_at: Option<Instant>,
     /// After an accept error such as EMFILE, listeners rest until then: the pending
@@ -105,7 +130,7 @@ impl Master {
             settings,
             control: None,
             respawn_at: None,
-            backoff: BACKOFF_FIRST,
+            backoff: Backoff::new(),
             kill_at: None,
             accept_pause_until: None,
         }
@@ -174,18 +199,12 @@ impl Master {
         if self.kill_at.is_some() {
             return;
         }
-        if uptime >= STABLE {
-            self.backoff = BACKOFF_FIRST;
-        }
+        let delay = self.backoff.after_exit(uptime);
         self.log.master(
             LogLevel::Warning,
-            format!(
-                "restarting owampd-control in {} ms",
-                self.backoff.as_millis()
-            ),
+            format!("restarting owampd-control in {} ms", delay.as_millis()),
         );
-        self.respawn_at = Some(Instant::now() + self.backoff);
-        self.backoff = (self.backoff * 2).min(BACKOFF_CAP);
+        self.respawn_at = Some(Instant::now() + delay);
     }
 
     /// Run until stopped. `Err` only for what must end the daemon (an IPC version
@@ -445,5 +464,26 @@ impl Master {
             let _ = c.child.kill();
             let _ = c.child.wait();
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_caps_and_resets_after_a_stable_run() {
+        let mut b = Backoff::new();
+        let quick = Duration::from_millis(10);
+        let ms = |b: &mut Backoff, up| b.after_exit(up).as_millis();
+        assert_eq!(ms(&mut b, quick), 500);
+        assert_eq!(ms(&mut b, quick), 1000);
+        assert_eq!(ms(&mut b, quick), 2000);
+        for _ in 0..10 {
+            b.after_exit(quick);
+        }
+        assert_eq!(ms(&mut b, quick), 30_000);
+        assert_eq!(ms(&mut b, STABLE), 500);
+        assert_eq!(ms(&mut b, quick), 1000);
     }
 }
