@@ -8,8 +8,8 @@
 //! - [`tester`]: the control ⇄ tester messages.
 //! - [`daemon`]: detach from the terminal (fork needs `unsafe`, which the master may not hold).
 //!
-//! `unsafe` is allowed in this crate only for fd ownership and the `pre_exec` hook; every
-//! block carries a `// SAFETY:` comment.
+//! `unsafe` is allowed in this crate only for fd ownership, the `pre_exec` hook and
+//! `fork`; every block carries a `// SAFETY:` comment.
 
 pub mod channel;
 mod codec;
@@ -17,7 +17,6 @@ pub mod daemon;
 pub mod error;
 pub mod fds;
 pub mod master;
-mod shim_config;
 pub mod spawn;
 pub mod tester;
 
