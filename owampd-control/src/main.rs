@@ -28,13 +28,11 @@ struct MasterSink {
 
 impl LogSink for MasterSink {
     fn log(&self, level: Level, message: String) {
-        // By variant name: the same code works with ipc's stand-in and with
-        // config::LogLevel (whose variant order differs).
         let level = match level {
-            Level::Error => ipc::master::LogLevel::Fatal,
-            Level::Warning => ipc::master::LogLevel::Warning,
-            Level::Info => ipc::master::LogLevel::Info,
-            Level::Debug => ipc::master::LogLevel::Debug,
+            Level::Error => config::LogLevel::Fatal,
+            Level::Warning => config::LogLevel::Warning,
+            Level::Info => config::LogLevel::Info,
+            Level::Debug => config::LogLevel::Debug,
         };
         // A full socket buffer drops the line rather than stalling every connection.
         let _ = self
@@ -42,30 +40,6 @@ impl LogSink for MasterSink {
             .get_ref()
             .send(&ControlToMaster::Log(LogRecord { level, message }), &[]);
     }
-}
-
-/// SHIM: `ipc::master` still carries stand-ins for `config::{Limits, Pfs, LogLevel}`
-/// (its `shim_config`). This converts through serde, which is the identity once ipc
-/// re-exports the config types (then replace the calls by the fields themselves). With
-/// the stand-ins it fails, and control runs with one unlimited class and no users.
-fn via_serde<T: serde::Serialize, U: serde::de::DeserializeOwned>(t: &T) -> Option<U> {
-    let cfg = bincode::config::standard();
-    let bytes = bincode::serde::encode_to_vec(t, cfg).ok()?;
-    let (u, n): (U, usize) = bincode::serde::decode_from_slice(&bytes, cfg).ok()?;
-    (n == bytes.len()).then_some(u)
-}
-
-fn limits_of(s: &ControlSettings) -> Result<config::Limits, String> {
-    match via_serde(&s.limits) {
-        Some(l) => Ok(l),
-        // An empty limits file: one unlimited root class "default" (spec §7.9).
-        None => config::Limits::parse("", std::path::Path::new("(no limits)"), None)
-            .map_err(|e| e.to_string()),
-    }
-}
-
-fn pfs_of(s: &ControlSettings) -> config::Pfs {
-    via_serde(&s.pfs).unwrap_or_default()
 }
 
 fn fail(msg: impl std::fmt::Display) -> ExitCode {
@@ -110,11 +84,7 @@ fn main() -> ExitCode {
     if let Err(e) = sandbox::enter(sandbox::Role::Control, &opts) {
         return fail(format!("sandbox: {e}"));
     }
-    let limits = match limits_of(&settings) {
-        Ok(l) => l,
-        Err(e) => return fail(e),
-    };
-    let tree = match class_tree(&limits) {
+    let tree = match class_tree(&settings.limits) {
         Ok(t) => t,
         Err(e) => return fail(e),
     };
@@ -137,8 +107,8 @@ fn main() -> ExitCode {
         Err(e) => return fail(format!("runtime: {e}")),
     };
     let directory = ConfigDirectory {
-        limits,
-        pfs: pfs_of(&settings),
+        limits: settings.limits.clone(),
+        pfs: settings.pfs.clone(),
     };
     rt.block_on(serve(chan, settings, directory, store, policy, found.len()))
 }

@@ -447,13 +447,11 @@ fn open_mode_over_ipv6() {
 }
 
 #[test]
-#[ignore = "needs the master to pass the parsed .pfs to control (ipc::master still carries shim_config stand-ins); passes against the real config types"]
 fn encrypted_mode_both_directions_and_fetch() {
     both_directions(Mode::Encrypted, "127.0.0.1");
 }
 
 #[test]
-#[ignore = "needs the master to pass the parsed .pfs to control (ipc::master still carries shim_config stand-ins); passes against the real config types"]
 fn authenticated_mode_both_directions_and_fetch() {
     both_directions(Mode::Authenticated, "127.0.0.1");
 }
