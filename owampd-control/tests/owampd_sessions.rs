@@ -59,6 +59,10 @@ impl Drop for Server {
 }
 
 fn start_server(host: &str) -> Server {
+    start_server_with(host, None)
+}
+
+fn start_server_with(host: &str, limits: Option<&str>) -> Server {
     let bins = bin_dir();
     for b in ["owampd", "owampd-control", "owampd-tester"] {
         assert!(
@@ -77,6 +81,9 @@ fn start_server(host: &str) -> Server {
     std::fs::write(conf.join("owamp-server.conf"), "").unwrap();
     let hex: String = PASS.iter().map(|b| format!("{b:02x}")).collect();
     std::fs::write(conf.join("owamp-server.pfs"), format!("alice {hex}\n")).unwrap();
+    if let Some(l) = limits {
+        std::fs::write(conf.join("owamp-server.limits"), l).unwrap();
+    }
     // The run-as user must be able to write the data dir.
     use std::os::unix::fs::PermissionsExt;
     for d in [dir.path(), &data, &var] {
@@ -291,6 +298,10 @@ fn request(
 
 fn both_directions(mode: Mode, host: &str) {
     let server = start_server(host);
+    both_directions_on(&server, mode, host);
+}
+
+fn both_directions_on(server: &Server, mode: Mode, host: &str) -> Sid {
     let mut c = connect(host, server.port, mode);
     let lo: std::net::IpAddr = host.parse().unwrap();
     let start = now().wrapping_add(Num64::from_secs_f64(1.5));
@@ -414,6 +425,10 @@ fn both_directions(mode: Mode, host: &str) {
     let received: Vec<u32> = got.iter().filter(|r| !r.is_lost()).map(|r| r.seq).collect();
     assert_eq!(received, (0..NPACKETS).collect::<Vec<_>>());
 
+    // A partial range, then the whole session.
+    let (ack, recs) = c.fetch_range(to.sid, 5, 9);
+    assert_eq!((ack.accept, ack.num_records), (AcceptCode::Ok, 5));
+    assert_eq!(recs.first().map(|r| r.seq), Some(5));
     let (ack, recs) = c.fetch(to.sid);
     assert_eq!(ack.accept, AcceptCode::Ok);
     assert_eq!(ack.finished, 1);
@@ -422,10 +437,6 @@ fn both_directions(mode: Mode, host: &str) {
     let seqs: Vec<u32> = recs.iter().map(|r| r.seq).collect();
     assert_eq!(seqs, (0..NPACKETS).collect::<Vec<_>>());
     assert!(recs.iter().all(|r| !r.is_lost()));
-    // A partial range of the same session.
-    let (ack, recs) = c.fetch_range(to.sid, 5, 9);
-    assert_eq!((ack.accept, ack.num_records), (AcceptCode::Ok, 5));
-    assert_eq!(recs.first().map(|r| r.seq), Some(5));
     drop(c);
     let lines = server.log.lock().unwrap().clone();
     assert!(
@@ -433,6 +444,25 @@ fn both_directions(mode: Mode, host: &str) {
             .iter()
             .any(|l| l.contains(&format!("accepted: mode {mode}"))),
         "access line missing: {lines:?}"
+    );
+    to.sid
+}
+
+/// `delete_on_fetch=on`: a full fetch deletes the session; fetching it again is Accept=1.
+/// (The partial fetch before it does not delete.)
+#[test]
+fn delete_on_fetch() {
+    let server = start_server_with(
+        "127.0.0.1",
+        Some("limit root with disk=0,bandwidth=0,delete_on_fetch=on\n"),
+    );
+    let sid = both_directions_on(&server, Mode::Open, "127.0.0.1");
+    let mut c = connect("127.0.0.1", server.port, Mode::Open);
+    let (ack, _) = c.fetch(sid);
+    assert_eq!(
+        ack.accept,
+        AcceptCode::Failure,
+        "deleted after the full fetch"
     );
 }
 

@@ -97,8 +97,11 @@ fn harness(authmodes: u32) -> Harness {
 }
 
 fn harness_with(authmodes: u32, timeout: Duration, max_conns: u32) -> Harness {
+    harness_tree(authmodes, timeout, max_conns, ClassTree::unlimited())
+}
+
+fn harness_tree(authmodes: u32, timeout: Duration, max_conns: u32, tree: ClassTree) -> Harness {
     let dir = tempfile::tempdir().unwrap();
-    let tree = ClassTree::unlimited();
     let (store, _) = Store::open(dir.path(), &tree).unwrap();
     let launcher = Arc::new(FakeLauncher::default());
     let sink = Arc::new(MemorySink::default());
@@ -573,5 +576,54 @@ async fn bad_hmac_closes() {
     bytes[20] ^= 1;
     c.s.write_all(&bytes).await.unwrap();
     assert!(c.closed().await);
+    task.await.unwrap();
+}
+
+fn limited(bandwidth: u64, test_sessions: u32, allow_open_mode: bool) -> ClassTree {
+    ClassTree::new(vec![crate::policy::ClassLimits {
+        name: "root".into(),
+        parent: None,
+        bandwidth,
+        disk: 0,
+        delete_on_fetch: false,
+        allow_open_mode,
+        test_sessions,
+    }])
+    .unwrap()
+}
+
+#[tokio::test]
+async fn policy_refusals_are_accept_1_and_release_everything() {
+    // One default session is ~3.4 kbit/s: allow one at a time, two per connection.
+    let h = harness_tree(7, Duration::from_secs(5), 0, limited(4000, 2, true));
+    let (mut c, g, _task) = Client::start(&h).await;
+    c.setup(&g, 1, None).await;
+    assert_eq!(c.request(&request(true)).await.accept, AcceptCode::Ok);
+    assert_eq!(
+        c.request(&request(true)).await.accept,
+        AcceptCode::Failure,
+        "bandwidth"
+    );
+    // The refused request counted towards test_sessions (the reference counts every
+    // request that reaches the policy), so the third is refused for that.
+    assert_eq!(c.request(&request(true)).await.accept, AcceptCode::Failure);
+    assert_eq!(h.ctx.store.len(), 1, "no file for refused sessions");
+    let lines = h.sink.take();
+    assert!(
+        lines.iter().any(|(_, l)| l.contains("bandwidth limit")),
+        "{lines:?}"
+    );
+    assert!(
+        lines.iter().any(|(_, l)| l.contains("test_sessions limit")),
+        "{lines:?}"
+    );
+}
+
+#[tokio::test]
+async fn allow_open_mode_off_removes_open_from_the_greeting() {
+    let h = harness_tree(7, Duration::from_secs(5), 0, limited(0, 0, false));
+    let (mut c, g, task) = Client::start(&h).await;
+    assert_eq!(g.modes, ModeSet(6));
+    assert_eq!(c.setup(&g, 1, None).await.accept, 1);
     task.await.unwrap();
 }
