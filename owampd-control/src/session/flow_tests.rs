@@ -627,3 +627,38 @@ async fn allow_open_mode_off_removes_open_from_the_greeting() {
     assert_eq!(c.setup(&g, 1, None).await.accept, 1);
     task.await.unwrap();
 }
+
+/// Two test periods on one connection: the second period's session must not be
+/// confused with the first's (whose tester events may still be queued).
+#[tokio::test]
+async fn two_test_periods_on_one_connection() {
+    let h = harness(7);
+    let (mut c, g, _task) = Client::start(&h).await;
+    c.setup(&g, 1, None).await;
+    for _ in 0..2 {
+        let send = c.request(&request(false)).await;
+        assert_eq!(send.accept, AcceptCode::Ok);
+        c.send(&[&StartSessions.encode()]).await;
+        assert_eq!(c.recv(1).await[0], 0);
+        // The fake sender finishes at once: the server stops first with its record.
+        let mut head = [0u8; 16];
+        c.s.read_exact(&mut head).await.unwrap();
+        c.cipher.open(&mut head).unwrap();
+        assert_eq!(head[0], 3);
+        assert_eq!(u32::from_be_bytes(head[4..8].try_into().unwrap()), 1);
+        let mut rest = vec![0u8; 16 * 3];
+        c.s.read_exact(&mut rest).await.unwrap();
+        let stop = StopSessions {
+            accept: AcceptCode::Ok,
+            sessions: vec![],
+        };
+        c.send(&[&stop.encode()]).await;
+    }
+    let sent = h.launcher.sent.lock().unwrap().clone();
+    let starts: Vec<usize> = sent
+        .iter()
+        .filter(|(_, m)| *m == ControlToTester::Start)
+        .map(|(i, _)| *i)
+        .collect();
+    assert_eq!(starts, vec![0, 1], "each session has its own id");
+}

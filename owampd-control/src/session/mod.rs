@@ -146,6 +146,9 @@ pub fn canonical_ip(ip: IpAddr) -> IpAddr {
 
 /// One accepted test session and everything it holds.
 struct TestSession {
+    /// Unique on this connection: events of testers from an earlier test period can
+    /// still be queued and must not be taken for a later session's.
+    id: usize,
     sid: Sid,
     role: TesterRole,
     request: RequestSession,
@@ -195,6 +198,7 @@ where
         keys: None,
         counts: TestSessionCount::default(),
         sessions: Vec::new(),
+        next_id: 0,
         events_tx: tx,
         events_rx: rx,
     };
@@ -217,6 +221,7 @@ struct Connection<'a> {
     keys: Option<SessionKeys>,
     counts: TestSessionCount,
     sessions: Vec<TestSession>,
+    next_id: usize,
     events_tx: EventTx,
     events_rx: EventRx,
 }
@@ -558,7 +563,8 @@ impl Connection<'_> {
             debug_time_offset: ctx.config.debug_time_offset,
             seccomp_log_only: ctx.config.seccomp_log_only,
         };
-        let index = self.sessions.len();
+        let index = self.next_id;
+        self.next_id += 1;
         let launched = tokio::time::timeout(
             TESTER_REPLY_TIMEOUT,
             ctx.testers
@@ -589,6 +595,7 @@ impl Connection<'_> {
             req.num_packets
         ));
         self.sessions.push(TestSession {
+            id: index,
             sid,
             role,
             request: req,
@@ -638,8 +645,8 @@ impl Connection<'_> {
         self.sessions.iter().all(|s| s.done)
     }
 
-    fn apply_event(&mut self, index: usize, ev: TesterEvent) {
-        let Some(s) = self.sessions.get_mut(index) else {
+    fn apply_event(&mut self, id: usize, ev: TesterEvent) {
+        let Some(s) = self.sessions.iter_mut().find(|s| s.id == id) else {
             return;
         };
         match ev {
