@@ -298,10 +298,10 @@ fn request(
 
 fn both_directions(mode: Mode, host: &str) {
     let server = start_server(host);
-    both_directions_on(&server, mode, host);
+    both_directions_on(&server, mode, host, 0);
 }
 
-fn both_directions_on(server: &Server, mode: Mode, host: &str) -> Sid {
+fn both_directions_on(server: &Server, mode: Mode, host: &str, dscp: u8) -> Sid {
     let mut c = connect(host, server.port, mode);
     let lo: std::net::IpAddr = host.parse().unwrap();
     let start = now().wrapping_add(Num64::from_secs_f64(1.5));
@@ -309,7 +309,8 @@ fn both_directions_on(server: &Server, mode: Mode, host: &str) -> Sid {
     // "to": the server receives from our sender.
     let send_sock = UdpSocket::bind((lo, 0)).unwrap();
     let send_addr = send_sock.local_addr().unwrap();
-    let to_req = request(true, send_addr, SocketAddr::new(lo, 0), Sid([0; 16]), start);
+    let mut to_req = request(true, send_addr, SocketAddr::new(lo, 0), Sid([0; 16]), start);
+    to_req.type_p = u32::from(dscp) << 24;
     let to = c.request(&to_req);
     assert_eq!(to.accept, AcceptCode::Ok);
     assert_ne!(to.port, 0);
@@ -322,7 +323,8 @@ fn both_directions_on(server: &Server, mode: Mode, host: &str) -> Sid {
     from_sid[4..12].copy_from_slice(&now().to_be_bytes());
     from_sid[12..].copy_from_slice(&crypto::random_bytes::<4>("sid").unwrap());
     let from_sid = Sid(from_sid);
-    let from_req = request(false, SocketAddr::new(lo, 0), recv_addr, from_sid, start);
+    let mut from_req = request(false, SocketAddr::new(lo, 0), recv_addr, from_sid, start);
+    from_req.type_p = u32::from(dscp) << 24;
     let from = c.request(&from_req);
     assert_eq!(from.accept, AcceptCode::Ok);
     assert_eq!(from.sid, from_sid);
@@ -456,7 +458,7 @@ fn delete_on_fetch() {
         "127.0.0.1",
         Some("limit root with disk=0,bandwidth=0,delete_on_fetch=on\n"),
     );
-    let sid = both_directions_on(&server, Mode::Open, "127.0.0.1");
+    let sid = both_directions_on(&server, Mode::Open, "127.0.0.1", 0);
     let mut c = connect("127.0.0.1", server.port, Mode::Open);
     let (ack, _) = c.fetch(sid);
     assert_eq!(
@@ -474,6 +476,14 @@ fn open_mode_both_directions_and_fetch() {
 #[test]
 fn open_mode_over_ipv6() {
     both_directions(Mode::Open, "::1");
+}
+
+/// A DSCP in Type-P (EF = 46): the server's sending tester sets the TOS under its
+/// seccomp policy (spec §2.1.2).
+#[test]
+fn dscp_sessions() {
+    let server = start_server("127.0.0.1");
+    both_directions_on(&server, Mode::Encrypted, "127.0.0.1", 46);
 }
 
 #[test]
