@@ -662,3 +662,37 @@ async fn two_test_periods_on_one_connection() {
         .collect();
     assert_eq!(starts, vec![0, 1], "each session has its own id");
 }
+
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig::with_cases(48))]
+
+    /// Whatever a client sends after the handshake (in open mode: no HMAC to stop it
+    /// early), the connection task ends without panicking, and nothing stays held.
+    #[test]
+    fn arbitrary_commands_never_panic(
+        bytes in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..600),
+        first in 0u8..6,
+    ) {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            let h = harness_with(7, Duration::from_millis(300), 0);
+            let (mut c, g, task) = Client::start(&h).await;
+            c.setup(&g, 1, None).await;
+            let mut b = bytes.clone();
+            if let Some(x) = b.first_mut() {
+                *x = first;
+            }
+            let _ = c.s.write_all(&b).await;
+            let _ = c.s.shutdown().await;
+            // Drain whatever the server answers until it closes.
+            let mut sink = Vec::new();
+            let _ = c.s.read_to_end(&mut sink).await;
+            task.await.unwrap();
+            assert_eq!(h.ctx.policy.control_sessions(), 0);
+            assert_eq!(h.ctx.ports.in_use(), 0);
+        });
+    }
+}
