@@ -42,6 +42,19 @@ impl TesterLink for FakeLink {
                 }))
             }
             (ControlToTester::Start, TesterRole::Receiver) => Some(TesterToControl::ReceiveDone),
+            // Scripted: Next Seqno 0 stands for "a received record at or past it".
+            (
+                ControlToTester::Stop(StopInfo::Stop {
+                    next_seqno: Some(0),
+                    ..
+                }),
+                TesterRole::Receiver,
+            ) => Some(TesterToControl::Finished(TesterReport {
+                outcome: TesterOutcome::Failed {
+                    reason: "session invalid".into(),
+                },
+                drops: vec![],
+            })),
             (ControlToTester::Stop(StopInfo::Stop { next_seqno, .. }), TesterRole::Receiver) => {
                 Some(TesterToControl::Finished(TesterReport {
                     outcome: TesterOutcome::Receiver {
@@ -695,4 +708,41 @@ proptest::proptest! {
             assert_eq!(h.ctx.ports.in_use(), 0);
         });
     }
+}
+
+/// A receiver that reports failure at Stop (invalid data, spec §7.8) loses its data.
+#[tokio::test]
+async fn failed_receiver_data_is_deleted() {
+    let h = harness(7);
+    let (mut c, g, _task) = Client::start(&h).await;
+    c.setup(&g, 1, None).await;
+    let recv = c.request(&request(true)).await;
+    assert_eq!(recv.accept, AcceptCode::Ok);
+    assert_eq!(h.ctx.store.len(), 1);
+    c.send(&[&StartSessions.encode()]).await;
+    c.recv(1).await;
+    assert_eq!(c.recv(1).await[0], 3, "server's Stop-Sessions (N=0)");
+    let stop = StopSessions {
+        accept: AcceptCode::Ok,
+        sessions: vec![SessionStop {
+            sid: recv.sid,
+            next_seqno: 0,
+            skips: vec![],
+        }],
+    };
+    c.send(&[&stop.encode()]).await;
+    // The connection goes on; by the next answer the data is gone.
+    let f = FetchSession {
+        begin: 0,
+        end: u32::MAX,
+        sid: recv.sid,
+    };
+    c.send(&[&f.encode()]).await;
+    let b = c.recv(1).await;
+    assert_eq!(
+        FetchAck::decode(&b.try_into().unwrap()).unwrap().accept,
+        AcceptCode::Failure
+    );
+    assert!(h.ctx.store.is_empty());
+    assert_eq!(h.ctx.policy.disk_used(0), 0);
 }

@@ -160,6 +160,8 @@ struct TestSession {
     gone: bool,
     /// Stop was sent: only the final report (or death) completes it now.
     stop_sent: bool,
+    /// The tester reported failure: the data is discarded, not kept as incomplete.
+    failed: bool,
     /// A sender's own Stop-Sessions record (spec §2.5).
     sender_result: Option<(u32, Vec<SkipRange>)>,
     /// A receiver's report after finalisation: finished word, file length.
@@ -604,6 +606,7 @@ impl Connection<'_> {
             done: false,
             gone: false,
             stop_sent: false,
+            failed: false,
             sender_result: None,
             receiver_result: None,
             file,
@@ -700,8 +703,11 @@ impl Connection<'_> {
                         s.receiver_result = Some((finished, file_len));
                     }
                     TesterOutcome::Failed { reason } => {
+                        // It reported: its data is bad (e.g. a received record at or
+                        // past Next Seqno, spec §7.8), not merely cut short.
                         s.log.warn(format!("session failed: {reason}"));
                         s.gone = true;
+                        s.failed = true;
                     }
                     _ => {
                         s.log
@@ -1002,7 +1008,7 @@ impl Connection<'_> {
                 continue;
             }
             let keep = !aborted && matches!(s.receiver_result, Some((1 | 2, _)));
-            if !keep && !aborted && s.gone {
+            if !keep && !aborted && s.gone && !s.failed {
                 // Tester died: keep what it wrote, finalised as incomplete.
                 self.finalise_incomplete_here(&mut s).await;
                 continue;
