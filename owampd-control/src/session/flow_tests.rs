@@ -746,3 +746,22 @@ async fn failed_receiver_data_is_deleted() {
     assert!(h.ctx.store.is_empty());
     assert_eq!(h.ctx.policy.disk_used(0), 0);
 }
+
+#[tokio::test]
+async fn test_address_problems() {
+    let h = harness(7);
+    let (mut c, g, _task) = Client::start(&h).await;
+    c.setup(&g, 1, None).await;
+    // Not a local address: the bind fails, Accept=2 (not a close, spec §9).
+    let mut r = request(true);
+    r.receiver_addr = "203.0.113.7".parse().unwrap();
+    assert_eq!(c.request(&r).await.accept, AcceptCode::InternalError);
+    // Link-local IPv6 test addresses: Accept=3.
+    let mut r = request(true);
+    r.sender_addr = "fe80::1".parse().unwrap();
+    r.receiver_addr = "fe80::2".parse().unwrap();
+    assert_eq!(c.request(&r).await.accept, AcceptCode::NotSupported);
+    // Still usable.
+    assert_eq!(c.request(&request(true)).await.accept, AcceptCode::Ok);
+    assert_eq!(h.ctx.ports.in_use(), 1);
+}

@@ -91,6 +91,14 @@ impl Connection<'_> {
                 SocketAddr::new(req.receiver_addr, req.receiver_port),
             ),
         };
+        if [local_ip, peer.ip()].iter().any(is_link_local_v6) {
+            // The reference accepts these only over a link-local control connection,
+            // copying its scope id (spec §2.1.3); we do not carry scope ids: Accept=3.
+            return Err((
+                AcceptCode::NotSupported,
+                "IPv6 link-local test addresses are not supported".into(),
+            ));
+        }
         if role == TesterRole::Sender
             && !self.mode.is_secure()
             && canonical_ip(req.receiver_addr) != canonical_ip(self.peer.ip())
@@ -228,4 +236,9 @@ impl Connection<'_> {
         });
         Ok((port, sid))
     }
+}
+
+/// fe80::/10.
+fn is_link_local_v6(ip: &IpAddr) -> bool {
+    matches!(ip, IpAddr::V6(a) if (a.segments()[0] & 0xffc0) == 0xfe80)
 }
