@@ -6,7 +6,7 @@
 //! trying, so two sessions never share a port. With no range: the kernel's ephemeral
 //! port (bind to port 0).
 //!
-//! [REC] An exhausted range gives Accept=5 (temporary resource limit) where the
+//! \[REC\] An exhausted range gives Accept=5 (temporary resource limit) where the
 //! reference closes the connection; any other bind failure (e.g. the requested address
 //! is not local) gives Accept=2.
 
