@@ -371,3 +371,89 @@ fn kernel_status() -> Option<owamp::time::KernelClockStatus> {
         offset_ns: k.offset_ns,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pair() -> (Ipc, Channel) {
+        let (a, b) = Channel::pair().unwrap();
+        (Ipc { chan: a }, b)
+    }
+
+    #[test]
+    fn poll_stop_is_false_until_stop_then_stays_true() {
+        let (ipc, control) = pair();
+        let mut ctl = IpcControl {
+            ipc: &ipc,
+            stop: None,
+        };
+        assert!(!ctl.poll_stop());
+        let stop = StopInfo::Stop {
+            stop_time_ntp: 7,
+            next_seqno: Some(3),
+            skips: vec![],
+        };
+        control
+            .send(&ControlToTester::Stop(stop.clone()), &[])
+            .unwrap();
+        assert!(ctl.poll_stop());
+        assert!(ctl.poll_stop());
+        assert_eq!(ctl.stop, Some(stop));
+    }
+
+    #[test]
+    fn control_gone_means_stop_without_information() {
+        let (ipc, control) = pair();
+        drop(control);
+        let mut ctl = IpcControl {
+            ipc: &ipc,
+            stop: None,
+        };
+        assert!(ctl.poll_stop());
+        assert!(matches!(
+            ctl.stop,
+            Some(StopInfo::Stop {
+                next_seqno: None,
+                ..
+            })
+        ));
+        // And a blocking read says the same.
+        assert!(matches!(
+            ipc.next(),
+            Ok(ControlToTester::Stop(StopInfo::Stop {
+                next_seqno: None,
+                ..
+            }))
+        ));
+    }
+
+    #[test]
+    fn anything_but_stop_while_running_aborts() {
+        let (ipc, control) = pair();
+        control.send(&ControlToTester::Start, &[]).unwrap();
+        let mut ctl = IpcControl {
+            ipc: &ipc,
+            stop: None,
+        };
+        assert!(ctl.poll_stop());
+        assert_eq!(ctl.stop, Some(StopInfo::Abort));
+    }
+
+    #[test]
+    fn failure_is_reported_to_control() {
+        let (ipc, control) = pair();
+        let code = ipc.failed("no");
+        assert_eq!(code, ExitCode::FAILURE);
+        let got = control.recv::<TesterToControl>().unwrap().msg;
+        assert_eq!(
+            got,
+            TesterToControl::Finished(TesterReport {
+                outcome: TesterOutcome::Failed {
+                    reason: "no".into()
+                },
+                drops: vec![],
+            })
+        );
+    }
+}
