@@ -765,3 +765,42 @@ async fn test_address_problems() {
     assert_eq!(c.request(&request(true)).await.accept, AcceptCode::Ok);
     assert_eq!(h.ctx.ports.in_use(), 1);
 }
+
+/// Start-Sessions with no session: accepted, and the server stops at once (spec §2.3).
+#[tokio::test]
+async fn start_with_no_sessions() {
+    let h = harness(7);
+    let (mut c, g, _task) = Client::start(&h).await;
+    c.setup(&g, 1, None).await;
+    c.send(&[&StartSessions.encode()]).await;
+    assert_eq!(c.recv(1).await[0], 0, "Start-Ack");
+    let b = c.recv(1).await;
+    assert_eq!((b[0], b[1]), (3, 0), "server's Stop-Sessions, Accept 0");
+    assert_eq!(u32::from_be_bytes(b[4..8].try_into().unwrap()), 0);
+    let stop = StopSessions {
+        accept: AcceptCode::Ok,
+        sessions: vec![],
+    };
+    c.send(&[&stop.encode()]).await;
+    // A second Start-Sessions is a new (empty) test period, not a protocol error.
+    c.send(&[&StartSessions.encode()]).await;
+    assert_eq!(c.recv(1).await[0], 0);
+}
+
+/// A second Start-Sessions during a test period closes (spec §9).
+#[tokio::test]
+async fn start_during_a_test_period_closes() {
+    let h = harness(7);
+    let (mut c, g, task) = Client::start(&h).await;
+    c.setup(&g, 1, None).await;
+    let recv = c.request(&request(true)).await;
+    assert_eq!(recv.accept, AcceptCode::Ok);
+    c.send(&[&StartSessions.encode()]).await;
+    assert_eq!(c.recv(1).await[0], 0);
+    // The fake receiver reported ReceiveDone, so the server sends its Stop first;
+    // answer with another Start-Sessions instead of Stop-Sessions.
+    assert_eq!(c.recv(1).await[0], 3);
+    c.send(&[&StartSessions.encode()]).await;
+    assert!(c.closed().await);
+    task.await.unwrap();
+}
