@@ -7,6 +7,7 @@
 
 pub mod crypto;
 pub mod types;
+pub mod wire;
 
 pub use types::{
     AcceptCode, ErrorEstimate, Mode, ModeSet, NTP_UNIX_OFFSET, Num64, PacketRecord, Sid, SkipRange,
