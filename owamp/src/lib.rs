@@ -6,6 +6,10 @@
 #![forbid(unsafe_code)]
 
 pub mod crypto;
+pub mod engine;
+pub mod packet;
+pub mod schedule;
+pub mod time;
 pub mod types;
 pub mod wire;
 
