@@ -10,6 +10,7 @@ pub mod engine;
 pub mod packet;
 pub mod schedule;
 pub mod time;
+pub mod owp;
 pub mod types;
 pub mod wire;
 
