@@ -4,5 +4,7 @@
 pub mod control;
 pub mod getopt;
 pub mod net;
+pub mod passphrase;
+pub mod signals;
 pub mod opts;
 pub mod parse;
