@@ -11,6 +11,8 @@ pub mod packet;
 pub mod schedule;
 pub mod time;
 pub mod owp;
+pub mod report;
+pub mod stats;
 pub mod types;
 pub mod wire;
 

@@ -10,6 +10,8 @@ use std::io::Cursor;
 use std::net::{IpAddr, Ipv4Addr};
 
 const START: u64 = 0xE000_0000_0000_0000;
+/// A stop time long after every test packet.
+const LATE: Num64 = Num64(START + (1000u64 << 32));
 const SYNC: ErrorEstimate = ErrorEstimate {
     synchronized: true,
     z: false,
@@ -163,10 +165,10 @@ fn fetched_file_round_trip_and_layout() {
 }
 
 #[test]
-fn fetched_file_without_skips_has_equal_offsets_and_checks_count() {
+fn fetched_file_without_skips_puts_skip_offset_after_records_and_checks_count() {
     let sess = SessionHeader::from_fields(&fields(10, 2)).unwrap();
     let info = FetchInfo {
-        finished: 2,
+        finished: 7, // anything but 0/1 is stored as 2, as the reference does
         next_seqno: 0,
         num_records: 2,
     };
@@ -178,7 +180,48 @@ fn fetched_file_without_skips_has_equal_offsets_and_checks_count() {
     w.record(&rec(1, false)).unwrap();
     assert!(w.record(&rec(2, false)).is_err());
     let bytes = w.finish().unwrap();
-    assert_eq!(bytes[24..32], bytes[32..40]);
+    let hlen = 40 + 144u64;
+    assert_eq!(&bytes[8..12], &2u32.to_be_bytes());
+    assert_eq!(&bytes[24..32], &(hlen + 50).to_be_bytes());
+    assert_eq!(&bytes[32..40], &hlen.to_be_bytes());
+    let mut f = OwpFile::from_reader(Cursor::new(bytes), "t.owp").unwrap();
+    assert_eq!(f.read_records().unwrap().len(), 2);
+    // No records and no skips: the skip offset stays 0.
+    let info = FetchInfo {
+        finished: 1,
+        next_seqno: 10,
+        num_records: 0,
+    };
+    let bytes = FetchedFileWriter::begin(Vec::new(), "t.owp", &sess, info, &[])
+        .unwrap()
+        .finish()
+        .unwrap();
+    assert_eq!(&bytes[24..32], &[0u8; 8]);
+    assert_eq!(bytes.len() as u64, hlen);
+    let f = OwpFile::from_reader(Cursor::new(bytes), "t.owp").unwrap();
+    assert_eq!(f.header().num_records, 0);
+}
+
+#[test]
+fn finished_file_uses_the_stored_count() {
+    // finished != 0: the stored count wins over the file size (reference reader).
+    let sess = SessionHeader::from_fields(&fields(10, 2)).unwrap();
+    let info = FetchInfo {
+        finished: 1,
+        next_seqno: 10,
+        num_records: 2,
+    };
+    let mut w = FetchedFileWriter::begin(Vec::new(), "t", &sess, info, &[]).unwrap();
+    w.record(&rec(0, false)).unwrap();
+    w.record(&rec(1, false)).unwrap();
+    let mut bytes = w.finish().unwrap();
+    bytes[20..24].copy_from_slice(&1u32.to_be_bytes());
+    let f = OwpFile::from_reader(Cursor::new(bytes.clone()), "t").unwrap();
+    assert_eq!(f.header().num_records, 1);
+    // finished = 0: counted from the size.
+    bytes[8..12].copy_from_slice(&0u32.to_be_bytes());
+    let f = OwpFile::from_reader(Cursor::new(bytes), "t").unwrap();
+    assert_eq!(f.header().num_records, 2);
 }
 
 fn v2_record(seq: u32, send: u64, serr: [u8; 2], recv: u64, rerr: [u8; 2]) -> Vec<u8> {
@@ -376,8 +419,8 @@ fn incomplete_drops_trailing_lost_records() {
         rec(4, true),
     ];
     let (_d, path, w) = receive_file(10, 2, &recs);
-    let out = w.finalize_incomplete().unwrap();
-    assert_eq!((out.finished, out.next_seqno, out.num_records), (2, 10, 3));
+    let out = w.finalize_incomplete(LATE).unwrap();
+    assert_eq!((out.finished, out.next_seqno, out.num_records), (2, 0, 3));
     let mut f = OwpFile::open(&path).unwrap();
     assert_eq!(f.header().finished, 2);
     let seqs: Vec<u32> = f.read_records().unwrap().iter().map(|r| r.seq).collect();
@@ -385,10 +428,29 @@ fn incomplete_drops_trailing_lost_records() {
 }
 
 #[test]
+fn incomplete_applies_the_stop_time_rule() {
+    // Connection lost at START + 5 s, Timeout 2 s: only send_ts <= START + 3 s stay.
+    let recs = vec![
+        rec(0, false),
+        rec(1, true),
+        rec(2, false),
+        rec(3, false),
+        rec(4, false),
+    ];
+    let (_d, path, w) = receive_file(10, 2, &recs);
+    let out = w.finalize_incomplete(Num64(START + (5u64 << 32))).unwrap();
+    assert_eq!(out.num_records, 4);
+    let mut f = OwpFile::open(&path).unwrap();
+    assert_eq!((f.header().finished, f.header().next_seqno), (2, 0));
+    let seqs: Vec<u32> = f.read_records().unwrap().iter().map(|r| r.seq).collect();
+    assert_eq!(seqs, vec![0, 1, 2, 3]);
+}
+
+#[test]
 fn incomplete_with_nothing_received_truncates_to_header() {
     let recs = vec![rec(0, true), rec(1, true)];
     let (_d, path, w) = receive_file(10, 2, &recs);
-    let out = w.finalize_incomplete().unwrap();
+    let out = w.finalize_incomplete(LATE).unwrap();
     assert_eq!(out.num_records, 0);
     let f = OwpFile::open(&path).unwrap();
     assert_eq!(f.header().finished, 2);
@@ -413,7 +475,7 @@ fn resume_finalises_a_file_left_by_a_dead_writer() {
         .unwrap();
     let w = ReceiveWriter::resume(file, &path).unwrap();
     assert_eq!(w.records_written(), 3);
-    let out = w.finalize_incomplete().unwrap();
+    let out = w.finalize_incomplete(LATE).unwrap();
     assert_eq!(out.num_records, 2);
     assert_eq!(std::fs::metadata(&path).unwrap().len(), 40 + 144 + 50);
 }
@@ -516,4 +578,62 @@ proptest! {
         b.truncate(b.len() - c);
         read_all(b);
     }
+}
+
+#[test]
+fn finalisation_releases_its_lock_even_with_a_shared_descriptor() {
+    let recs = vec![rec(0, false)];
+    let (_d, path, w) = receive_file(10, 2, &recs);
+    // Another copy of the same open file description (as after fd passing).
+    let file = w.into_file();
+    let copy = file.try_clone().unwrap();
+    let w = ReceiveWriter::resume(file, &path).unwrap();
+    w.finalize_incomplete(LATE).unwrap();
+    let reader = std::fs::File::open(&path).unwrap();
+    owamp::owp::try_lock_shared(&reader, &path).unwrap();
+    drop(copy);
+}
+
+#[test]
+fn shared_lock_fails_while_a_writer_holds_the_lock() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("l.owp");
+    std::fs::write(&path, b"x").unwrap();
+    let w = std::fs::OpenOptions::new().write(true).open(&path).unwrap();
+    #[allow(clippy::incompatible_msrv)]
+    w.lock().unwrap();
+    let r = std::fs::File::open(&path).unwrap();
+    match owamp::owp::try_lock_shared(&r, &path) {
+        Err(OwpError::Io { source, .. }) => {
+            assert_eq!(source.kind(), std::io::ErrorKind::WouldBlock)
+        }
+        other => panic!("expected WouldBlock, got {other:?}"),
+    }
+}
+
+#[test]
+fn fetched_file_reencodes_the_request_session() {
+    // MBZ garbage and a Conf-Sender of 5 in the stored Request-Session come out
+    // canonical, as owping's decode + OWPWriteDataHeader produce them.
+    let mut raw = hand_session(10);
+    raw[1] |= 0xF0; // MBZ nibble
+    raw[2] = 5;
+    raw[90] = 0xAA; // MBZ after Type-P
+    raw[113] = 0x55; // slot MBZ
+    let sess = SessionHeader::parse(&raw).unwrap();
+    assert_eq!(sess.raw(), &raw[..]);
+    let info = FetchInfo {
+        finished: 1,
+        next_seqno: 10,
+        num_records: 0,
+    };
+    let bytes = FetchedFileWriter::begin(Vec::new(), "t", &sess, info, &[])
+        .unwrap()
+        .finish()
+        .unwrap();
+    let stored = &bytes[40..40 + 144];
+    assert_eq!(stored[1], 4);
+    assert_eq!(stored[2], 1);
+    assert_eq!(stored[90], 0);
+    assert_eq!(stored[113], 0);
 }

@@ -5,7 +5,10 @@
 //! typed [`OwpError`] naming the path and the field, never a panic or a huge allocation.
 
 use super::session::{PREAMBLE_LEN, SessionHeader};
-use super::{MAGIC, OwpError, SKIP_LEN, V2_RECORD_LEN, V3_FIXED_LEN, V3_RECORD_LEN, VERSION_V3};
+use super::{
+    FINISHED_ERROR, MAGIC, OwpError, SKIP_LEN, V2_RECORD_LEN, V3_FIXED_LEN, V3_RECORD_LEN,
+    VERSION_V3,
+};
 use crate::types::{ErrorEstimate, Num64, PacketRecord, SkipRange};
 use std::fs::File;
 use std::io::{BufReader, Read, Seek, SeekFrom};
@@ -22,8 +25,8 @@ pub struct FileHeader {
     /// Valid when `finished == 1` (v3 only; 0 otherwise).
     pub next_seqno: u32,
     pub num_skips: u32,
-    /// The number of records actually available: the header's count, or (while the
-    /// session is live, count 0) `(end − oset_data) / record_len`.
+    /// The number of records to read: the stored count, or, while finished = 0 (live
+    /// or failed), `(end − oset_data) / record_len` (as the reference reads it).
     pub num_records: u64,
     /// The Number of Records word as stored (0 while live).
     pub stored_num_records: u32,
@@ -257,9 +260,10 @@ fn parse_v3<R: Read + Seek>(r: &mut R, path: &Path, file_len: u64) -> Result<Fil
         file_len
     };
     let avail = records_end.saturating_sub(oset_data) / V3_RECORD_LEN;
-    let num_records = if stored_num_records == 0 {
-        avail
-    } else if (stored_num_records as u64) > avail {
+    // As the reference's OWPReadDataHeader: the stored count must fit the file; a
+    // file still in the error/live state (finished = 0) is counted from its size,
+    // otherwise the stored count is authoritative.
+    if (stored_num_records as u64) > avail {
         return Err(OwpError::Truncated {
             path: path.to_path_buf(),
             field: "num_records",
@@ -267,6 +271,9 @@ fn parse_v3<R: Read + Seek>(r: &mut R, path: &Path, file_len: u64) -> Result<Fil
             need: stored_num_records as u64 * V3_RECORD_LEN,
             have: records_end.saturating_sub(oset_data),
         });
+    }
+    let num_records = if finished == FINISHED_ERROR {
+        avail
     } else {
         stored_num_records as u64
     };

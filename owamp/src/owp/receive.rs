@@ -59,6 +59,9 @@ impl ReceiveWriter {
     ) -> Result<Self, OwpError> {
         let path = label.as_ref().to_path_buf();
         check_not_append(&file, &path)?;
+        // The reference writes the header from its decoded session (OWPWriteDataHeader),
+        // so the stored Request-Session is the canonical encoding.
+        let session = &SessionHeader::from_fields(session.fields())?;
         let header_len = v3_header_len(session);
         let hdr = write_v3_header(session, FINISHED_ERROR, 0, 0, 0, 0, header_len);
         file.set_len(0)
@@ -151,6 +154,16 @@ impl ReceiveWriter {
     ) -> Result<FinalizeOutcome, OwpError> {
         self.flush()?;
         self.lock()?;
+        let r = self.stop_locked(stoptime, next_seqno, skips);
+        self.unlock_after(r)
+    }
+
+    fn stop_locked(
+        &mut self,
+        stoptime: Timestamp,
+        next_seqno: u32,
+        skips: &[SkipRange],
+    ) -> Result<FinalizeOutcome, OwpError> {
         let limit = stoptime.saturating_sub(self.timeout);
         let mut invalid: Option<u32> = None;
         let kept = self.compact(|r| {
@@ -172,25 +185,52 @@ impl ReceiveWriter {
         self.complete(kept, skips, FINISHED_NORMAL, next_seqno)
     }
 
-    /// Finalise without Stop-Sessions information (the connection dropped; spec §7.8):
-    /// Next Seqno = Number of Packets, records with `seq ≥ npackets` are dropped, then
-    /// the lost records above the highest received seqno; if nothing was received the
-    /// file is cut back to the header. finished=2.
-    pub fn finalize_incomplete(mut self) -> Result<FinalizeOutcome, OwpError> {
+    /// Finalise without Stop-Sessions information (the connection dropped; spec §7.8),
+    /// as the reference's `_OWPCleanUpSessions`: the Stop-Sessions rule with
+    /// next = Number of Packets and `stoptime` = when the loss was noticed, then the
+    /// lost records above the highest received seqno are dropped; if nothing was
+    /// received the file is cut back to the header. finished=2, Next Seqno 0.
+    ///
+    /// Departure: the reference computes that highest seqno over lost records too in
+    /// its common path, so it rarely drops anything; we drop as the spec intends.
+    pub fn finalize_incomplete(mut self, stoptime: Timestamp) -> Result<FinalizeOutcome, OwpError> {
         self.flush()?;
         self.lock()?;
+        let r = self.incomplete_locked(stoptime);
+        self.unlock_after(r)
+    }
+
+    fn incomplete_locked(&mut self, stoptime: Timestamp) -> Result<FinalizeOutcome, OwpError> {
         let npackets = self.npackets;
+        let limit = stoptime.saturating_sub(self.timeout);
+        let mut invalid: Option<u32> = None;
+        self.compact(|r| {
+            if !r.is_lost() && r.seq >= npackets {
+                invalid.get_or_insert(r.seq);
+                return false;
+            }
+            r.seq < npackets && r.send_ts <= limit
+        })?;
+        if let Some(seq) = invalid {
+            self.write_finished(FINISHED_ERROR, 0)?;
+            self.sync()?;
+            return Err(OwpError::SessionInvalid {
+                path: self.path.clone(),
+                seq,
+                next_seqno: npackets,
+            });
+        }
         let mut highest: Option<u32> = None;
         self.scan(|r| {
-            if !r.is_lost() && r.seq < npackets {
+            if !r.is_lost() {
                 highest = Some(highest.map_or(r.seq, |h| h.max(r.seq)));
             }
         })?;
         let kept = match highest {
             None => self.compact(|_| false)?,
-            Some(h) => self.compact(|r| r.seq < npackets && (!r.is_lost() || r.seq < h))?,
+            Some(h) => self.compact(|r| !r.is_lost() || r.seq < h)?,
         };
-        self.complete(kept, &[], FINISHED_INCOMPLETE, npackets)
+        self.complete(kept, &[], FINISHED_INCOMPLETE, 0)
     }
 
     /// Mark the file as failed (finished=0) and sync it; the control process deletes
@@ -217,6 +257,19 @@ impl ReceiveWriter {
         self.file
             .lock()
             .map_err(|e| OwpError::io(&self.path, "lock", e))
+    }
+
+    /// Release the lock explicitly: the descriptor may be shared with another process
+    /// (fd passing), and a flock lasts until every copy is closed.
+    #[allow(clippy::incompatible_msrv)]
+    fn unlock_after<T>(&self, r: Result<T, OwpError>) -> Result<T, OwpError> {
+        let u = self
+            .file
+            .unlock()
+            .map_err(|e| OwpError::io(&self.path, "unlock", e));
+        let v = r?;
+        u?;
+        Ok(v)
     }
 
     fn sync(&self) -> Result<(), OwpError> {
@@ -286,10 +339,10 @@ impl ReceiveWriter {
     }
 
     /// The reference's final write order (spec §7.7): records (already in place) →
-    /// Number of Records → skip ranges → Number of Skip Ranges → finished/Next Seqno;
-    /// then fsync.
+    /// Number of Records → Number of Skip Ranges and their offset → skip ranges →
+    /// finished/Next Seqno; then fsync.
     fn complete(
-        self,
+        &mut self,
         kept: u64,
         skips: &[SkipRange],
         finished: u32,
@@ -310,6 +363,12 @@ impl ReceiveWriter {
         self.file
             .write_all_at(&nrec.to_be_bytes(), 20)
             .map_err(|e| OwpError::io(&self.path, "num_records", e))?;
+        self.file
+            .write_all_at(&nskips.to_be_bytes(), 16)
+            .map_err(|e| OwpError::io(&self.path, "num_skips", e))?;
+        self.file
+            .write_all_at(&records_end.to_be_bytes(), 24)
+            .map_err(|e| OwpError::io(&self.path, "oset_skips", e))?;
         let mut sk = Vec::with_capacity(skips.len() * SKIP_LEN as usize);
         for s in skips {
             sk.extend_from_slice(&s.first.to_be_bytes());
@@ -318,12 +377,6 @@ impl ReceiveWriter {
         self.file
             .write_all_at(&sk, records_end)
             .map_err(|e| OwpError::io(&self.path, "skip ranges", e))?;
-        self.file
-            .write_all_at(&nskips.to_be_bytes(), 16)
-            .map_err(|e| OwpError::io(&self.path, "num_skips", e))?;
-        self.file
-            .write_all_at(&records_end.to_be_bytes(), 24)
-            .map_err(|e| OwpError::io(&self.path, "oset_skips", e))?;
         self.write_finished(finished, next_seqno)?;
         self.sync()?;
         Ok(FinalizeOutcome {

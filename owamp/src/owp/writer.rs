@@ -1,9 +1,12 @@
 //! Writing v3 `.owp` files as the client does after a Fetch-Session (spec §2.7, §7.7):
 //! the header carries Finished, Next Seqno, the skip count and the record count from the
-//! Fetch-Ack; the skip ranges come first, then the records.
+//! Fetch-Ack; the skip ranges come first, then the records. Offsets follow the
+//! reference's `OWPWriteDataHeader`.
 
 use super::session::SessionHeader;
-use super::{MAGIC, OwpError, SKIP_LEN, V3_FIXED_LEN, V3_RECORD_LEN, VERSION_V3};
+use super::{
+    FINISHED_INCOMPLETE, MAGIC, OwpError, SKIP_LEN, V3_FIXED_LEN, V3_RECORD_LEN, VERSION_V3,
+};
 use crate::types::{PacketRecord, SkipRange};
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -70,17 +73,36 @@ impl<W: Write> FetchedFileWriter<W> {
             path: path.clone(),
             detail: format!("{} skip ranges", skips.len()),
         })?;
+        // owping decodes the Request-Session from the fetch stream and encodes it
+        // again (OWPWriteDataHeader), so MBZ octets and flag values are canonical.
+        let session =
+            &SessionHeader::from_fields(session.fields()).map_err(|e| OwpError::Usage {
+                path: path.clone(),
+                detail: e.to_string(),
+            })?;
         let hlen = v3_header_len(session);
-        // With no skips both offsets equal the header length, as the reference's
-        // own files have it (spec §7.7).
-        let oset_data = hlen + SKIP_LEN * nskips as u64;
+        // Offsets as the reference's OWPWriteDataHeader lays them out: skips first if
+        // there are any; otherwise the records first and the skip offset just past
+        // them (0 when there are no records either).
+        let (oset_skips, oset_data) = if nskips > 0 {
+            (hlen, hlen + SKIP_LEN * nskips as u64)
+        } else if info.num_records > 0 {
+            (hlen + V3_RECORD_LEN * info.num_records as u64, hlen)
+        } else {
+            (0, hlen)
+        };
+        // The reference stores only 0 or 1 as given; anything else becomes 2.
+        let finished = match info.finished {
+            0 | 1 => info.finished,
+            _ => FINISHED_INCOMPLETE,
+        };
         let mut out = write_v3_header(
             session,
-            info.finished,
+            finished,
             info.next_seqno,
             nskips,
             info.num_records,
-            hlen,
+            oset_skips,
             oset_data,
         );
         for s in skips {
