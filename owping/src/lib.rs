@@ -4,7 +4,63 @@
 pub mod control;
 pub mod getopt;
 pub mod net;
-pub mod passphrase;
-pub mod signals;
 pub mod opts;
+pub mod output;
 pub mod parse;
+pub mod passphrase;
+pub mod ping;
+pub mod signals;
+pub mod tools;
+
+use control::ConnectParams;
+use opts::{CommandLine, Program};
+use owamp::ModeSet;
+use std::time::Duration;
+
+/// Deadline for the TCP connect of the control connection.
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(20);
+/// Deadline for each reply of the server during the handshake and commands.
+pub const IO_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// One line on stderr, `prog: message`, as the reference's error log prints.
+pub fn log(prog: Program, msg: &str) {
+    eprintln!("{}: {msg}", prog.name());
+}
+
+/// The connection parameters of `cl`, with the pass-phrase looked up or prompted for
+/// when `-u` is given (owping.c `owp_set_auth`). A pass-phrase that cannot be had is
+/// reported and the identity dropped: the connection then falls back to open mode if
+/// the server and `-A` allow it (spec §1.8, §10).
+pub fn connect_params(prog: Program, cl: &CommandLine, server: &str) -> Result<ConnectParams, i32> {
+    let mut identity = cl.conn.identity.clone();
+    let mut passphrase = None;
+    if let Some(id) = &identity {
+        let got = match &cl.conn.pffile {
+            Some(path) => passphrase::from_pffile(path, id),
+            None => passphrase::prompt(id),
+        };
+        match got {
+            Ok(pf) => passphrase = Some(pf),
+            Err(e) => log(prog, &e.to_string()),
+        }
+    }
+    if passphrase.is_none() {
+        identity = None;
+    }
+    let family = match (cl.conn.v4only, cl.conn.v6only) {
+        (true, _) => net::Family::V4,
+        (_, true) => net::Family::V6,
+        _ => net::Family::Any,
+    };
+    Ok(ConnectParams {
+        server: server.to_string(),
+        src: cl.conn.srcaddr.clone(),
+        family,
+        bind_device: cl.conn.bind_device.clone(),
+        requested: cl.conn.auth_modes.unwrap_or(ModeSet::ALL),
+        identity,
+        passphrase,
+        connect_timeout: CONNECT_TIMEOUT,
+        io_timeout: IO_TIMEOUT,
+    })
+}

@@ -56,11 +56,8 @@ struct EchoGuard<'a> {
 
 impl Drop for EchoGuard<'_> {
     fn drop(&mut self) {
-        let _ = nix::sys::termios::tcsetattr(
-            self.tty,
-            nix::sys::termios::SetArg::TCSANOW,
-            &self.saved,
-        );
+        let _ =
+            nix::sys::termios::tcsetattr(self.tty, nix::sys::termios::SetArg::TCSANOW, &self.saved);
     }
 }
 
@@ -76,11 +73,11 @@ pub fn prompt(identity: &str) -> Result<Vec<u8>, PassError> {
             quiet.local_flags.remove(LocalFlags::ECHO);
             tcsetattr(&tty, SetArg::TCSAFLUSH, &quiet).map_err(|e| PassError::Read(e.into()))?;
             let guard = EchoGuard { tty: &tty, saved };
-            let mut w = &*guard.tty;
+            let mut w = guard.tty;
             write!(w, "Enter passphrase for identity '{identity}': ")
                 .and_then(|_| w.flush())
                 .map_err(PassError::Read)?;
-            let mut r = &*guard.tty;
+            let mut r = guard.tty;
             let line = read_line(&mut r).map_err(PassError::Read)?;
             drop(guard);
             let _ = writeln!(tty);
@@ -112,7 +109,10 @@ mod tests {
         std::fs::write(&p, "alice 736563726574\n").unwrap();
         assert_eq!(from_pffile(&p, "alice").unwrap(), b"secret");
         let e = from_pffile(&p, "bob").unwrap_err().to_string();
-        assert!(e.starts_with("Unable to find pass-phrase for id=\"bob\""), "{e}");
+        assert!(
+            e.starts_with("Unable to find pass-phrase for id=\"bob\""),
+            "{e}"
+        );
         assert!(from_pffile(&dir.path().join("none"), "alice").is_err());
     }
 }
