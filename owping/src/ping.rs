@@ -292,7 +292,12 @@ fn run(
         type_p,
         slots: t.slots.clone(),
     };
-    if let Err(p) = base.validate_in_mode(Some(ctl.mode)) {
+    // Checked as a "to" request: the direction does not change what can be wrong.
+    let probe = RequestSession {
+        conf_receiver: true,
+        ..base.clone()
+    };
+    if let Err(p) = probe.validate_in_mode(Some(ctl.mode)) {
         return fail(&format!("Invalid test specification: {p}"));
     }
     let device = cl.conn.bind_device.as_deref();
