@@ -19,10 +19,14 @@
 //! refused unless it is a `#comment` (the reference ignored it); `disk=`, `disk=k` are
 //! refused (the reference read them as 0); class names may not contain `/` or be `.` or
 //! `..`, because they become directory names under `datadir/hierarchy`; a second
-//! `assign net` for the same prefix or `assign user` for the same identity is refused.
+//! `assign net` for the same prefix or `assign user` for the same identity is refused;
+//! `limit` and `assign` must be whole words (the reference compared only their first 5
+//! and 6 characters, so `limitfoo with` defined class `foo`); `assign net` takes plain
+//! numeric addresses without a `%scope` suffix. Every refusal names the problem (the
+//! reference often failed with only a line number).
 
 use crate::pfs::{MAX_IDENTITY_LEN, Pfs};
-use crate::text::{ReadError, logical_lines, read_first, tokens};
+use crate::text::{ReadError, is_c_space, logical_lines, read_first, tokens};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
@@ -154,7 +158,7 @@ pub enum LimitsProblem {
     UnknownDirective(String),
     #[error("expected \"limit <class> with <key>=<value>,...\"")]
     LimitSyntax,
-    #[error("classname {name:?} too long ({len} characters, at most 80)")]
+    #[error("classname {name:?} too long ({len} bytes, at most 80)")]
     ClassTooLong { name: String, len: usize },
     #[error("classname {0:?} is not usable as a directory name")]
     ClassNotADirName(String),
@@ -247,7 +251,10 @@ fn parse_si(value: &str) -> Result<u64, &'static str> {
         _ => return Err("expected a whole number, optionally followed by k, m, g, t, p, e or z"),
     };
     let n: u128 = digits.parse::<u64>().map_err(|_| "too large")?.into();
-    u64::try_from(n * mult).map_err(|_| "too large")
+    // 64-bit digits times 10^21 can exceed even 128 bits: check both steps.
+    n.checked_mul(mult)
+        .and_then(|v| u64::try_from(v).ok())
+        .ok_or("too large")
 }
 
 fn parse_bool(value: &str) -> Result<bool, &'static str> {
@@ -265,7 +272,7 @@ fn parse_bool(value: &str) -> Result<bool, &'static str> {
 fn strip_comment(line: &str) -> &str {
     let b = line.as_bytes();
     for (i, &c) in b.iter().enumerate() {
-        if c == b'#' && (i == 0 || b.get(i - 1).is_some_and(|p| p.is_ascii_whitespace())) {
+        if c == b'#' && (i == 0 || b.get(i - 1).is_some_and(|p| is_c_space(char::from(*p)))) {
             return line.get(..i).unwrap_or(line);
         }
     }
@@ -341,8 +348,8 @@ impl Limits {
     }
 
     fn apply_line(&mut self, line: &str, pfs: Option<&Pfs>) -> Result<(), LimitsProblem> {
-        let line = line.trim_start();
-        let (word, rest) = match line.find(|c: char| c.is_ascii_whitespace()) {
+        let line = line.trim_start_matches(is_c_space);
+        let (word, rest) = match line.find(is_c_space) {
             Some(i) => line.split_at(i),
             None => (line, ""),
         };
@@ -359,19 +366,19 @@ impl Limits {
     }
 
     fn apply_limit(&mut self, rest: &str) -> Result<(), LimitsProblem> {
-        let rest = rest.trim_start();
+        let rest = rest.trim_start_matches(is_c_space);
         let (name, rest) = rest
-            .split_once(|c: char| c.is_ascii_whitespace())
+            .split_once(is_c_space)
             .ok_or(LimitsProblem::LimitSyntax)?;
-        let rest = rest.trim_start();
-        let (with, kvs) = match rest.split_once(|c: char| c.is_ascii_whitespace()) {
+        let rest = rest.trim_start_matches(is_c_space);
+        let (with, kvs) = match rest.split_once(is_c_space) {
             Some((w, kv)) => (w, kv),
             None => (rest, ""),
         };
         if !is_word(with, "with") {
             return Err(LimitsProblem::LimitSyntax);
         }
-        let len = name.chars().count();
+        let len = name.len();
         if len > MAX_CLASS_LEN {
             return Err(LimitsProblem::ClassTooLong {
                 name: name.to_string(),
@@ -389,7 +396,7 @@ impl Limits {
         let mut parent: Option<ClassId> = None;
         let mut set: Vec<(Key, &str, &str)> = Vec::new();
         for entry in kvs.split(',') {
-            let entry = entry.trim();
+            let entry = entry.trim_matches(is_c_space);
             if entry.is_empty() {
                 // "a=1,,b=2" and a trailing comma: strtok skips empty fields.
                 continue;
@@ -399,7 +406,7 @@ impl Limits {
                 value: String::new(),
                 why: "expected key=value",
             })?;
-            let (k, v) = (k.trim(), v.trim());
+            let (k, v) = (k.trim_matches(is_c_space), v.trim_matches(is_c_space));
             if k.is_empty() {
                 return Err(LimitsProblem::EmptyEntry);
             }
@@ -502,7 +509,7 @@ impl Limits {
                 return Err(LimitsProblem::AssignUserSyntax);
             };
             trailing(3)?;
-            if user.chars().count() > MAX_IDENTITY_LEN || !pfs.is_some_and(|p| p.contains(user)) {
+            if user.len() > MAX_IDENTITY_LEN || !pfs.is_some_and(|p| p.contains(user)) {
                 return Err(LimitsProblem::UnknownUser((*user).to_string()));
             }
             let id = self.class_named(class)?;
@@ -800,6 +807,27 @@ assign default regular
     }
 
     #[test]
+    fn older_owampd_limits_sample() {
+        // Shaped like the owampd.limits example of older releases.
+        let l = ok("\
+limit root with disk=0,bandwidth=0
+# limit box with parent=root,disk=1,bandwidth=1,allow_open_mode=off
+limit box with parent=root,bandwidth=1k
+limit sand with parent=box,disk=10M,bandwidth=1k,delete_on_fetch=on
+
+assign default sand
+assign net ::/127 root
+");
+        let sand = l.by_name("sand").unwrap_or_else(|| panic!("no sand"));
+        assert_eq!(l.class_for_address(ip("::1")), l.root());
+        assert_eq!(l.class_for_address(ip("::")), l.root());
+        assert_eq!(l.class_for_address(ip("::2")), sand);
+        assert_eq!(l.class_for_address(ip("127.0.0.1")), sand);
+        assert_eq!(l.chain(sand).len(), 3);
+        assert_eq!(l.class(sand).disk, 10_000_000);
+    }
+
+    #[test]
     fn missing_or_comment_only_file_is_one_unlimited_default_root() {
         let want = Limits::default();
         assert_eq!(ok(""), want);
@@ -850,6 +878,20 @@ limit c with DISK=7 , Parent=b, delete_on_fetch=ON, bandwidth=0
         assert_eq!(
             err("limit r with disk=1z"),
             "owamp-server.limits:1: invalid value \"1z\" for \"disk\": too large"
+        );
+        assert_eq!(
+            err("limit r with disk=18446744073709551615z"),
+            "owamp-server.limits:1: invalid value \"18446744073709551615z\" for \"disk\": too large"
+        );
+        assert_eq!(
+            err("limit r with disk=18446744073709551616"),
+            "owamp-server.limits:1: invalid value \"18446744073709551616\" for \"disk\": too large"
+        );
+        assert_eq!(
+            ok("limit r with disk=18446744073709551615")
+                .class(ClassId(0))
+                .disk,
+            u64::MAX
         );
         assert_eq!(
             err("limit r with bandwidth=19e"),
@@ -952,9 +994,12 @@ assign net 10.0.0.0/8 lan
         let r = "limit r with disk=0\n";
         let cases: Vec<(String, String)> = vec![
             ("foo bar".into(), "owamp-server.limits:1: unknown directive \"foo\" (expected \"limit\" or \"assign\")".into()),
+            ("limitr with disk=0".into(), "owamp-server.limits:1: unknown directive \"limitr\" (expected \"limit\" or \"assign\")".into()),
+            (format!("{r}assign net fe80::/10%eth0 r"), "owamp-server.limits:2: invalid address mask \"10%eth0\" (expected 1 to 128)".into()),
+            (format!("{r}assign net fe80::%eth0 r"), "owamp-server.limits:2: invalid address \"fe80::%eth0\" (a numeric IPv4 or IPv6 address is required)".into()),
             ("limit r disk=0".into(), "owamp-server.limits:1: expected \"limit <class> with <key>=<value>,...\"".into()),
             ("limit r".into(), "owamp-server.limits:1: expected \"limit <class> with <key>=<value>,...\"".into()),
-            (format!("limit {long} with disk=0"), format!("owamp-server.limits:1: classname \"{long}\" too long (81 characters, at most 80)")),
+            (format!("limit {long} with disk=0"), format!("owamp-server.limits:1: classname \"{long}\" too long (81 bytes, at most 80)")),
             ("limit ../x with disk=0".into(), "owamp-server.limits:1: classname \"../x\" is not usable as a directory name".into()),
             ("limit .. with disk=0".into(), "owamp-server.limits:1: classname \"..\" is not usable as a directory name".into()),
             (format!("{r}limit r with parent=r"), "owamp-server.limits:2: classname \"r\" duplicated".into()),

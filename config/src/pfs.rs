@@ -20,7 +20,7 @@ use std::path::{Path, PathBuf};
 /// File names tried in the configuration directory, newest first.
 pub const PFS_FILE_NAMES: [&str; 2] = ["owamp-server.pfs", "owampd.pfs"];
 
-/// Longest identity (`I2MAXIDENTITYLEN`; the KeyID field is 80 octets).
+/// Longest identity in bytes (`I2MAXIDENTITYLEN`; the KeyID field is 80 octets).
 pub const MAX_IDENTITY_LEN: usize = 80;
 
 /// What is wrong with one line of a `.pfs` file.
@@ -30,7 +30,7 @@ pub enum PfsProblem {
     LeadingSpace,
     #[error("identity {identity:?} has no pass-phrase (expected \"identity hexpassphrase\")")]
     MissingPassphrase { identity: String },
-    #[error("identity {identity:?} is too long ({len} characters, at most 80)")]
+    #[error("identity {identity:?} is too long ({len} bytes, at most 80)")]
     IdentityTooLong { identity: String, len: usize },
     #[error("pass-phrase for {identity:?} has an odd number of hex digits")]
     OddHex { identity: String },
@@ -99,7 +99,7 @@ fn parse_lines(text: &str) -> Result<Vec<Entry>, (usize, PfsProblem)> {
             Some(i) => raw.split_at(i),
             None => (raw, ""),
         };
-        let id_len = identity.chars().count();
+        let id_len = identity.len();
         if id_len > MAX_IDENTITY_LEN {
             return Err((
                 n,
@@ -283,6 +283,16 @@ mod tests {
     }
 
     #[test]
+    fn identity_length_counts_bytes_like_the_keyid_field() {
+        // 27 three-byte characters = 81 bytes: cannot fit the 80-octet KeyID.
+        let id = "\u{20ac}".repeat(27);
+        assert_eq!(
+            err(&format!("{id} 00")),
+            format!("owamp-server.pfs:1: identity \"{id}\" is too long (81 bytes, at most 80)")
+        );
+    }
+
+    #[test]
     fn identity_of_exactly_80_is_fine() {
         let id = "x".repeat(80);
         let p = parse(&format!("{id} 00\n")).unwrap_or_else(|e| panic!("{e}"));
@@ -307,7 +317,7 @@ mod tests {
             ),
             (
                 format!("{long} 00"),
-                "owamp-server.pfs:1: identity \"yyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyy\" is too long (81 characters, at most 80)",
+                "owamp-server.pfs:1: identity \"yyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyy\" is too long (81 bytes, at most 80)",
             ),
             (
                 "alice 123".to_string(),

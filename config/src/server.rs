@@ -44,6 +44,8 @@ pub const MODE_AUTHENTICATED: u32 = 2;
 pub const MODE_ENCRYPTED: u32 = 4;
 
 /// Reporting threshold for log messages (the reference's `OWPReportLevelByName`).
+/// Ordered from quietest to loudest, so a message of level `m` is reported under
+/// threshold `t` when [`LogLevel::reports`] says so.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub enum LogLevel {
     /// Report nothing.
@@ -79,6 +81,11 @@ impl LogLevel {
             .iter()
             .find(|(_, l)| *l == self)
             .map_or("none", |(n, _)| n)
+    }
+
+    /// Whether a message of level `message` is reported under this threshold.
+    pub fn reports(self, message: LogLevel) -> bool {
+        message != LogLevel::None && message <= self
     }
 
     /// The intended word for common near misses (the shipped sample says `WARN`).
@@ -637,14 +644,18 @@ maxcontrolsessions 50
         // The perfSONAR sample conf's settings, including its "loglevel WARN".
         let text = "\
 # owamp-server.conf sample
-user owamp
-group owamp
+user\t\towamp
+group\t\towamp
 verbose
-facility local5
+facility\tlocal5
 loglevel WARN
+loglocation
+#vardir\t\t/var/run
 datadir /var/lib/owamp
 testports 8760-9960
-diskfudge 3.0
+diskfudge\t3.0
+dieby 5
+# pbkdf_count 2048
 ";
         assert_eq!(
             err(text),
@@ -655,6 +666,11 @@ diskfudge 3.0
         let c = parse(&fixed).unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(c.loglevel, LogLevel::Warning);
         assert_eq!(c.diskfudge, 3.0);
+        assert_eq!(c.user, Some(RunAs::Name("owamp".into())));
+        assert_eq!(c.facility, Facility::Local5);
+        assert!(c.verbose && c.loglocation && !c.rootfolly);
+        assert_eq!(c.vardir, None);
+        assert_eq!(c.dieby, 5);
     }
 
     #[test]
@@ -813,6 +829,18 @@ diskfudge 3.0
             ServerConf::load(dir.path(), true).map_err(|e| e.to_string()),
             Err(format!("{}:2: unknown keyword \"bad\"", path.display()))
         );
+    }
+
+    #[test]
+    fn loglevel_words_and_thresholds() {
+        assert_eq!(LogLevel::parse("WARNING"), Some(LogLevel::Warning));
+        assert_eq!(LogLevel::parse("warn"), None);
+        assert_eq!(LogLevel::parse("Info").map(LogLevel::as_str), Some("info"));
+        assert!(LogLevel::Info.reports(LogLevel::Warning));
+        assert!(!LogLevel::Info.reports(LogLevel::Debug));
+        assert!(LogLevel::All.reports(LogLevel::Debug));
+        assert!(!LogLevel::None.reports(LogLevel::Fatal));
+        assert!(!LogLevel::All.reports(LogLevel::None));
     }
 
     #[test]

@@ -42,6 +42,8 @@ pub enum SrcNodeError {
     BadPort { text: String, port: String },
     #[error("invalid node {text:?}: whitespace is not allowed")]
     Whitespace { text: String },
+    #[error("invalid node {text:?}: misplaced '[' or ']'")]
+    StrayBracket { text: String },
 }
 
 fn parse_port(text: &str, port: &str) -> Result<u16, SrcNodeError> {
@@ -76,6 +78,11 @@ impl SrcNode {
                     text: text.to_string(),
                 });
             };
+            if host.contains(['[', ']']) {
+                return Err(SrcNodeError::StrayBracket {
+                    text: text.to_string(),
+                });
+            }
             if host.is_empty() {
                 return Err(SrcNodeError::EmptyBracket {
                     text: text.to_string(),
@@ -93,6 +100,11 @@ impl SrcNode {
             return Ok(SrcNode {
                 host: Some(host.to_string()),
                 port,
+            });
+        }
+        if text.contains(['[', ']']) {
+            return Err(SrcNodeError::StrayBracket {
+                text: text.to_string(),
             });
         }
         if text.matches(':').count() > 1 {
@@ -189,6 +201,9 @@ mod tests {
                 "invalid port \"owamp\" in \"[::1]:owamp\": expected a number from 1 to 65535",
             ),
             ("a b", "invalid node \"a b\": whitespace is not allowed"),
+            ("]::", "invalid node \"]::\": misplaced '[' or ']'"),
+            ("[[::1]]", "invalid node \"[[::1]]\": misplaced '[' or ']'"),
+            ("h[1]:5", "invalid node \"h[1]:5\": misplaced '[' or ']'"),
         ];
         for (text, msg) in cases {
             match SrcNode::parse(text) {

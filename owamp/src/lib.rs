@@ -7,12 +7,12 @@
 
 pub mod crypto;
 pub mod engine;
-pub mod packet;
-pub mod schedule;
-pub mod time;
 pub mod owp;
+pub mod packet;
 pub mod report;
+pub mod schedule;
 pub mod stats;
+pub mod time;
 pub mod types;
 pub mod wire;
 

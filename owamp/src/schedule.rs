@@ -96,6 +96,20 @@ pub fn exp_deviate(generator: &mut UniformGenerator) -> Num64 {
     Num64((j << 32) + u64::from(v)).fixed_mul(Num64(LN2))
 }
 
+/// The mean send rate of a slot list, packets per second: slots / Σ(mean or delay).
+/// Infinite when every slot is zero (back-to-back), 0 with no slots. Used for sizing
+/// socket buffers and for bandwidth policy.
+pub fn packets_per_second(slots: &[Slot]) -> f64 {
+    if slots.is_empty() {
+        return 0.0;
+    }
+    let total: f64 = slots.iter().map(|s| s.param.as_secs_f64()).sum();
+    if total <= 0.0 {
+        return f64::INFINITY;
+    }
+    slots.len() as f64 / total
+}
+
 /// A session's send schedule: `sched(i) = StartTime + Σ_{k≤i} delta(k)` (spec §5.3).
 ///
 /// Computed incrementally; going backwards restarts from packet 0 with a fresh generator.

@@ -54,8 +54,8 @@ const STATUS_REFRESH: Num64 = Num64(1 << 32);
 
 /// The clock: `now()` gives a timestamp and its error estimate.
 ///
-/// Not `Sync` (it caches the kernel status in a `Cell`); each session owns one.
-#[derive(Debug)]
+/// Not `Sync` (it caches the kernel status in a `Cell`); each thread clones its own.
+#[derive(Clone, Debug)]
 pub struct Clock {
     status: Option<StatusProvider>,
     /// The debugging offset in 2^-32 s units, signed; added with wrap-around.
@@ -87,7 +87,11 @@ impl Clock {
     /// A clock whose debugging offset comes from `OWAMP_DEBUG_TIMEOFFSET` (absent or empty
     /// means 0).
     pub fn from_env(status: Option<StatusProvider>) -> Result<Clock, TimeError> {
-        let text = std::env::var(DEBUG_OFFSET_ENV).unwrap_or_default();
+        // Not UTF-8 is as invalid as any other non-number: parse the lossy text so the
+        // error shows it.
+        let text = std::env::var_os(DEBUG_OFFSET_ENV)
+            .map(|v| v.to_string_lossy().into_owned())
+            .unwrap_or_default();
         Ok(Clock::new(status, parse_debug_offset(&text)?))
     }
 

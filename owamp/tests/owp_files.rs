@@ -637,3 +637,16 @@ fn fetched_file_reencodes_the_request_session() {
     assert_eq!(stored[90], 0);
     assert_eq!(stored[113], 0);
 }
+
+#[test]
+fn next_seqno_all_ones_means_npackets_and_larger_is_refused() {
+    let recs = vec![rec(0, false), rec(9, false)];
+    let (_d, _p, w) = receive_file(10, 2, &recs);
+    let out = w.finalize_with_stop(LATE, u32::MAX, &[]).unwrap();
+    assert_eq!((out.next_seqno, out.num_records), (10, 2));
+    let (_d, _p, w) = receive_file(10, 2, &recs);
+    assert!(matches!(
+        w.finalize_with_stop(LATE, 11, &[]),
+        Err(OwpError::Usage { .. })
+    ));
+}

@@ -4,8 +4,8 @@
 
 use owamp::owp::{SessionFields, SessionHeader};
 use owamp::report::{
-    Endpoints, SummaryOptions, Unit, human_summary, json_summary, machine_summary, per_packet_line,
-    per_packet_section, raw_line,
+    Endpoints, SummaryOptions, TimeZone, Unit, human_summary, json_summary, machine_summary,
+    per_packet_line, per_packet_section, raw_line,
 };
 use owamp::stats::{Stats, StatsOptions};
 use owamp::{ErrorEstimate, Num64, PacketRecord, Sid, SkipRange, Slot, SlotKind};
@@ -113,7 +113,7 @@ fn human_summary_golden() {
     let opts = SummaryOptions {
         unit: Unit::Milliseconds,
         percentiles: vec![10.0, 50.0, 95.0],
-        utc_offset_secs: 0,
+        zone: TimeZone::Utc,
     };
     check_golden(
         "human_ms.txt",
@@ -133,7 +133,7 @@ fn human_summary_seconds_unsync_consistent_ttl() {
     let opts = SummaryOptions {
         unit: Unit::Seconds,
         percentiles: vec![],
-        utc_offset_secs: 3600,
+        zone: TimeZone::Fixed(3600),
     };
     check_golden(
         "human_s_unsync.txt",

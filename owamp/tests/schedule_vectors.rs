@@ -173,3 +173,43 @@ fn more_slots_than_packets_uses_the_first_ones() {
         .collect();
     assert_eq!(got, [1, 3, 7, 8, 10]);
 }
+
+proptest::proptest! {
+    /// Slots come from the network (Request-Session): any of them must give a schedule
+    /// without panicking, and random access must agree with the sequential iterator.
+    #[test]
+    fn arbitrary_slots_never_panic(
+        raw in proptest::collection::vec((proptest::bool::ANY, proptest::num::u64::ANY), 0..5),
+        n in 0u32..40,
+        start: u64,
+        probe in 0u32..50,
+    ) {
+        let slots: Vec<Slot> = raw
+            .iter()
+            .map(|&(e, p)| Slot {
+                kind: if e { SlotKind::Exponential } else { SlotKind::Fixed },
+                param: Num64(p),
+            })
+            .collect();
+        let mut s = Schedule::new(Sid([3; 16]), Num64(start), &slots, n);
+        let seq: Vec<Num64> = std::iter::from_fn(|| s.next_send_time()).collect();
+        proptest::prop_assert_eq!(seq.len(), n as usize);
+        proptest::prop_assert_eq!(s.send_time(probe), seq.get(probe as usize).copied());
+    }
+}
+
+#[test]
+fn mean_rate_of_slots() {
+    use owamp::schedule::packets_per_second;
+    let slot = |kind, ms: u64| Slot {
+        kind,
+        param: Num64::from_micros(ms * 1000),
+    };
+    assert_eq!(packets_per_second(&[]), 0.0);
+    let r = packets_per_second(&[slot(SlotKind::Exponential, 100)]);
+    assert!((r - 10.0).abs() < 1e-6, "{r}");
+    // -i 1.0e,0f: two packets per second.
+    let r = packets_per_second(&[slot(SlotKind::Exponential, 1000), slot(SlotKind::Fixed, 0)]);
+    assert!((r - 2.0).abs() < 1e-6, "{r}");
+    assert!(packets_per_second(&[slot(SlotKind::Fixed, 0)]).is_infinite());
+}

@@ -246,3 +246,4 @@ pub fn child_pids(pid: u32) -> Vec<u32> {
     }
     out
 }
+pub mod raw;

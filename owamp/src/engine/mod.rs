@@ -4,6 +4,15 @@
 //! The loops are synchronous and single-threaded: a session is one process (the tester)
 //! or one thread (owping). They sleep with absolute `CLOCK_REALTIME` deadlines, wake at
 //! least every 10 ms to ask their [`SessionControl`] whether to stop, and never busy-wait.
+//!
+//! System calls made while a session runs (for the tester's seccomp policy):
+//! `clock_gettime` (vDSO), `clock_nanosleep`, `nanosleep` (fallback only),
+//! `prctl(PR_SET_TIMERSLACK)`, `sendto`, `recvmsg`, `poll`/`ppoll`. Building a
+//! [`crate::packet::PacketFormat`] calls `getrandom` once. [`UdpTestSocket::new`] also
+//! calls `getsockname`, `ioctl(FIONBIO)` and `setsockopt` (SOL_SOCKET: SO_SNDBUF,
+//! SO_RCVBUF, SO_TIMESTAMPNS; IPPROTO_IP: IP_TTL, IP_RECVTTL, IP_TOS; IPPROTO_IPV6:
+//! IPV6_UNICAST_HOPS, IPV6_RECVHOPLIMIT, IPV6_TCLASS); call it before entering a
+//! sandbox that forbids those.
 
 mod receiver;
 mod sender;

@@ -31,7 +31,8 @@ pub struct SocketOptions {
 /// kernel overhead, like the reference's `len + 128`), at least one packet, capped.
 pub fn buffer_size_for(packet_len: usize, packets_per_second: f64) -> usize {
     let per = packet_len.saturating_add(128);
-    let pps = if packets_per_second.is_finite() && packets_per_second > 1.0 {
+    // Back-to-back schedules have an infinite rate: `as` saturates, the clamp caps.
+    let pps = if packets_per_second > 1.0 {
         packets_per_second.min(1e9) as usize
     } else {
         1
@@ -176,7 +177,7 @@ impl TestSocket for UdpTestSocket {
         }
         let ms = timeout.as_millis();
         // Round up so a sub-millisecond wait does not become a busy loop.
-        let ms = if timeout.subsec_nanos() % 1_000_000 != 0 {
+        let ms = if !timeout.subsec_nanos().is_multiple_of(1_000_000) {
             ms + 1
         } else {
             ms
@@ -188,5 +189,19 @@ impl TestSocket for UdpTestSocket {
             Ok(_) => self.try_recv(buf),
             Err(e) => Err(e.into()),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn buffer_sizes() {
+        assert_eq!(buffer_size_for(14, 0.0), 142);
+        assert_eq!(buffer_size_for(14, f64::NAN), 142);
+        assert_eq!(buffer_size_for(48, 10.0), 1760);
+        assert_eq!(buffer_size_for(48, f64::INFINITY), MAX_BUFFER);
+        assert_eq!(buffer_size_for(65_507, 1e6), MAX_BUFFER);
     }
 }

@@ -84,7 +84,6 @@ pub enum OwpError {
 /// Take the shared (reader) lock a fetcher holds while reading a data file; fails
 /// with `WouldBlock` inside [`OwpError::Io`] while a writer is finalising (the reference
 /// retries with back-off, spec §2.8). `flock(LOCK_SH|LOCK_NB)`.
-#[allow(clippy::incompatible_msrv)] // std since 1.89; the toolchain is 1.95
 pub fn try_lock_shared(file: &std::fs::File, path: &std::path::Path) -> Result<(), OwpError> {
     file.try_lock_shared().map_err(|e| {
         let source = match e {

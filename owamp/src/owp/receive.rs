@@ -152,6 +152,21 @@ impl ReceiveWriter {
         next_seqno: u32,
         skips: &[SkipRange],
     ) -> Result<FinalizeOutcome, OwpError> {
+        // As _OWPCleanDataRecs: 0xFFFFFFFF means "all packets"; more is invalid.
+        let next_seqno = if next_seqno == u32::MAX {
+            self.npackets
+        } else {
+            next_seqno
+        };
+        if next_seqno > self.npackets {
+            return Err(OwpError::Usage {
+                path: self.path.clone(),
+                detail: format!(
+                    "Next Seqno {next_seqno} exceeds Number of Packets {}",
+                    self.npackets
+                ),
+            });
+        }
         self.flush()?;
         self.lock()?;
         let r = self.stop_locked(stoptime, next_seqno, skips);
@@ -250,7 +265,6 @@ impl ReceiveWriter {
 
     // File::lock is std since 1.89; the toolchain is 1.95 (common agreement) while the
     // workspace still declares rust-version 1.85.
-    #[allow(clippy::incompatible_msrv)]
     fn lock(&self) -> Result<(), OwpError> {
         // flock(LOCK_EX), released when the descriptor closes; see the module doc of
         // `owp` for why flock and not fcntl.
@@ -261,7 +275,6 @@ impl ReceiveWriter {
 
     /// Release the lock explicitly: the descriptor may be shared with another process
     /// (fd passing), and a flock lasts until every copy is closed.
-    #[allow(clippy::incompatible_msrv)]
     fn unlock_after<T>(&self, r: Result<T, OwpError>) -> Result<T, OwpError> {
         let u = self
             .file
@@ -404,4 +417,15 @@ fn check_not_append(file: &File, path: &Path) -> Result<(), OwpError> {
         });
     }
     Ok(())
+}
+
+/// The receiving engine appends straight into the data file (design.md "Tester").
+impl crate::engine::RecordSink for ReceiveWriter {
+    fn record(&mut self, r: &PacketRecord) -> std::io::Result<()> {
+        ReceiveWriter::record(self, r).map_err(std::io::Error::other)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        ReceiveWriter::flush(self).map_err(std::io::Error::other)
+    }
 }

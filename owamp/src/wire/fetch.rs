@@ -3,6 +3,11 @@
 //! records. Skip ranges and records are each one segment (followed by one HMAC block,
 //! possibly over empty input when there are none).
 //!
+//! Chunking: 16 records are exactly 400 bytes (25 blocks) with no padding, so a large
+//! record segment can be produced and consumed in chunks of 16 records (the reference
+//! streams 400-byte chunks) by calling these functions per chunk; only the last chunk
+//! carries padding. Skip ranges likewise chunk by 2.
+//!
 //! Decoding is lenient on the zero padding at the end of each segment and on skip range
 //! order: the reference client stores what it is sent.
 

@@ -12,6 +12,8 @@
 //! "parseable but unsupported" in a Request-Session are not decode errors: see
 //! [`RequestProblem`] and spec §9.
 
+use crate::types::AcceptCode;
+
 mod command;
 mod fetch;
 mod request;
@@ -108,8 +110,6 @@ pub const fn padded_len(n_bytes: usize) -> usize {
 pub(crate) fn accept_from(message: &'static str, value: u8) -> Result<AcceptCode, WireError> {
     AcceptCode::from_u8(value).ok_or(WireError::BadAccept { message, value })
 }
-
-use crate::types::AcceptCode;
 
 // Big-endian field readers over fixed arrays/slices whose length the caller has already
 // checked; they return zeros rather than panic if a caller ever gets an offset wrong.

@@ -12,6 +12,8 @@
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
+use serde::{Deserialize, Serialize};
+
 use super::{BLOCK, WireError, array16, be_num64, be_u16, be_u32};
 use crate::types::{AcceptCode, Mode, Num64, Sid, Slot, SlotKind};
 
@@ -45,7 +47,7 @@ pub fn max_padding(ipv6: bool, mode: Option<Mode>) -> u32 {
 }
 
 /// A parseable but unsupported Request-Session: the server reads the whole message and
-/// replies Accept-Session with [`RequestProblem::accept_code`] (spec §9 [REC]).
+/// replies Accept-Session with [`RequestProblem::accept_code`] (spec §9, "REC").
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum RequestProblem {
     #[error("Request-Session: IP version {0} is neither 4 nor 6")]
@@ -270,7 +272,8 @@ impl RequestPreamble {
 }
 
 /// A Request-Session as the client builds it and the server accepts it.
-#[derive(Clone, Debug, PartialEq, Eq)]
+/// Serde derives let control hand it to a tester over IPC.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RequestSession {
     pub conf_sender: bool,
     pub conf_receiver: bool,
@@ -417,7 +420,7 @@ impl RequestSession {
     /// and unknown types kept, as the reference does not check the former and the
     /// latter is a `validate` problem.
     pub fn decode_slots(bytes: &[u8]) -> Result<Vec<RawSlot>, WireError> {
-        if bytes.len() % BLOCK != 0 {
+        if !bytes.len().is_multiple_of(BLOCK) {
             return Err(WireError::NotBlocks {
                 message: "Request-Session slots",
                 found: bytes.len(),

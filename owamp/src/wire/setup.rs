@@ -9,7 +9,7 @@ use crate::types::{ModeSet, Num64};
 /// Segments: one 64-byte clear message, no HMAC.
 /// Decoding ignores Unused (0..12) and MBZ (52..64), as the reference client does.
 /// `modes` is kept raw (including non-OWAMP bits); a zero Modes means the server will
-/// close, and a too-small `count` is the client's policy decision (spec §1.1 [REC]).
+/// close, and a too-small `count` is the client's policy decision (spec §1.1, "REC").
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct ServerGreeting {
     pub modes: ModeSet,

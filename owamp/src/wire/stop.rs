@@ -8,6 +8,8 @@
 //! Because N and each K are learned while reading, decoding is the incremental
 //! [`StopSessionsDecoder`], bounded by caller-supplied [`StopLimits`].
 
+use serde::{Deserialize, Serialize};
+
 use super::{BLOCK, WireError, accept_from, array16, be_u32};
 use crate::types::{AcceptCode, Sid, SkipRange};
 
@@ -16,14 +18,14 @@ const MSG: &str = "Stop-Sessions";
 const PREALLOC_CAP: usize = 1024;
 
 /// One session description: the sender's view of a session it sent.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SessionStop {
     pub sid: Sid,
     pub next_seqno: u32,
     pub skips: Vec<SkipRange>,
 }
 
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct StopSessions {
     pub accept: AcceptCode,
     pub sessions: Vec<SessionStop>,
@@ -179,7 +181,7 @@ impl StopSessionsDecoder {
 
     /// Consumes whole blocks.
     pub fn feed(&mut self, blocks: &[u8]) -> Result<(), WireError> {
-        if blocks.len() % BLOCK != 0 {
+        if !blocks.len().is_multiple_of(BLOCK) {
             return Err(WireError::NotBlocks {
                 message: MSG,
                 found: blocks.len(),
@@ -221,7 +223,7 @@ impl StopSessionsDecoder {
                         skips: Vec::with_capacity((k as usize).min(PREALLOC_CAP)),
                     },
                     k,
-                    pad_pending: k % 2 == 0,
+                    pad_pending: k.is_multiple_of(2),
                 };
                 self.unit(&mut st, blk.get(8..16).unwrap_or(&[]))?;
                 st

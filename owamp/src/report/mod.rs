@@ -6,8 +6,11 @@
 //! the tests), because pScheduler and exporters parse these strings.
 //!
 //! Times: the reference prints "first:"/"last:" in local time (`localtime_r`). We avoid
-//! libc's time-zone code (it needs `unsafe` and reads files inside a sandbox); callers
-//! pass the UTC offset in [`SummaryOptions::utc_offset_secs`] (0 = print UTC).
+//! libc's time-zone code (it needs `unsafe`): [`TimeZone::from_env`] reads `TZ` or
+//! `/etc/localtime` as a TZif file (RFC 8536) with safe code. Limitation: past the last
+//! transition in the file the last offset is kept (the POSIX-TZ footer rule is not
+//! evaluated; Debian's "fat" zone files list transitions up to 2037), and a `TZ` that
+//! is a POSIX rule string rather than a zone name falls back to UTC.
 
 use crate::owp::SessionHeader;
 use crate::stats::{Stats, delay_secs, error_secs, num64_to_f64};
@@ -15,79 +18,10 @@ use crate::types::{NTP_UNIX_OFFSET, Num64, PacketRecord, SkipRange, Timestamp};
 use serde_json::{Value, json};
 use std::fmt::Write as _;
 
-/// C `printf` conversions for doubles.
-pub mod cfmt {
-    fn special(x: f64) -> Option<String> {
-        if x.is_nan() {
-            Some(if x.is_sign_negative() { "-nan" } else { "nan" }.to_string())
-        } else if x.is_infinite() {
-            Some(if x < 0.0 { "-inf" } else { "inf" }.to_string())
-        } else {
-            None
-        }
-    }
+pub mod cfmt;
+mod tz;
 
-    /// `%.{prec}f`.
-    pub fn f(x: f64, prec: usize) -> String {
-        special(x).unwrap_or_else(|| format!("{x:.prec$}"))
-    }
-
-    /// `%0{width}.{prec}f`.
-    pub fn f_zero_pad(x: f64, width: usize, prec: usize) -> String {
-        special(x).unwrap_or_else(|| format!("{x:0width$.prec$}"))
-    }
-
-    /// Mantissa digits and decimal exponent of `x` rounded to `prec` fraction digits.
-    fn exp_parts(x: f64, prec: usize) -> (String, i32) {
-        let s = format!("{x:.prec$e}");
-        match s.split_once('e') {
-            Some((m, e)) => (m.to_string(), e.parse().unwrap_or(0)),
-            None => (s, 0),
-        }
-    }
-
-    fn exp_suffix(e: i32) -> String {
-        format!("e{}{:02}", if e < 0 { '-' } else { '+' }, e.unsigned_abs())
-    }
-
-    /// `%.{prec}e`.
-    pub fn e(x: f64, prec: usize) -> String {
-        if let Some(s) = special(x) {
-            return s;
-        }
-        let (m, ex) = exp_parts(x, prec);
-        m + &exp_suffix(ex)
-    }
-
-    fn strip_zeros(s: &str) -> &str {
-        if s.contains('.') {
-            s.trim_end_matches('0').trim_end_matches('.')
-        } else {
-            s
-        }
-    }
-
-    /// `%.{prec}g` (C99 7.21.6.1: style e if X < −4 or X ≥ P, else f with P−1−X
-    /// digits; trailing zeros removed).
-    pub fn g(x: f64, prec: usize) -> String {
-        if let Some(s) = special(x) {
-            return s;
-        }
-        let p = prec.max(1);
-        let (m, ex) = exp_parts(x, p - 1);
-        if ex < -4 || ex >= p as i32 {
-            strip_zeros(&m).to_string() + &exp_suffix(ex)
-        } else {
-            let digits = (p as i32 - 1 - ex).max(0) as usize;
-            strip_zeros(&f(x, digits)).to_string()
-        }
-    }
-
-    /// `%g`.
-    pub fn g6(x: f64) -> String {
-        g(x, 6)
-    }
-}
+pub use tz::TimeZone;
 
 /// The display unit of the human output (owping `-n`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -164,8 +98,8 @@ pub struct SummaryOptions {
     pub unit: Unit,
     /// owping `-a`: percentiles in percent (the reference keeps them as `float`).
     pub percentiles: Vec<f32>,
-    /// Offset of local time from UTC in seconds for "first:"/"last:".
-    pub utc_offset_secs: i64,
+    /// The zone "first:"/"last:" are printed in (owping: [`TimeZone::from_env`]).
+    pub zone: TimeZone,
 }
 
 impl Default for SummaryOptions {
@@ -173,7 +107,7 @@ impl Default for SummaryOptions {
         SummaryOptions {
             unit: Unit::Milliseconds,
             percentiles: Vec::new(),
-            utc_offset_secs: 0,
+            zone: TimeZone::Utc,
         }
     }
 }
@@ -204,10 +138,11 @@ fn civil_from_days(z: i64) -> (i64, u32, u32) {
     (y, m, d)
 }
 
-/// `strftime("%FT%T")` of a timestamp shifted by `offset` seconds, and its nanoseconds.
-fn iso_time(t: Timestamp, offset: i64) -> (String, u32) {
+/// `strftime("%FT%T")` of a timestamp in `zone`, and its nanoseconds.
+fn iso_time(t: Timestamp, zone: &TimeZone) -> (String, u32) {
     let (sec, nsec) = t.to_parts();
-    let unix = sec as i64 - NTP_UNIX_OFFSET as i64 + offset;
+    let utc = sec as i64 - NTP_UNIX_OFFSET as i64;
+    let unix = utc + zone.offset_at(utc);
     let (days, rem) = (unix.div_euclid(86_400), unix.rem_euclid(86_400));
     let (y, m, d) = civil_from_days(days);
     (
@@ -222,8 +157,8 @@ fn iso_time(t: Timestamp, offset: i64) -> (String, u32) {
 }
 
 /// `"%s.%03.0f"` with the milliseconds computed in `float` as the reference does.
-fn time_with_ms(t: Timestamp, offset: i64) -> String {
-    let (s, nsec) = iso_time(t, offset);
+fn time_with_ms(t: Timestamp, zone: &TimeZone) -> String {
+    let (s, nsec) = iso_time(t, zone);
     let ms = (nsec as f32) / 1_000_000f32;
     format!("{s}.{}", cfmt::f_zero_pad(ms as f64, 3, 0))
 }
@@ -244,8 +179,8 @@ pub fn human_summary(
     let mut o = stats_header(session, ends);
     let start = stats.start_time.unwrap_or(Num64::ZERO);
     let end = stats.end_time.unwrap_or(Num64::ZERO);
-    let _ = writeln!(o, "first:\t{}", time_with_ms(start, opts.utc_offset_secs));
-    let _ = writeln!(o, "last:\t{}", time_with_ms(end, opts.utc_offset_secs));
+    let _ = writeln!(o, "first:\t{}", time_with_ms(start, &opts.zone));
+    let _ = writeln!(o, "last:\t{}", time_with_ms(end, &opts.zone));
     let _ = writeln!(
         o,
         "{} sent, {} lost ({}%), {} duplicates",
