@@ -6,12 +6,12 @@
 use crate::opts::OutOpts;
 use owamp::owp::{OwpError, OwpFile, SessionHeader};
 use owamp::report::{
-    Endpoints, SummaryOptions, Unit, human_summary, json_summary, machine_summary,
+    Endpoints, SummaryOptions, TimeZone, Unit, human_summary, json_summary, machine_summary,
     per_packet_section, raw_line,
 };
 use owamp::schedule::Schedule;
 use owamp::stats::{Stats, StatsError, StatsOptions};
-use owamp::{PacketRecord, SkipRange, Timestamp};
+use owamp::{PacketRecord, SkipRange};
 use std::io::{self, Read, Seek, Write};
 use std::path::{Path, PathBuf};
 use thiserror::Error;
@@ -90,16 +90,6 @@ fn endpoints(s: &SessionHeader, names: &Names) -> Endpoints {
     e
 }
 
-/// The local time zone's offset from UTC at `t`, for "first:"/"last:" (the reference
-/// prints local time). UTC when the zone cannot be determined.
-pub fn utc_offset_at(t: Timestamp) -> i64 {
-    let (unix, _) = t.to_unix();
-    let Ok(ts) = jiff::Timestamp::from_second(unix as i64) else {
-        return 0;
-    };
-    i64::from(jiff::tz::TimeZone::system().to_offset(ts).seconds())
-}
-
 /// The sub-session boundaries of `-N` (owping.c `do_stats`): `None` = whole session.
 pub fn sub_sessions(npackets: u32, n: u32) -> Vec<(u32, Option<u32>)> {
     if n == 0 || n >= npackets {
@@ -142,6 +132,8 @@ pub fn print_session(
     let pct: Vec<f32> = opts.percentiles.iter().map(|p| *p as f32).collect();
     let limit = (opts.records && opts.record_limit > 0).then_some(u64::from(opts.record_limit));
     let mut begin_record = 0u64;
+    // "first:"/"last:" are local times, as the reference's localtime_r prints them.
+    let zone = TimeZone::from_env();
     for (first, last) in sub_sessions(f.npackets, opts.sub_session) {
         let so = StatsOptions {
             bucket_width: opts.bucket_width,
@@ -197,7 +189,7 @@ pub fn print_session(
                 let so = SummaryOptions {
                     unit,
                     percentiles: pct.clone(),
-                    utc_offset_secs: utc_offset_at(stats.start_time.unwrap_or(f.start_time)),
+                    zone: zone.clone(),
                 };
                 text.push_str(&human_summary(&stats, &data.session, &ends, &so));
                 ext = ".txt";
