@@ -16,7 +16,7 @@ use owamp::engine::{
 use owamp::owp::{FetchInfo, FetchedFileWriter, SessionFields, SessionHeader};
 use owamp::packet::{PacketFormat, TestKeys};
 use owamp::schedule::Schedule;
-use owamp::time::{Clock, StatusProvider};
+use owamp::time::{Clock, KernelClockStatus, StatusProvider};
 use owamp::wire::{RequestSession, SessionStop, StopLimits, StopSessions};
 use owamp::{AcceptCode, Mode, Num64, PacketRecord, Sid, Slot, Timestamp};
 use std::io::Cursor;
@@ -27,9 +27,17 @@ use std::time::Duration;
 
 const PROG: Program = Program::Owping;
 
-/// The kernel clock status for the error estimates; none known yet (see the report:
-/// the binaries are to pass `sandbox::kernel_clock` here once it lands).
-pub const CLOCK_STATUS: Option<StatusProvider> = None;
+/// The kernel's NTP status (adjtimex, read only) for the S bit and the error estimates
+/// (spec §4.3); `sandbox` holds the `unsafe` call.
+fn kernel_status() -> Option<KernelClockStatus> {
+    sandbox::kernel_clock().map(|k| KernelClockStatus {
+        synchronized: k.synchronized,
+        esterror_us: k.esterror_us,
+        offset_ns: k.offset_ns,
+    })
+}
+
+pub const CLOCK_STATUS: Option<StatusProvider> = Some(kernel_status);
 
 /// Mean packets per second of a schedule (the reference's `OWPTestPacketRate`).
 pub fn packet_rate(slots: &[Slot]) -> f64 {

@@ -259,3 +259,25 @@ fn connection_refused_is_reported() {
         text(&out.stderr)
     );
 }
+
+#[test]
+fn sigint_stops_the_sessions_cleanly_and_exits_2() {
+    use nix::sys::signal::{Signal, kill};
+    use nix::unistd::Pid;
+    let (s, addr) = server(MockConfig::default());
+    let child = Command::new(env!("CARGO_BIN_EXE_owping"))
+        .args([
+            "-c", "5000", "-i", "0.01f", "-L", "0.5", "-E", "0.1", "-P", "0", &addr,
+        ])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Let the sessions start (about 1 s after connecting), then interrupt.
+    std::thread::sleep(std::time::Duration::from_millis(1500));
+    kill(Pid::from_raw(child.id() as i32), Signal::SIGINT).unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out.stderr));
+    // The mock stores its receive session only after a complete Stop-Sessions exchange.
+    assert_eq!(s.stored_sids().len(), 1);
+}
