@@ -52,15 +52,35 @@ pub fn connect_params(prog: Program, cl: &CommandLine, server: &str) -> Result<C
         (_, true) => net::Family::V6,
         _ => net::Family::Any,
     };
+    let (src, bind_device) = source(cl);
     Ok(ConnectParams {
         server: server.to_string(),
-        src: cl.conn.srcaddr.clone(),
+        src,
         family,
-        bind_device: cl.conn.bind_device.clone(),
+        bind_device,
         requested: cl.conn.auth_modes.unwrap_or(ModeSet::ALL),
         identity,
         passphrase,
         connect_timeout: CONNECT_TIMEOUT,
         io_timeout: IO_TIMEOUT,
     })
+}
+
+/// `-S` takes "the local address or interface": a value that is the name of a network
+/// interface (and not an address) binds to that device instead. Returns (source
+/// address, device), `-B` winning over an interface named by `-S`.
+pub fn source(cl: &CommandLine) -> (Option<String>, Option<String>) {
+    let is_ifname = |s: &str| {
+        !s.is_empty()
+            && s.parse::<std::net::IpAddr>().is_err()
+            && !s.contains(['/', ':', '['])
+            && std::path::Path::new("/sys/class/net").join(s).exists()
+    };
+    match &cl.conn.srcaddr {
+        Some(s) if is_ifname(s) => (
+            None,
+            cl.conn.bind_device.clone().or_else(|| Some(s.clone())),
+        ),
+        other => (other.clone(), cl.conn.bind_device.clone()),
+    }
 }

@@ -308,7 +308,8 @@ fn run(
     if let Err(p) = probe.validate_in_mode(Some(ctl.mode)) {
         return fail(&format!("Invalid test specification: {p}"));
     }
-    let device = cl.conn.bind_device.as_deref();
+    let (_, device) = crate::source(cl);
+    let device = device.as_deref();
     let mut plan = Planned {
         to: None,
         from: None,

@@ -281,3 +281,14 @@ fn sigint_stops_the_sessions_cleanly_and_exits_2() {
     // The mock stores its receive session only after a complete Stop-Sessions exchange.
     assert_eq!(s.stored_sids().len(), 1);
 }
+
+#[test]
+fn source_address_and_device() {
+    let (_s, addr) = server(MockConfig::default());
+    for src in [&["-S", "127.0.0.1"][..], &["-S", "lo"], &["-B", "lo"]] {
+        let mut args = FAST.to_vec();
+        args.extend_from_slice(src);
+        args.push(&addr);
+        assert_both_directions(&owping(&args));
+    }
+}
