@@ -292,3 +292,20 @@ fn source_address_and_device() {
         assert_both_directions(&owping(&args));
     }
 }
+
+#[test]
+fn ipv6_both_directions_and_family_flags() {
+    let s = MockServer::start_on("[::1]:0", MockConfig::default());
+    let target = format!("[::1]:{}", s.addr.port());
+    let mut args = FAST.to_vec();
+    args.push(&target);
+    assert_both_directions(&owping(&args));
+    // -4 cannot reach an IPv6-only name.
+    let out = owping(&["-4", "-c", "5", &target]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text(&out.stderr).contains("no IPv4 address"),
+        "{}",
+        text(&out.stderr)
+    );
+}

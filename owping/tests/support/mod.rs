@@ -56,7 +56,11 @@ pub struct MockServer {
 
 impl MockServer {
     pub fn start(cfg: MockConfig) -> MockServer {
-        let l = TcpListener::bind("127.0.0.1:0").unwrap();
+        Self::start_on("127.0.0.1:0", cfg)
+    }
+
+    pub fn start_on(bind: &str, cfg: MockConfig) -> MockServer {
+        let l = TcpListener::bind(bind).unwrap();
         let addr = l.local_addr().unwrap();
         let store = Arc::new(Mutex::new(HashMap::new()));
         let st = store.clone();
@@ -194,8 +198,7 @@ fn serve(conn: TcpStream, cfg: &MockConfig, store: &Mutex<HashMap<Sid, Stored>>)
                 let udp = UdpSocket::bind(SocketAddr::new(ip, 0)).map_err(e)?;
                 let port = udp.local_addr().map_err(e)?.port();
                 let sid = if receiver {
-                    let mut x: [u8; 16] = random_bytes("sid").map_err(e)?;
-                    x[..4].copy_from_slice(&[127, 0, 0, 1]);
+                    let x: [u8; 16] = random_bytes("sid").map_err(e)?;
                     Sid(x)
                 } else {
                     req.sid
