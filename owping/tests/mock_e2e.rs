@@ -309,3 +309,34 @@ fn ipv6_both_directions_and_family_flags() {
         text(&out.stderr)
     );
 }
+
+#[test]
+fn passphrase_from_stdin_without_a_terminal() {
+    use std::io::Write;
+    // setsid: no controlling terminal, so the pass-phrase is read from stdin.
+    let Ok(setsid) = which_setsid() else {
+        eprintln!("SKIPPED: setsid(1) not found");
+        return;
+    };
+    let (_s, addr) = server(users());
+    let mut args = vec![env!("CARGO_BIN_EXE_owping")];
+    args.extend_from_slice(FAST);
+    args.extend(["-A", "E", "-u", "alice", &addr]);
+    let mut child = Command::new(setsid)
+        .args(&args)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(b"secret\n").unwrap();
+    assert_both_directions(&child.wait_with_output().unwrap());
+}
+
+fn which_setsid() -> Result<std::path::PathBuf, ()> {
+    ["/usr/bin/setsid", "/bin/setsid"]
+        .iter()
+        .map(std::path::PathBuf::from)
+        .find(|p| p.is_file())
+        .ok_or(())
+}
