@@ -340,3 +340,16 @@ fn which_setsid() -> Result<std::path::PathBuf, ()> {
         .find(|p| p.is_file())
         .ok_or(())
 }
+
+#[test]
+fn server_sends_stop_sessions_first() {
+    let (_s, addr) = server(MockConfig {
+        stop_first: true,
+        ..MockConfig::default()
+    });
+    // A long local end delay: the server's Stop-Sessions arrives while our sender waits.
+    let out = owping(&[
+        "-c", "20", "-i", "0.005f", "-L", "0.5", "-E", "3", "-P", "0", &addr,
+    ]);
+    assert_both_directions(&out);
+}

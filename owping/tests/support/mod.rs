@@ -28,6 +28,10 @@ pub struct MockConfig {
     /// Refuse every Request-Session with this Accept code.
     pub refuse_request: Option<AcceptCode>,
     pub start_time: Num64,
+    /// Send our Stop-Sessions as soon as our own sessions end, before the client's
+    /// (the reference server usually does: its receiver ends before the client's
+    /// sender has waited out its end delay).
+    pub stop_first: bool,
 }
 
 impl Default for MockConfig {
@@ -37,6 +41,7 @@ impl Default for MockConfig {
             users: HashMap::new(),
             refuse_request: None,
             start_time: Num64(0xdd12_e59f_0000_0000),
+            stop_first: false,
         }
     }
 }
@@ -316,29 +321,37 @@ fn serve(conn: TcpStream, cfg: &MockConfig, store: &Mutex<HashMap<Sid, Stored>>)
                     accept: AcceptCode::Ok,
                 };
                 s.write_message(&[&a.encode()]).map_err(e)?;
-                // Wait for the client's Stop-Sessions (the client always sends one).
-                let hdr = s.read_blocks(1).map_err(e)?;
-                let mut h = [0u8; 16];
-                h.copy_from_slice(&hdr);
-                let mut d = StopSessionsDecoder::new(
-                    &h,
-                    StopLimits {
-                        max_sessions: rx.len() as u32,
-                        max_skips: 1 << 20,
-                    },
-                )
-                .map_err(e)?;
-                loop {
-                    let n = d.blocks_needed();
-                    if n == 0 {
-                        break;
-                    }
-                    let b = s.read_blocks(n).map_err(e)?;
-                    d.feed(&b).map_err(e)?;
+                let read_theirs =
+                    |s: &mut ControlStream<TcpStream>, n: u32| -> R<owamp::wire::StopSessions> {
+                        let hdr = s.read_blocks(1).map_err(e)?;
+                        let mut h = [0u8; 16];
+                        h.copy_from_slice(&hdr);
+                        let mut d = StopSessionsDecoder::new(
+                            &h,
+                            StopLimits {
+                                max_sessions: n,
+                                max_skips: 1 << 20,
+                            },
+                        )
+                        .map_err(e)?;
+                        loop {
+                            let n = d.blocks_needed();
+                            if n == 0 {
+                                break;
+                            }
+                            let b = s.read_blocks(n).map_err(e)?;
+                            d.feed(&b).map_err(e)?;
+                        }
+                        s.read_hmac().map_err(e)?;
+                        d.finish().map_err(e)
+                    };
+                let nrx = rx.len() as u32;
+                let mut theirs = None;
+                if !cfg.stop_first {
+                    // Wait for the client's Stop-Sessions (the client always sends one).
+                    theirs = Some(read_theirs(&mut s, nrx)?);
+                    stop.stop();
                 }
-                s.read_hmac().map_err(e)?;
-                let theirs = d.finish().map_err(e)?;
-                stop.stop();
                 let mut ours = Vec::new();
                 for (sid, h) in tx {
                     let r = h.join().map_err(|_| "sender panicked")?;
@@ -348,8 +361,22 @@ fn serve(conn: TcpStream, cfg: &MockConfig, store: &Mutex<HashMap<Sid, Stored>>)
                         skips: r.skips,
                     });
                 }
+                let mut received = Vec::new();
                 for (sid, req, h) in rx {
-                    let recs = h.join().map_err(|_| "receiver panicked")?;
+                    received.push((sid, req, h.join().map_err(|_| "receiver panicked")?));
+                }
+                let accept = theirs.as_ref().map_or(AcceptCode::Ok, |t| t.accept);
+                let msg = owamp::wire::StopSessions {
+                    accept,
+                    sessions: ours,
+                }
+                .encode();
+                s.write_message(&[&msg]).map_err(e)?;
+                let theirs = match theirs {
+                    Some(t) => t,
+                    None => read_theirs(&mut s, nrx)?,
+                };
+                for (sid, req, recs) in received {
                     let st = theirs
                         .sessions
                         .iter()
@@ -367,12 +394,6 @@ fn serve(conn: TcpStream, cfg: &MockConfig, store: &Mutex<HashMap<Sid, Stored>>)
                         },
                     );
                 }
-                let msg = owamp::wire::StopSessions {
-                    accept: theirs.accept,
-                    sessions: ours,
-                }
-                .encode();
-                s.write_message(&[&msg]).map_err(e)?;
                 locals.clear();
             }
             CommandKind::FetchSession => {
