@@ -10,7 +10,7 @@ use std::process::{Command, Output};
 use support::{MockConfig, MockServer};
 
 const FAST: &[&str] = &[
-    "-c", "20", "-i", "0.005f", "-L", "0.5", "-E", "0.1", "-P", "0",
+    "-c", "20", "-i", "0.005f", "-L", "1", "-E", "0.1", "-P", "0",
 ];
 
 fn run(bin: &str, args: &[&str]) -> Output {
