@@ -353,3 +353,22 @@ fn server_sends_stop_sessions_first() {
     ]);
     assert_both_directions(&out);
 }
+
+#[test]
+fn unsupported_requests_are_refused_locally() {
+    let (_s, addr) = server(MockConfig::default());
+    let out = owping(&["-c", "0", &addr]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text(&out.stderr).starts_with("owping: Invalid test specification: "),
+        "{}",
+        text(&out.stderr)
+    );
+    let out = owping(&["-c", "5", "-L", "0.00001", "-b", "0.001", &addr]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text(&out.stderr).contains("LossThreshold(0.000010) '-L' < BucketWidth (0.001000) '-b'"),
+        "{}",
+        text(&out.stderr)
+    );
+}
