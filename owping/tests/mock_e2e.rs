@@ -372,3 +372,38 @@ fn unsupported_requests_are_refused_locally() {
         text(&out.stderr)
     );
 }
+
+#[test]
+fn owfetch_several_sids_continues_after_a_refusal() {
+    let dir = tempfile::tempdir().unwrap();
+    let (s, addr) = server(MockConfig::default());
+    let mut args = FAST.to_vec();
+    args.extend(["-t", "-Q", &addr]);
+    assert!(owping(&args).status.success());
+    let sid = s.stored_sids()[0].to_hex();
+    let a = dir.path().join("a.owp");
+    let b = dir.path().join("b.owp");
+    let out = run(
+        env!("CARGO_BIN_EXE_owfetch"),
+        &[
+            "-M",
+            &addr,
+            "ffffffffffffffffffffffffffffffff",
+            a.to_str().unwrap(),
+            &sid,
+            b.to_str().unwrap(),
+        ],
+    );
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "one of the two fetches was refused"
+    );
+    assert!(!a.exists(), "a refused fetch leaves no file");
+    assert!(b.is_file());
+    assert!(
+        text(&out.stdout).contains(&format!("SID\t{sid}\n")),
+        "{}",
+        text(&out.stdout)
+    );
+}
