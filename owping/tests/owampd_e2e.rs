@@ -4,9 +4,11 @@
 //!
 //! Ignored until owampd's control and tester processes are merged: run them with
 //! `cargo build --workspace && cargo test -p owping --test owampd_e2e -- --ignored`.
-//! (The same scenarios pass against the in-process mock server in `mock_e2e.rs`.)
+//! (The same scenarios pass against the in-process mock server in `mock_e2e.rs`, and
+//! these passed against h/server's owampd merged with h/clients in a scratch checkout.)
 
-use e2e::{Server, run_client};
+use e2e::{Server, free_port, is_root, run_client};
+use std::os::unix::fs::PermissionsExt;
 use std::time::Duration;
 
 const LIMIT: Duration = Duration::from_secs(60);
@@ -20,6 +22,7 @@ fn text(b: &[u8]) -> String {
 fn confdir(dir: &std::path::Path) -> String {
     let c = dir.join("conf");
     std::fs::create_dir_all(&c).unwrap();
+    std::fs::write(c.join("owamp-server.conf"), "").unwrap();
     std::fs::write(c.join("owamp-server.pfs"), "alice 736563726574\n").unwrap();
     std::fs::write(
         c.join("owamp-server.limits"),
@@ -28,6 +31,27 @@ fn confdir(dir: &std::path::Path) -> String {
     .unwrap();
     std::fs::write(dir.join("client.pfs"), "alice 736563726574\n").unwrap();
     c.display().to_string()
+}
+
+/// owampd with the confdir in a fresh directory the run-as user (nobody, when we are
+/// root) can write; returns the server and the directory for client files.
+fn start_server() -> (Server, std::path::PathBuf, String) {
+    let dir = tempfile::tempdir().unwrap();
+    let conf = confdir(dir.path());
+    let data = dir.path().join("data");
+    std::fs::create_dir_all(&data).unwrap();
+    for d in [dir.path(), data.as_path()] {
+        std::fs::set_permissions(d, std::fs::Permissions::from_mode(0o777)).unwrap();
+    }
+    let files = dir.path().to_path_buf();
+    let mut extra = vec!["-c".to_string(), conf];
+    if is_root() {
+        extra.extend(["-U".to_string(), "nobody".to_string()]);
+    }
+    let extra: Vec<&str> = extra.iter().map(String::as_str).collect();
+    let srv = Server::start_in(dir, "127.0.0.1", free_port(), &extra);
+    let pfs = files.join("client.pfs").display().to_string();
+    (srv, files, pfs)
 }
 
 fn check_both(out: &std::process::Output) {
@@ -44,11 +68,8 @@ fn check_both(out: &std::process::Output) {
 #[test]
 #[ignore = "needs the real owampd (see the module doc)"]
 fn owping_open_auth_encrypted() {
-    let tmp = tempfile::tempdir().unwrap();
-    let conf = confdir(tmp.path());
-    let srv = Server::start(&["-c", &conf]);
+    let (srv, _files, pfs) = start_server();
     let target = srv.target();
-    let pfs = tmp.path().join("client.pfs").display().to_string();
     let mut open = FAST.to_vec();
     open.push(&target);
     check_both(&run_client("owping", &open, LIMIT));
@@ -62,12 +83,10 @@ fn owping_open_auth_encrypted() {
 #[test]
 #[ignore = "needs the real owampd (see the module doc)"]
 fn files_owstats_owfetch_owup() {
-    let tmp = tempfile::tempdir().unwrap();
-    let conf = confdir(tmp.path());
-    let srv = Server::start(&["-c", &conf]);
+    let (srv, files, _) = start_server();
     let target = srv.target();
-    let to = tmp.path().join("to.owp").display().to_string();
-    let from = tmp.path().join("from.owp").display().to_string();
+    let to = files.join("to.owp").display().to_string();
+    let from = files.join("from.owp").display().to_string();
     let mut a = FAST.to_vec();
     a.extend(["-M", "-T", &to, "-F", &from, &target]);
     let out = run_client("owping", &a, LIMIT);
@@ -83,7 +102,7 @@ fn files_owstats_owfetch_owup() {
         assert!(st.status.success(), "{}", text(&st.stderr));
         assert!(text(&st.stdout).contains("SENT\t20\n"));
     }
-    let fetched = tmp.path().join("fetched.owp").display().to_string();
+    let fetched = files.join("fetched.owp").display().to_string();
     let f = run_client("owfetch", &["-R", &target, &to_sid, &fetched], LIMIT);
     assert!(f.status.success(), "{}", text(&f.stderr));
     let raw = run_client("owstats", &["-R", &to], LIMIT);
