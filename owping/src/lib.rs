@@ -2,6 +2,7 @@
 #![forbid(unsafe_code)]
 
 pub mod control;
+pub mod endpoints;
 pub mod getopt;
 pub mod net;
 pub mod opts;
@@ -9,6 +10,7 @@ pub mod output;
 pub mod parse;
 pub mod passphrase;
 pub mod ping;
+pub mod recvdata;
 pub mod signals;
 pub mod tools;
 

@@ -3,205 +3,29 @@
 //! Stop-Sessions, fetch the "to" session and print both.
 
 use crate::control::{Control, ControlError};
+use crate::endpoints::{
+    CLOCK_STATUS, RecvResult, SessionSetup, join_sender, make_sid, packet_rate, spawn_receiver,
+    spawn_sender, start_time,
+};
 use crate::net::{Family, bind_test_socket, resolve, split_host};
 use crate::opts::{CommandLine, Program};
 use crate::output::{Names, SessionData, print_session};
+use crate::recvdata::finish_from;
 use crate::signals::Interrupt;
 use crate::tools::{command_line, fetch_to_file};
 use crate::{connect_params, log};
-use owamp::engine::{
-    ReceiverParams, ReceiverReport, SenderParams, SenderReport, SocketOptions, StopFlag,
-    UdpTestSocket, run_receiver, run_sender,
-};
-use owamp::owp::{FetchInfo, FetchedFileWriter, SessionFields, SessionHeader};
-use owamp::packet::{PacketFormat, TestKeys};
-use owamp::schedule::Schedule;
-use owamp::time::{Clock, KernelClockStatus, StatusProvider};
-use owamp::wire::{RequestSession, SessionStop, StopLimits, StopSessions};
-use owamp::{AcceptCode, Mode, Num64, PacketRecord, Sid, Slot, Timestamp};
+use owamp::engine::{SenderReport, StopFlag};
+use owamp::packet::TestKeys;
+use owamp::time::Clock;
+use owamp::wire::{RequestSession, SessionStop, StopLimits};
+use owamp::{AcceptCode, Num64, Sid};
 use std::io::Cursor;
-use std::net::{IpAddr, SocketAddr, UdpSocket};
-use std::path::{Path, PathBuf};
+use std::net::{SocketAddr, UdpSocket};
+use std::path::Path;
 use std::thread::JoinHandle;
 use std::time::Duration;
 
 const PROG: Program = Program::Owping;
-
-/// The kernel's NTP status (adjtimex, read only) for the S bit and the error estimates
-/// (spec §4.3); `sandbox` holds the `unsafe` call.
-fn kernel_status() -> Option<KernelClockStatus> {
-    sandbox::kernel_clock().map(|k| KernelClockStatus {
-        synchronized: k.synchronized,
-        esterror_us: k.esterror_us,
-        offset_ns: k.offset_ns,
-    })
-}
-
-pub const CLOCK_STATUS: Option<StatusProvider> = Some(kernel_status);
-
-/// Mean packets per second of a schedule (the reference's `OWPTestPacketRate`).
-pub fn packet_rate(slots: &[Slot]) -> f64 {
-    let total: f64 = slots.iter().map(|s| s.param.as_secs_f64()).sum();
-    if total > 0.0 {
-        slots.len() as f64 / total
-    } else {
-        0.0
-    }
-}
-
-/// A receiver-generated SID (spec §2.1.4): the receiver's IPv4 address (or the last 4
-/// bytes of its IPv6 address), the current timestamp, 4 random bytes.
-pub fn make_sid(receiver: IpAddr, now: Timestamp) -> Sid {
-    let mut s = [0u8; 16];
-    match receiver {
-        IpAddr::V4(a) => s[..4].copy_from_slice(&a.octets()),
-        IpAddr::V6(a) => s[..4].copy_from_slice(&a.octets()[12..]),
-    }
-    s[4..12].copy_from_slice(&now.to_be_bytes());
-    let r = owamp::crypto::random_bytes::<4>("SID").unwrap_or([0x5a; 4]);
-    s[12..].copy_from_slice(&r);
-    Sid(s)
-}
-
-/// Start time (spec §8.2): now + max(rtt_bound·(1 + directions) + 1 s, -z).
-pub fn start_time(
-    now: Timestamp,
-    rtt_bound: Num64,
-    directions: u32,
-    delay_start: f64,
-) -> Timestamp {
-    let min = rtt_bound
-        .fixed_mul(Num64(u64::from(1 + directions) << 32))
-        .wrapping_add(Num64(1 << 32));
-    let z = Num64::from_secs_f64(delay_start);
-    now.wrapping_add(if z > min { z } else { min })
-}
-
-/// What a session thread needs to build its format and schedule.
-#[derive(Clone)]
-struct SessionSetup {
-    sid: Sid,
-    mode: Mode,
-    keys: Option<TestKeys>,
-    padding: u32,
-    start: Timestamp,
-    slots: Vec<Slot>,
-    count: u32,
-    timeout: Num64,
-    debug_offset: f64,
-    dscp: Option<u8>,
-}
-
-impl SessionSetup {
-    fn socket(&self, udp: UdpSocket, peer: SocketAddr) -> std::io::Result<UdpTestSocket> {
-        let len = PacketFormat::new(self.mode, self.keys.as_ref(), self.padding)
-            .map(|f| f.len())
-            .unwrap_or(0);
-        UdpTestSocket::new(
-            udp,
-            peer,
-            SocketOptions {
-                dscp: self.dscp,
-                packet_len: len,
-                packets_per_second: packet_rate(&self.slots),
-            },
-        )
-    }
-
-    fn format(&self) -> std::io::Result<PacketFormat> {
-        PacketFormat::new(self.mode, self.keys.as_ref(), self.padding)
-            .map_err(|e| std::io::Error::other(e.to_string()))
-    }
-}
-
-type RecvResult = std::io::Result<(ReceiverReport, Vec<PacketRecord>)>;
-
-fn spawn_receiver(
-    s: SessionSetup,
-    udp: UdpSocket,
-    peer: SocketAddr,
-    stop: StopFlag,
-) -> std::io::Result<JoinHandle<RecvResult>> {
-    std::thread::Builder::new()
-        .name("receiver".into())
-        .spawn(move || {
-            let clock = Clock::new(CLOCK_STATUS, s.debug_offset);
-            let mut sock = s.socket(udp, peer)?;
-            let fmt = s.format()?;
-            let mut sched = Schedule::new(s.sid, s.start, &s.slots, s.count);
-            let mut recs = Vec::new();
-            let mut ctl = stop;
-            let rep = run_receiver(
-                &mut sock,
-                &clock,
-                &fmt,
-                &mut sched,
-                ReceiverParams {
-                    num_packets: s.count,
-                    timeout: s.timeout,
-                    expected_src: peer,
-                },
-                &mut recs,
-                &mut ctl,
-            )?;
-            Ok((rep, recs))
-        })
-}
-
-fn spawn_sender(
-    s: SessionSetup,
-    udp: UdpSocket,
-    peer: SocketAddr,
-    end_delay: Duration,
-    stop: StopFlag,
-) -> std::io::Result<JoinHandle<std::io::Result<SenderReport>>> {
-    std::thread::Builder::new()
-        .name("sender".into())
-        .spawn(move || {
-            let clock = Clock::new(CLOCK_STATUS, s.debug_offset);
-            let mut sock = s.socket(udp, peer)?;
-            let mut fmt = s.format()?;
-            let mut sched = Schedule::new(s.sid, s.start, &s.slots, s.count);
-            let mut ctl = stop;
-            run_sender(
-                &mut sock,
-                &clock,
-                &mut fmt,
-                &mut sched,
-                SenderParams {
-                    num_packets: s.count,
-                    timeout: s.timeout,
-                    end_delay,
-                },
-                &mut ctl,
-            )
-        })
-}
-
-/// Keeps the receive records that the Stop-Sessions rule of spec §7.8 keeps: seq <
-/// next and send time ≤ stoptime − Timeout. A *received* record with seq ≥ next means
-/// the sender lied or the data is corrupt: the session is invalid.
-pub fn apply_stop(
-    records: Vec<PacketRecord>,
-    next: u32,
-    stoptime: Timestamp,
-    timeout: Num64,
-) -> Result<Vec<PacketRecord>, u32> {
-    let limit = stoptime.saturating_sub(timeout);
-    let mut out = Vec::with_capacity(records.len());
-    for r in records {
-        if r.seq >= next {
-            if !r.is_lost() {
-                return Err(r.seq);
-            }
-            continue;
-        }
-        if r.send_ts <= limit {
-            out.push(r);
-        }
-    }
-    Ok(out)
-}
 
 /// The "to" and "from" sessions once requested.
 struct Planned {
@@ -564,15 +388,6 @@ fn run(
     status
 }
 
-fn join_sender(
-    tx: Option<JoinHandle<std::io::Result<SenderReport>>>,
-) -> Option<std::io::Result<SenderReport>> {
-    tx.map(|h| {
-        h.join()
-            .unwrap_or_else(|_| Err(std::io::Error::other("sender thread panicked")))
-    })
-}
-
 /// Our Stop-Sessions: one record for the session we sent (spec §2.5).
 fn our_stop(
     to_sid: Option<Sid>,
@@ -601,91 +416,6 @@ fn our_stop(
     (accept, sessions)
 }
 
-fn finish_from(
-    theirs: &StopSessions,
-    sid: Sid,
-    req: &RequestSession,
-    rx: Option<std::thread::Result<RecvResult>>,
-    stoptime: Timestamp,
-    timeout: Num64,
-    save: Option<&Path>,
-) -> Result<SessionData, String> {
-    let records = match rx {
-        Some(Ok(Ok((_, recs)))) => recs,
-        Some(Ok(Err(e))) => return Err(format!("local receiver: {e}")),
-        _ => return Err("local receiver thread failed".into()),
-    };
-    let Some(st) = theirs.sessions.iter().find(|s| s.sid == sid) else {
-        return Err(format!(
-            "the server's Stop-Sessions has no record for the \"from\" session {}",
-            sid.to_hex()
-        ));
-    };
-    let next = if st.next_seqno == u32::MAX {
-        req.num_packets
-    } else {
-        st.next_seqno
-    };
-    if next > req.num_packets {
-        return Err(format!(
-            "the server's Stop-Sessions claims Next Seqno {next} for {} packets",
-            req.num_packets
-        ));
-    }
-    let records = apply_stop(records, next, stoptime, timeout).map_err(|seq| {
-        format!("session invalid: packet {seq} received but the sender stopped at {next}")
-    })?;
-    let fields = SessionFields {
-        ipvn: req.ipvn(),
-        conf_sender: req.conf_sender,
-        conf_receiver: req.conf_receiver,
-        npackets: req.num_packets,
-        sender_port: req.sender_port,
-        receiver_port: req.receiver_port,
-        sender_addr: req.sender_addr,
-        receiver_addr: req.receiver_addr,
-        sid,
-        padding: req.padding,
-        start_time: req.start_time,
-        timeout: req.timeout,
-        type_p: req.type_p,
-        slots: req.slots.clone(),
-    };
-    let session = SessionHeader::from_fields(&fields).map_err(|e| e.to_string())?;
-    let label = save.map_or_else(|| PathBuf::from("\"from\" session"), Path::to_path_buf);
-    if let Some(path) = save {
-        let write = || -> Result<(), String> {
-            let f = std::fs::File::create(path).map_err(|e| format!("{}: {e}", path.display()))?;
-            let info = FetchInfo {
-                finished: owamp::owp::FINISHED_NORMAL,
-                next_seqno: next,
-                num_records: u32::try_from(records.len()).map_err(|_| "too many records")?,
-            };
-            let mut w = FetchedFileWriter::begin(
-                std::io::BufWriter::new(f),
-                path,
-                &session,
-                info,
-                &st.skips,
-            )
-            .map_err(|e| e.to_string())?;
-            for r in &records {
-                w.record(r).map_err(|e| e.to_string())?;
-            }
-            let mut inner = w.finish().map_err(|e| e.to_string())?;
-            std::io::Write::flush(&mut inner).map_err(|e| format!("{}: {e}", path.display()))
-        };
-        write()?;
-    }
-    Ok(SessionData {
-        label: label.display().to_string(),
-        session,
-        finished: owamp::owp::FINISHED_NORMAL,
-        records,
-        skips: st.skips.clone(),
-    })
-}
-
 /// Fetches the "to" session into `save` or into memory.
 fn fetch_to(ctl: &mut Control, sid: Sid, save: Option<&Path>) -> Result<SessionData, ControlError> {
     match save {
@@ -699,67 +429,5 @@ fn fetch_to(ctl: &mut Control, sid: Sid, save: Option<&Path>) -> Result<SessionD
             ctl.fetch_to(sid, &mut buf, label)?;
             Ok(SessionData::read(Cursor::new(buf), label)?)
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use owamp::ErrorEstimate;
-
-    fn rec(seq: u32, send: u64, lost: bool) -> PacketRecord {
-        PacketRecord {
-            seq,
-            send_err: ErrorEstimate::UNSYNC,
-            recv_err: ErrorEstimate::UNSYNC,
-            send_ts: Num64(send << 32),
-            recv_ts: if lost {
-                Num64::ZERO
-            } else {
-                Num64((send << 32) + 1000)
-            },
-            ttl: 255,
-        }
-    }
-
-    #[test]
-    fn stop_rule() {
-        let recs = vec![
-            rec(0, 100, false),
-            rec(1, 101, true),
-            rec(2, 105, true),
-            rec(3, 106, true),
-        ];
-        // next = 3: lost record 3 dropped; stoptime 107, T = 3: send ≤ 104 kept.
-        let kept = apply_stop(recs.clone(), 3, Num64(107 << 32), Num64(3 << 32)).unwrap();
-        assert_eq!(kept.iter().map(|r| r.seq).collect::<Vec<_>>(), vec![0, 1]);
-        // A received record at or beyond next invalidates the session.
-        assert_eq!(
-            apply_stop(recs, 0, Num64(200 << 32), Num64(1 << 32)),
-            Err(0)
-        );
-    }
-
-    #[test]
-    fn sid_layout() {
-        let sid = make_sid("127.0.0.1".parse().unwrap(), Num64(0xdd12_e59f_f0d3_41db));
-        assert_eq!(
-            &sid.0[..12],
-            &[127, 0, 0, 1, 0xdd, 0x12, 0xe5, 0x9f, 0xf0, 0xd3, 0x41, 0xdb]
-        );
-        let v6 = make_sid("::1".parse().unwrap(), Num64(0));
-        assert_eq!(&v6.0[..4], &[0, 0, 0, 1]);
-    }
-
-    #[test]
-    fn start_and_rate() {
-        let now = Num64(1000 << 32);
-        // rtt 0.5 s, two directions: 1.5 s + 1 s.
-        assert_eq!(
-            start_time(now, Num64(1 << 31), 2, 0.0),
-            Num64((1002 << 32) + (1 << 31))
-        );
-        assert_eq!(start_time(now, Num64(1 << 31), 2, 10.0), Num64(1010 << 32));
-        assert!((packet_rate(&crate::parse::default_slots()) - 10.0).abs() < 1e-6);
     }
 }
