@@ -63,6 +63,10 @@ fn start_server(host: &str) -> Server {
 }
 
 fn start_server_with(host: &str, limits: Option<&str>) -> Server {
+    start_server_args(host, limits, &[])
+}
+
+fn start_server_args(host: &str, limits: Option<&str>, extra: &[String]) -> Server {
     let bins = bin_dir();
     for b in ["owampd", "owampd-control", "owampd-tester"] {
         assert!(
@@ -108,6 +112,7 @@ fn start_server_with(host: &str, limits: Option<&str>) -> Server {
         .arg(&data)
         .arg("-R")
         .arg(&var)
+        .args(extra)
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::piped());
@@ -656,4 +661,49 @@ fn killed_tester_leaves_incomplete_data() {
         lines.iter().any(|l| l.contains("data kept as incomplete")),
         "{lines:?}"
     );
+}
+
+/// `-P low-high`: test ports come from the range, are not reused while in use, and an
+/// exhausted range is Accept=5 (spec §7.6).
+#[test]
+fn test_ports_from_the_range() {
+    // Two consecutive free UDP ports, high enough to stay clear of services.
+    let mut low = 41000u16;
+    while [low, low + 1]
+        .iter()
+        .any(|&p| UdpSocket::bind(("127.0.0.1", p)).is_err())
+    {
+        low += 2;
+    }
+    let server = start_server_args(
+        "127.0.0.1",
+        None,
+        &["-P".into(), format!("{low}-{}", low + 1)],
+    );
+    let mut c = connect("127.0.0.1", server.port, Mode::Open);
+    let lo: std::net::IpAddr = "127.0.0.1".parse().unwrap();
+    let start = now().wrapping_add(Num64::from_secs_f64(60.0));
+    let sender: SocketAddr = "127.0.0.1:9".parse().unwrap();
+    let mut ports = Vec::new();
+    for _ in 0..2 {
+        let a = c.request(&request(
+            true,
+            sender,
+            SocketAddr::new(lo, 0),
+            Sid([0; 16]),
+            start,
+        ));
+        assert_eq!(a.accept, AcceptCode::Ok);
+        ports.push(a.port);
+    }
+    ports.sort_unstable();
+    assert_eq!(ports, vec![low, low + 1]);
+    let a = c.request(&request(
+        true,
+        sender,
+        SocketAddr::new(lo, 0),
+        Sid([0; 16]),
+        start,
+    ));
+    assert_eq!(a.accept, AcceptCode::TemporaryResourceLimit);
 }
