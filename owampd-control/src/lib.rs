@@ -16,6 +16,19 @@
 //!   (the process launcher, or fakes in tests); its messages become session events.
 //! - [`directory`], [`confdir`]: who a peer is (class, passphrase) over `config`.
 //! - [`log`]: lines for the master, tagged `[control]`, the peer and the SID.
+//!
+//! Choices and departures (spec section in brackets):
+//! - `test_sessions` counts every Request-Session that reaches the policy, including
+//!   one then refused for bandwidth or disk, as the reference's never-released counter
+//!   does (§7.4).
+//! - IPv6 link-local test addresses get Accept=3: scope ids are not carried (§2.1.3).
+//! - More than 2^20 slots in one Request-Session closes the connection (§9 allows it).
+//! - A Fetch-Session holds the selected records in memory (25 bytes each) while it
+//!   sends them; the retry delays are async sleeps, other connections carry on (§2.8).
+//! - Testers are named `owtest-XXXXXXXX` (last 4 SID bytes) in `ps`: PR_SET_NAME has 15
+//!   bytes, too few for design.md's `owampd-tester [sid=…]`.
+//! - The tester's seccomp debug switch comes in its environment (`OWAMPD_SECCOMP_LOG=1`),
+//!   since it enters its sandbox before reading any message.
 #![forbid(unsafe_code)]
 
 pub mod clock;
