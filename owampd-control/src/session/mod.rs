@@ -169,7 +169,6 @@ struct TestSession {
     /// Control's own handle on the receiver's file, to finalise it as incomplete if
     /// the tester dies (design.md "Processes").
     file: Option<File>,
-    class: ClassIdx,
     disk: Option<DiskGuard>,
     _bandwidth: BandwidthGuard,
     _port: PortLease,

@@ -451,7 +451,6 @@ impl Connection<'_> {
                 let _ = self.ctx.store.delete(&s.sid);
             }
         }
-        let _ = s.class;
     }
 
     /// The client is gone mid-test: receivers finalise what they have as incomplete,

@@ -229,7 +229,6 @@ impl Connection<'_> {
             sender_result: None,
             receiver_result: None,
             file,
-            class: self.class,
             disk,
             _bandwidth: bandwidth,
             _port: lease,
