@@ -2,10 +2,9 @@
 //! both directions in open, authenticated and encrypted modes, -T/-F files read back by
 //! owstats, owfetch by SID, owup.
 //!
-//! Ignored until owampd's control and tester processes are merged: run them with
-//! `cargo build --workspace && cargo test -p owping --test owampd_e2e -- --ignored`.
-//! (The same scenarios pass against the in-process mock server in `mock_e2e.rs`, and
-//! these passed against h/server's owampd merged with h/clients in a scratch checkout.)
+//! They need the workspace's binaries: `cargo build --workspace` first (the README's
+//! test command does). The same scenarios also run against the in-process mock server
+//! in `mock_e2e.rs`.
 
 use e2e::{Server, free_port, is_root, run_client};
 use std::os::unix::fs::PermissionsExt;
@@ -66,7 +65,7 @@ fn check_both(out: &std::process::Output) {
 }
 
 #[test]
-#[ignore = "needs the real owampd (see the module doc)"]
+
 fn owping_open_auth_encrypted() {
     let (srv, _files, pfs) = start_server();
     let target = srv.target();
@@ -81,7 +80,7 @@ fn owping_open_auth_encrypted() {
 }
 
 #[test]
-#[ignore = "needs the real owampd (see the module doc)"]
+
 fn files_owstats_owfetch_owup() {
     let (srv, files, _) = start_server();
     let target = srv.target();
