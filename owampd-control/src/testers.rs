@@ -165,6 +165,28 @@ pub mod process {
         }
     }
 
+    /// The SID of a stored Request-Session (octets 48..64, spec §2.1), in hex.
+    fn sid_hex_of(request: &[u8]) -> String {
+        request
+            .get(48..64)
+            .map(|b| b.iter().map(|x| format!("{x:02x}")).collect())
+            .unwrap_or_default()
+    }
+
+    /// RLIMIT_FSIZE for a receiving tester: the v3 header, the records of every packet
+    /// four times over (duplicates are recorded again, spec §3.4) and a skip range per
+    /// packet, plus 64 KiB. Beyond it writes fail with EFBIG, so a flood of spoofed
+    /// duplicates cannot fill the disk.
+    fn receive_file_bound(request: &[u8]) -> u64 {
+        let npackets = request
+            .get(8..12)
+            .map(|b| u32::from_be_bytes([b[0], b[1], b[2], b[3]]))
+            .unwrap_or(0) as u64;
+        (40 + request.len() as u64)
+            .saturating_add(npackets.saturating_mul(25 * 4 + 8))
+            .saturating_add(64 * 1024)
+    }
+
     pub(super) async fn launch(
         l: &ProcessLauncher,
         setup: TesterSetup,
@@ -186,7 +208,19 @@ pub mod process {
         if l.seccomp_log_only {
             env.push(("OWAMPD_SECCOMP_LOG".into(), "1".into()));
         }
-        let child = ipc::spawn::spawn_child(&l.tester_path, "owampd-tester", &[], &env, fds)
+        let max_file = if fds.len() > 2 {
+            receive_file_bound(&setup.request)
+        } else {
+            0
+        };
+        env.push((
+            "OWAMPD_TESTER_MAX_FILE_BYTES".into(),
+            max_file.to_string().into(),
+        ));
+        // `ps` shows which session a tester runs (design.md "Habits"): argv[0] carries
+        // the SID; PR_SET_NAME (15 bytes) keeps its short `owtest-` form.
+        let argv0 = format!("owampd-tester [sid={}]", sid_hex_of(&setup.request));
+        let child = ipc::spawn::spawn_child(&l.tester_path, &argv0, &[], &env, fds)
             .map_err(|e| TesterError::Spawn(format!("{}: {e}", l.tester_path.display())))?;
         let child = Arc::new(Mutex::new(Some(child)));
         ours.set_nonblocking(true).map_err(|e| spawn_err(&e))?;
