@@ -29,6 +29,17 @@ pub fn command_line(prog: Program, args: &[String]) -> Result<CommandLine, i32> 
     }
 }
 
+/// The host names owstats/owfetch print: resolved as stats.c does, except for `-R`,
+/// whose lines carry no addresses (do_stats returns before `OWPStatsCreate`), so no
+/// resolver query is spent on them.
+fn stats_names(data: &SessionData, out: &crate::opts::OutOpts) -> Names {
+    if out.raw && !out.json {
+        Names::default()
+    } else {
+        Names::resolved(&data.session)
+    }
+}
+
 /// owstats: the statistics of each file in turn.
 pub fn owstats_main(args: &[String]) -> i32 {
     let prog = Program::Owstats;
@@ -47,7 +58,7 @@ pub fn owstats_main(args: &[String]) -> i32 {
             }
         };
         if cl.out.wants_data()
-            && let Err(e) = print_session(&mut out, &data, &Names::default(), &cl.out)
+            && let Err(e) = print_session(&mut out, &data, &stats_names(&data, &cl.out), &cl.out)
         {
             log(prog, &e.to_string());
             return 1;
@@ -105,7 +116,7 @@ pub fn owfetch_main(args: &[String], intr: &crate::signals::Interrupt) -> i32 {
             let r = SessionData::open(Path::new(file))
                 .map_err(|e| e.to_string())
                 .and_then(|d| {
-                    print_session(&mut stdout.lock(), &d, &Names::default(), &cl.out)
+                    print_session(&mut stdout.lock(), &d, &stats_names(&d, &cl.out), &cl.out)
                         .map_err(|e| e.to_string())
                 });
             if let Err(e) = r {
