@@ -261,11 +261,8 @@ impl Stats {
             }
             let q = d / width;
             let b = if q < 0.0 { q.floor() } else { q.ceil() } as i32;
-            let h = hist.entry(b).or_insert(0);
-            *h = h.saturating_add(1);
-            if let Some(t) = ttl.get_mut(usize::from(rec.ttl)) {
-                *t = t.saturating_add(1);
-            }
+            *hist.entry(b).or_insert(0) += 1;
+            ttl[rec.ttl as usize] += 1;
         }
 
         let lost = nodes.values().filter(|n| n.lost).count() as u32;
