@@ -1,0 +1,73 @@
+//! owamp-bench: measures the OWAMP test-session engines on loopback (see bench/README.md).
+//!
+//! Every subcommand prints one JSON object per line on stdout; `bench/run` turns them
+//! into the performance table. Nothing here asserts a time: the figures are reported,
+//! and the targets are compared by `bench/run`.
+#![forbid(unsafe_code)]
+
+mod args;
+mod kdf;
+mod maxrate;
+mod session;
+mod summary;
+
+use args::{Args, ArgsError};
+use std::process::ExitCode;
+
+const USAGE: &str = "\
+usage: owamp-bench session [--mode open|authenticated|encrypted] [--count N]
+                           [--rate PPS | --interval-us US] [--timeout S] [--padding N]
+       owamp-bench maxrate [--mode M] [--count N] [--start PPS] [--max PPS] [--timeout S]
+       owamp-bench kdf [--count 2048] [--reps N]";
+
+/// Errors of the command line as a whole.
+#[derive(Debug, thiserror::Error)]
+enum MainError {
+    #[error(transparent)]
+    Args(#[from] ArgsError),
+    #[error(transparent)]
+    Session(#[from] session::SessionError),
+    #[error("unknown subcommand {0:?}")]
+    Subcommand(String),
+}
+
+fn run(argv: &[String]) -> Result<(), MainError> {
+    let Some((cmd, rest)) = argv.split_first() else {
+        return Err(MainError::Subcommand(String::new()));
+    };
+    let mut a = Args::parse(rest)?;
+    match cmd.as_str() {
+        "session" => {
+            let spec = a.session_spec(1000)?;
+            a.finish()?;
+            let r = session::run(spec)?;
+            println!("{}", r.to_json());
+        }
+        "maxrate" => {
+            let spec = a.session_spec(100_000)?;
+            let start = a.f64_or("start", 100_000.0)?;
+            let max = a.f64_or("max", 1_000_000.0)?;
+            a.finish()?;
+            println!("{}", maxrate::search(spec, start, max)?);
+        }
+        "kdf" => {
+            let count = a.u32_or("count", 2048)?;
+            let reps = a.u32_or("reps", 50)?;
+            a.finish()?;
+            println!("{}", kdf::measure(count, reps));
+        }
+        other => return Err(MainError::Subcommand(other.to_string())),
+    }
+    Ok(())
+}
+
+fn main() -> ExitCode {
+    let argv: Vec<String> = std::env::args().skip(1).collect();
+    match run(&argv) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("owamp-bench: {e}\n{USAGE}");
+            ExitCode::from(2)
+        }
+    }
+}
