@@ -8,6 +8,7 @@
 mod args;
 mod kdf;
 mod maxrate;
+mod records;
 mod session;
 mod summary;
 
@@ -18,7 +19,8 @@ const USAGE: &str = "\
 usage: owamp-bench session [--mode open|authenticated|encrypted] [--count N]
                            [--rate PPS | --interval-us US] [--timeout S] [--padding N]
        owamp-bench maxrate [--mode M] [--count N] [--start PPS] [--max PPS] [--timeout S]
-       owamp-bench kdf [--count 2048] [--reps N]";
+       owamp-bench kdf [--count 2048] [--reps N]
+       owamp-bench owp FILE.owp...";
 
 /// Errors of the command line as a whole.
 #[derive(Debug, thiserror::Error)]
@@ -27,6 +29,8 @@ enum MainError {
     Args(#[from] ArgsError),
     #[error(transparent)]
     Session(#[from] session::SessionError),
+    #[error(transparent)]
+    Owp(#[from] owamp::owp::OwpError),
     #[error("unknown subcommand {0:?}")]
     Subcommand(String),
 }
@@ -35,6 +39,12 @@ fn run(argv: &[String]) -> Result<(), MainError> {
     let Some((cmd, rest)) = argv.split_first() else {
         return Err(MainError::Subcommand(String::new()));
     };
+    if cmd == "owp" {
+        for p in rest {
+            println!("{}", records::owp_file(std::path::Path::new(p))?);
+        }
+        return Ok(());
+    }
     let mut a = Args::parse(rest)?;
     match cmd.as_str() {
         "session" => {

@@ -8,6 +8,7 @@
 //! minus the packet's scheduled time: the records carry the actual send time). Each
 //! thread's CPU time comes from `CLOCK_THREAD_CPUTIME_ID`.
 
+use crate::records;
 use crate::summary::{Summary, diff_ns};
 use owamp::crypto::random_bytes;
 use owamp::engine::{
@@ -236,32 +237,16 @@ pub fn run(spec: SessionSpec) -> Result<SessionResult, SessionError> {
         .join()
         .map_err(|_| SessionError::Panicked { role: "receiver" })??;
 
-    // sched(i) for every i, in one forward pass.
     let mut sched = schedule;
-    sched.reset();
-    let mut sched_times = Vec::with_capacity(spec.count as usize);
-    while let Some(t) = sched.next_send_time() {
-        sched_times.push(t);
-    }
-    let mut delays = Vec::with_capacity(records.len());
-    let mut send_errs = Vec::with_capacity(records.len());
-    let mut last_recv = start;
-    for r in records.iter().filter(|r| r.recv_ts.0 != 0) {
-        delays.push(diff_ns(r.recv_ts, r.send_ts));
-        if let Some(&t) = sched_times.get(r.seq as usize) {
-            send_errs.push(diff_ns(r.send_ts, t));
-        }
-        if r.recv_ts > last_recv {
-            last_recv = r.recv_ts;
-        }
-    }
-    let wall_ns = diff_ns(last_recv, start).max(0) as u64;
+    let f = records::analyse(&records, &mut sched);
+    let last = f.last_recv.unwrap_or(start);
+    let wall_ns = diff_ns(last, start).max(0) as u64;
     Ok(SessionResult {
         spec,
         sender: sender_rep,
         receiver: receiver_rep,
-        delay: Summary::of(&mut delays),
-        send_error: Summary::of(&mut send_errs),
+        delay: f.delay,
+        send_error: f.send_error,
         sender_cpu,
         receiver_cpu,
         wall: Duration::from_nanos(wall_ns),
