@@ -10,6 +10,7 @@ mod kdf;
 mod maxrate;
 mod records;
 mod session;
+mod sleepcost;
 mod summary;
 
 use args::{Args, ArgsError};
@@ -20,6 +21,7 @@ usage: owamp-bench session [--mode open|authenticated|encrypted] [--count N]
                            [--rate PPS | --interval-us US] [--timeout S] [--padding N]
        owamp-bench maxrate [--mode M] [--count N] [--start PPS] [--max PPS] [--timeout S]
        owamp-bench kdf [--count 2048] [--reps N]
+       owamp-bench sleepcost [--interval-us 100] [--count 20000]
        owamp-bench owp FILE.owp...";
 
 /// Errors of the command line as a whole.
@@ -31,6 +33,8 @@ enum MainError {
     Session(#[from] session::SessionError),
     #[error(transparent)]
     Owp(#[from] owamp::owp::OwpError),
+    #[error("clock_nanosleep: {0}")]
+    Sleep(nix::errno::Errno),
     #[error("unknown subcommand {0:?}")]
     Subcommand(String),
 }
@@ -65,6 +69,14 @@ fn run(argv: &[String]) -> Result<(), MainError> {
             let reps = a.u32_or("reps", 50)?;
             a.finish()?;
             println!("{}", kdf::measure(count, reps));
+        }
+        "sleepcost" => {
+            let interval = a.f64_or("interval-us", 100.0)?;
+            let count = a.u32_or("count", 20_000)?;
+            a.finish()?;
+            let v = sleepcost::measure(std::time::Duration::from_secs_f64(interval / 1e6), count)
+                .map_err(MainError::Sleep)?;
+            println!("{v}");
         }
         other => return Err(MainError::Subcommand(other.to_string())),
     }

@@ -22,6 +22,22 @@ pub struct Figures {
     pub send_error: Summary,
     /// Last receive time (for the session's span).
     pub last_recv: Option<Timestamp>,
+    /// Earliest and latest send timestamps of received packets.
+    pub first_send: Option<Timestamp>,
+    pub last_send: Option<Timestamp>,
+}
+
+impl Figures {
+    /// Packets per second actually achieved between the first and last send timestamps
+    /// (0 with fewer than two packets).
+    pub fn achieved_pps(&self) -> f64 {
+        match (self.first_send, self.last_send) {
+            (Some(a), Some(b)) if b > a && self.received > 1 => {
+                (self.received - 1) as f64 / (diff_ns(b, a) as f64 / 1e9)
+            }
+            _ => 0.0,
+        }
+    }
 }
 
 /// Analyses `records` against `sched` (reset here; consumed forward once).
@@ -48,6 +64,12 @@ pub fn analyse(records: &[PacketRecord], sched: &mut Schedule) -> Figures {
             }
             None => {}
         }
+        if f.first_send.is_none_or(|l| r.send_ts < l) {
+            f.first_send = Some(r.send_ts);
+        }
+        if f.last_send.is_none_or(|l| r.send_ts > l) {
+            f.last_send = Some(r.send_ts);
+        }
         if f.last_recv.is_none_or(|l| r.recv_ts > l) {
             f.last_recv = Some(r.recv_ts);
         }
@@ -72,6 +94,7 @@ pub fn owp_file(path: &Path) -> Result<Value, OwpError> {
         "lost": u64::from(s.npackets).saturating_sub(f.received),
         "delay": f.delay.to_json(),
         "send_error": f.send_error.to_json(),
+        "achieved_pps": f.achieved_pps(),
     }))
 }
 
@@ -113,5 +136,8 @@ mod tests {
         assert_eq!(f.delay.min, 1000);
         assert_eq!(f.send_error.n, 2);
         assert_eq!((f.send_error.min, f.send_error.max), (0, 1000));
+        // Two distinct packets sent 1 ms - 1 µs apart.
+        let pps = f.achieved_pps();
+        assert!((pps - 1001.0).abs() < 1.0, "{pps}");
     }
 }

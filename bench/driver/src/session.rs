@@ -78,6 +78,7 @@ pub struct SessionResult {
     pub receiver_cpu: Duration,
     /// First scheduled send time to last packet received (or scheduled), for rates.
     pub wall: Duration,
+    pub achieved_pps: f64,
 }
 
 impl SessionResult {
@@ -111,6 +112,7 @@ impl SessionResult {
             "sender_cpu_us_per_packet": per(self.sender_cpu, self.sender.sent),
             "receiver_cpu_us_per_packet": per(self.receiver_cpu, received),
             "wall_s": self.wall.as_secs_f64(),
+            "achieved_pps": self.achieved_pps,
         })
     }
 }
@@ -250,5 +252,6 @@ pub fn run(spec: SessionSpec) -> Result<SessionResult, SessionError> {
         sender_cpu,
         receiver_cpu,
         wall: Duration::from_nanos(wall_ns),
+        achieved_pps: f.achieved_pps(),
     })
 }
