@@ -7,8 +7,8 @@
 //! - [`master`]: the master ⇄ control messages.
 //! - [`daemon`]: detach from the terminal (fork needs `unsafe`, which the master may not hold).
 //!
-//! `unsafe` is allowed in this crate only for fd ownership and the `pre_exec` hook; every
-//! block carries a `// SAFETY:` comment.
+//! `unsafe` is allowed in this crate only for fd ownership, the `pre_exec` hook and
+//! `fork`; every block carries a `// SAFETY:` comment.
 
 pub mod channel;
 mod codec;
@@ -16,7 +16,6 @@ pub mod daemon;
 pub mod error;
 pub mod fds;
 pub mod master;
-mod shim_config;
 pub mod spawn;
 
 pub use channel::{Channel, Received};

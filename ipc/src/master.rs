@@ -10,8 +10,9 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::IpcError;
 
-// SHIM: becomes `pub use config::{Limits, LogLevel, Pfs, PortRange};` at merge.
-pub use crate::shim_config::{Limits, LogLevel, Pfs, PortRange};
+/// The configuration types carried here are the `config` crate's, re-exported so that
+/// both ends name them the same way.
+pub use config::{Limits, LogLevel, Pfs, PortRange};
 
 /// Bumped whenever a message changes incompatibly (appending a variant is compatible only
 /// with peers that never receive it; both binaries ship together, so bump anyway).
@@ -110,6 +111,11 @@ mod tests {
     use super::*;
     use crate::codec::{decode, encode};
 
+    /// The limits of a missing file: one unlimited class `default` (spec §7.9).
+    fn limits() -> Limits {
+        Limits::parse("", std::path::Path::new("owamp-server.limits"), None).expect("empty limits")
+    }
+
     fn settings() -> ControlSettings {
         ControlSettings {
             authmodes: 7,
@@ -123,7 +129,7 @@ mod tests {
             enddelay_s: 1.0,
             dieby_s: 5,
             maxcontrolsessions: 0,
-            limits: Limits::default(),
+            limits: limits(),
             pfs: Pfs::default(),
             tester_path: PathBuf::from("/t"),
             run_as: Some((65534, 65534)),
@@ -166,7 +172,8 @@ mod tests {
 
     #[test]
     fn golden_configure() {
-        // SHIM: Limits/Pfs are empty stand-ins until the config crate is merged.
+        // Limits and Pfs are pinned by the config crate's own tests; here they are
+        // spliced in as encoded, so this pins ControlSettings' own layout around them.
         let mut want = vec![0x01]; // Configure
         want.push(0x07); // authmodes
         want.extend_from_slice(&[0x02, b'/', b'd']); // datadir
@@ -175,7 +182,8 @@ mod tests {
         want.extend_from_slice(&[0xfb, 0x08, 0x07]); // controltimeout 1800
         want.extend_from_slice(&1.0f64.to_le_bytes()); // enddelay
         want.extend_from_slice(&[0x05, 0x00]); // dieby, maxcontrolsessions
-        // limits, pfs: empty structs, no bytes
+        want.extend_from_slice(&encode(&limits()).expect("limits"));
+        want.extend_from_slice(&encode(&Pfs::default()).expect("pfs"));
         want.extend_from_slice(&[0x02, b'/', b't']); // tester_path
         want.extend_from_slice(&[0x01, 0xfb, 0xfe, 0xff, 0xfb, 0xfe, 0xff]); // run_as
         want.push(0x00); // verbose
@@ -195,7 +203,8 @@ mod tests {
                 level: LogLevel::Warning,
                 message: "hi".into(),
             }),
-            &[0x02, 0x01, 0x02, b'h', b'i'],
+            // Log, LogLevel::Warning (config's order: None, Fatal, Warning, ...), "hi"
+            &[0x02, 0x02, 0x02, b'h', b'i'],
         );
         golden(ControlToMaster::ConnectionDone, &[0x03]);
     }

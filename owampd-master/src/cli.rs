@@ -4,39 +4,43 @@ use std::path::PathBuf;
 
 use clap::Parser;
 
-/// Every option takes one value or none, as in owampd(8). clap's own `-h`/`-V` are off:
+/// Every option takes one value or none, as in owampd(8). As with getopt(3), the word
+/// after an option that takes a value is its value even when it starts with `-`
+/// (`-U -1000` is uid 1000). clap's own `-h`/`-V` are off:
 /// `-h` prints the reference's usage, and there is no `-V`.
 #[derive(Debug, Default, Parser)]
 #[command(
     name = "owampd",
     disable_help_flag = true,
     disable_version_flag = true,
-    disable_help_subcommand = true
+    disable_help_subcommand = true,
+    // getopt(3) semantics: a repeated option is not an error, the last one wins.
+    args_override_self = true
 )]
 pub struct Cli {
     /// Authentication modes, letters from {A, E, O}.
-    #[arg(short = 'a', value_name = "authmode")]
+    #[arg(short = 'a', value_name = "authmode", allow_hyphen_values = true)]
     pub authmode: Option<String>,
-    #[arg(short = 'c', value_name = "confdir")]
+    #[arg(short = 'c', value_name = "confdir", allow_hyphen_values = true)]
     pub confdir: Option<PathBuf>,
-    #[arg(short = 'd', value_name = "datadir")]
+    #[arg(short = 'd', value_name = "datadir", allow_hyphen_values = true)]
     pub datadir: Option<PathBuf>,
-    #[arg(short = 'e', value_name = "facility")]
+    #[arg(short = 'e', value_name = "facility", allow_hyphen_values = true)]
     pub facility: Option<String>,
     /// Allow running as root without -U ("rootfolly").
     #[arg(short = 'f')]
     pub rootfolly: bool,
-    #[arg(short = 'G', value_name = "group")]
+    #[arg(short = 'G', value_name = "group", allow_hyphen_values = true)]
     pub group: Option<String>,
     #[arg(short = 'h')]
     pub help: bool,
-    #[arg(short = 'P', value_name = "portrange")]
+    #[arg(short = 'P', value_name = "portrange", allow_hyphen_values = true)]
     pub testports: Option<String>,
-    #[arg(short = 'R', value_name = "vardir")]
+    #[arg(short = 'R', value_name = "vardir", allow_hyphen_values = true)]
     pub vardir: Option<PathBuf>,
-    #[arg(short = 'S', value_name = "nodename:port")]
+    #[arg(short = 'S', value_name = "nodename:port", allow_hyphen_values = true)]
     pub srcnode: Option<String>,
-    #[arg(short = 'U', value_name = "user")]
+    #[arg(short = 'U', value_name = "user", allow_hyphen_values = true)]
     pub user: Option<String>,
     #[arg(short = 'v')]
     pub verbose: bool,
@@ -120,6 +124,19 @@ mod tests {
         assert_eq!(c.vardir, Some(PathBuf::from("/r")));
         assert_eq!(c.srcnode.as_deref(), Some(":8861"));
         assert_eq!(c.user.as_deref(), Some("u"));
+    }
+
+    #[test]
+    fn last_repeated_option_wins() {
+        let c = parse(["owampd", "-S", ":1", "-S", ":2", "-Z", "-Z"]).expect("parse");
+        assert_eq!(c.srcnode.as_deref(), Some(":2"));
+    }
+
+    #[test]
+    fn values_may_start_with_a_dash() {
+        let c = parse(["owampd", "-U", "-1000", "-G", "-1000"]).expect("parse");
+        assert_eq!(c.user.as_deref(), Some("-1000"));
+        assert_eq!(c.group.as_deref(), Some("-1000"));
     }
 
     #[test]

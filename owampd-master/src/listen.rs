@@ -8,7 +8,7 @@ use nix::sys::socket::{
     sockopt,
 };
 
-use crate::shim_config::SrcNode;
+use config::SrcNode;
 
 const BACKLOG: i32 = 64;
 
@@ -112,6 +112,23 @@ mod tests {
             }
         }
         assert!(got.is_some());
+    }
+
+    #[test]
+    fn ipv6_loopback_when_available() {
+        // Hosts without IPv6 (some containers) cannot bind ::1 at all: nothing to test.
+        if std::net::TcpListener::bind("[::1]:0").is_err() {
+            eprintln!("ipv6_loopback_when_available: skipped, no ::1");
+            return;
+        }
+        let node = SrcNode::parse("[::1]:1").expect("parse");
+        let probe = std::net::TcpListener::bind("[::1]:0").expect("probe");
+        let port = probe.local_addr().expect("addr").port();
+        drop(probe);
+        let ls = bind_srcnode(&SrcNode { port, ..node }).expect("bind");
+        let addr = ls.first().expect("one").local_addr().expect("addr");
+        assert!(addr.is_ipv6() && addr.ip().is_loopback(), "{addr}");
+        std::net::TcpStream::connect(addr).expect("connect");
     }
 
     #[test]

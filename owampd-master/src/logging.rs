@@ -2,9 +2,10 @@
 //! and those control sends as `Log` messages, to syslog (ident `owampd`) and with `-Z`
 //! also to stderr.
 
+use std::os::fd::{AsRawFd, RawFd};
 use std::path::PathBuf;
 
-use ipc::master::LogLevel;
+use config::LogLevel;
 use syslog::{Facility, Formatter3164, Logger, LoggerBackend};
 
 /// Env var naming another Unix datagram socket than /dev/log (for tests, design.md
@@ -20,11 +21,7 @@ pub struct Log {
 /// loglevel filtering (spec §7.11): `none` shows nothing, `all` everything; otherwise a
 /// line shows when it is at least as severe as the threshold.
 pub fn shown(level: LogLevel, threshold: LogLevel) -> bool {
-    match threshold {
-        LogLevel::None => false,
-        LogLevel::All => true,
-        t => level != LogLevel::None && level <= t,
-    }
+    threshold.reports(level)
 }
 
 impl Log {
@@ -78,11 +75,22 @@ impl Log {
                 LogLevel::Fatal => s.err(&message),
                 LogLevel::Warning => s.warning(&message),
                 LogLevel::Info => s.info(&message),
-                LogLevel::Debug | LogLevel::All | LogLevel::None => s.debug(&message),
+                LogLevel::Debug | LogLevel::All => s.debug(&message),
+                LogLevel::None => Ok(()),
             };
         }
         if self.stderr {
             eprintln!("owampd: {message}");
+        }
+    }
+
+    /// The syslog socket, which the sandbox's fd sweep must keep.
+    pub fn raw_fd(&self) -> Option<RawFd> {
+        match &self.syslog.as_ref()?.backend {
+            LoggerBackend::Unix(s) => Some(s.as_raw_fd()),
+            LoggerBackend::UnixStream(s) => Some(s.get_ref().as_raw_fd()),
+            LoggerBackend::Udp(s, _) => Some(s.as_raw_fd()),
+            LoggerBackend::Tcp(s) => Some(s.get_ref().as_raw_fd()),
         }
     }
 

@@ -11,16 +11,13 @@ mod listen;
 mod logging;
 mod pidfile;
 mod setup;
-mod shim_config;
-mod shim_sandbox;
 mod supervisor;
 
 use std::process::ExitCode;
 
-use ipc::master::LogLevel;
+use config::LogLevel;
 
 use crate::logging::Log;
-use crate::shim_sandbox as sandbox;
 
 /// What ends the master before it runs. Before daemonizing it is printed on stderr as
 /// `owampd: <error>`; after, it has been logged (`Logged`).
@@ -65,6 +62,9 @@ fn main() -> ExitCode {
 }
 
 fn run(cli: &cli::Cli) -> Result<(), MasterError> {
+    // Whatever our parent leaked to us goes first, so that the sweep in
+    // sandbox::enter later keeps exactly what we opened.
+    sandbox::close_fds_above(2)?;
     let plan = setup::plan(cli)?;
     let listeners = listen::bind_srcnode(&plan.srcnode)?;
     let mut pid_file = pidfile::PidFile::lock(&plan.vardir)?;
@@ -88,6 +88,15 @@ fn run(cli: &cli::Cli) -> Result<(), MasterError> {
         .map_err(|e| fatal(&mut log, e.into()))?;
     pidfile::write_info(&plan.vardir, plan.settings.start_time_ntp, pid)
         .map_err(|e| fatal(&mut log, e.into()))?;
+    if !plan.settings.tester_path.is_file() {
+        log.master(
+            LogLevel::Warning,
+            format!(
+                "{} not found: test sessions will fail",
+                plan.settings.tester_path.display()
+            ),
+        );
+    }
     for l in &listeners {
         if let Ok(a) = l.local_addr() {
             log.master(LogLevel::Info, format!("listening on {a}"));
@@ -95,16 +104,27 @@ fn run(cli: &cli::Cli) -> Result<(), MasterError> {
     }
 
     let sigfd = supervisor::signal_fd().map_err(|e| fatal(&mut log, e.into()))?;
-    let seccomp_log_only = plan.settings.seccomp_log_only;
+    let seccomp = if plan.settings.seccomp_log_only {
+        sandbox::SeccompMode::Log
+    } else {
+        sandbox::SeccompMode::Enforce
+    };
     let mut master =
         supervisor::Master::new(log, listeners, sigfd, plan.control_path, plan.settings);
     master.spawn_control();
-    let result = sandbox::enter(
-        sandbox::Role::Master,
-        &sandbox::SandboxOptions { seccomp_log_only },
-    )
-    .map_err(MasterError::from)
-    .and_then(|()| master.run().map_err(MasterError::from));
+    // Keep every fd we hold; they were all opened after the first sweep, so they are
+    // the lowest numbers above stdio.
+    let mut held = master.raw_fds();
+    held.push(pid_file.raw_fd());
+    held.extend(master.log.raw_fd());
+    let opts = sandbox::SandboxOptions {
+        keep_fds: held.into_iter().max().unwrap_or(2),
+        seccomp,
+        ..sandbox::SandboxOptions::default()
+    };
+    let result = sandbox::enter(sandbox::Role::Master, &opts)
+        .map_err(MasterError::from)
+        .and_then(|()| master.run().map_err(MasterError::from));
     master.finish();
     if let Err(e) = &result {
         master.log.master(LogLevel::Fatal, e);

@@ -3,6 +3,7 @@
 
 use std::fs::{File, OpenOptions};
 use std::io::Write;
+use std::os::fd::{AsRawFd, RawFd};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
@@ -69,6 +70,10 @@ impl PidFile {
             .write_all(format!("{pid}\n").as_bytes())
             .map_err(io)?;
         Ok(())
+    }
+
+    pub fn raw_fd(&self) -> RawFd {
+        self.file.as_raw_fd()
     }
 
     /// Remove the file, then release the lock (by dropping it).

@@ -5,16 +5,19 @@ use std::path::{Path, PathBuf};
 use std::str::FromStr;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use ipc::master::{ControlSettings, LogLevel};
+use config::{Facility, Limits, LogLevel, Pfs, PortRange, RunAs, ServerConf, SrcNode};
+use ipc::master::ControlSettings;
 
 use crate::cli::Cli;
-use crate::shim_config::{self as config, ConfError, ServerConf, SrcNode};
-use crate::shim_sandbox as sandbox;
 
 #[derive(Debug, thiserror::Error)]
 pub enum SetupError {
     #[error("{0}")]
-    Conf(#[from] ConfError),
+    Conf(#[from] config::ConfError),
+    #[error("{0}")]
+    Pfs(#[from] config::PfsError),
+    #[error("{0}")]
+    Limits(#[from] config::LimitsError),
     /// `origin` is the option (`-d`) or the conf keyword and file.
     #[error("{origin} \"{value}\": {reason}")]
     Bad {
@@ -22,6 +25,9 @@ pub enum SetupError {
         value: String,
         reason: String,
     },
+    /// A command-line value the config crate's parser refused; its message names the value.
+    #[error("{opt}: {reason}")]
+    Opt { opt: &'static str, reason: String },
     #[error(
         "refusing to run as root without a user to run as: give -U user (or -f to really run as root)"
     )]
@@ -44,11 +50,11 @@ pub struct Plan {
 }
 
 /// Where a value came from, for the error line.
-fn origin(cli_given: bool, opt: &str, keyword: &str, conf_file: &Path) -> String {
+fn origin(cli_given: bool, opt: &str, keyword: &str, confdir: &Path) -> String {
     if cli_given {
         opt.to_string()
     } else {
-        format!("{keyword} ({})", conf_file.display())
+        format!("{keyword} (owamp-server.conf in {})", confdir.display())
     }
 }
 
@@ -68,9 +74,10 @@ fn existing_dir(p: &Path, origin: String) -> Result<PathBuf, SetupError> {
 
 /// The directory holding owampd-control and owampd-tester: `OWAMPD_LIBEXEC_DIR`, else
 /// the directory of this executable.
-fn libexec_dir() -> Result<PathBuf, SetupError> {
+fn libexec_dir(cwd: &Path) -> Result<PathBuf, SetupError> {
     if let Some(d) = std::env::var_os("OWAMPD_LIBEXEC_DIR") {
-        return Ok(PathBuf::from(d));
+        // Absolute: the daemon changes directory to `/`.
+        return Ok(cwd.join(d));
     }
     let exe = std::env::current_exe().map_err(SetupError::Cwd)?;
     Ok(exe.parent().map(Path::to_path_buf).unwrap_or_default())
@@ -87,21 +94,39 @@ pub fn ntp_now(offset_s: f64) -> u64 {
     (secs * 4_294_967_296.0) as u64
 }
 
+/// The syslog crate's facility of the same name.
+fn syslog_facility(f: Facility, origin: String) -> Result<syslog::Facility, SetupError> {
+    syslog::Facility::from_str(f.as_str()).map_err(|()| SetupError::Bad {
+        origin,
+        value: f.as_str().to_string(),
+        reason: "facility not supported by the syslog writer".into(),
+    })
+}
+
+/// `config::RunAs` back to the text `sandbox::lookup_*` take (`name` or `-N`).
+fn run_as_text(r: &RunAs) -> String {
+    match r {
+        RunAs::Name(n) => n.clone(),
+        RunAs::Id(i) => format!("-{i}"),
+    }
+}
+
 pub fn plan(cli: &Cli) -> Result<Plan, SetupError> {
     let cwd = std::env::current_dir().map_err(SetupError::Cwd)?;
-    let confdir = cwd.join(cli.confdir.as_deref().unwrap_or(Path::new(".")));
+    let confdir = match &cli.confdir {
+        Some(c) => cwd.join(c),
+        None => cwd.clone(),
+    };
     let conf = ServerConf::load(&confdir, cli.confdir.is_some())?;
-    let conf_file = confdir.join("owamp-server.conf");
-    let pfs = config::load_pfs(&confdir)?;
-    let limits = config::load_limits(&confdir, Some(&pfs))?;
+    let pfs = Pfs::load(&confdir)?;
+    let limits = Limits::load(&confdir, Some(&pfs))?;
 
     let authmodes = match &cli.authmode {
-        Some(a) => config::parse_authmode(a).ok_or_else(|| SetupError::Bad {
-            origin: "-a".into(),
-            value: a.clone(),
-            reason: "authmode must be letters from A, E, O".into(),
+        Some(a) => config::server::parse_authmode(a).map_err(|e| SetupError::Opt {
+            opt: "-a",
+            reason: e.to_string(),
         })?,
-        None => conf.authmode.unwrap_or(7),
+        None => conf.authmode,
     };
 
     let datadir = existing_dir(
@@ -109,53 +134,47 @@ pub fn plan(cli: &Cli) -> Result<Plan, SetupError> {
             .as_deref()
             .or(conf.datadir.as_deref())
             .unwrap_or(&cwd),
-        origin(cli.datadir.is_some(), "-d", "datadir", &conf_file),
+        origin(cli.datadir.is_some(), "-d", "datadir", &confdir),
     )?;
     let vardir = existing_dir(
         cli.vardir
             .as_deref()
             .or(conf.vardir.as_deref())
             .unwrap_or(&cwd),
-        origin(cli.vardir.is_some(), "-R", "vardir", &conf_file),
+        origin(cli.vardir.is_some(), "-R", "vardir", &confdir),
     )?;
 
     let testports = match &cli.testports {
-        Some(p) => Some(config::parse_port_range(p).map_err(|_| SetupError::Bad {
-            origin: "-P".into(),
-            value: p.clone(),
-            reason: "port range must be 0 or low-high".into(),
-        })?),
+        Some(p) => PortRange::parse(p).map_err(|e| SetupError::Opt {
+            opt: "-P",
+            reason: e.to_string(),
+        })?,
         None => conf.testports,
-    }
-    .filter(|r| r.low != 0);
+    };
+    let testports = (!testports.is_ephemeral()).then_some(testports);
 
     let srcnode = match &cli.srcnode {
-        Some(s) => SrcNode::parse(s).map_err(|_| SetupError::Bad {
-            origin: "-S".into(),
-            value: s.clone(),
-            reason: "expected node:port, [v6addr]:port or :port".into(),
+        Some(s) => SrcNode::parse(s).map_err(|e| SetupError::Opt {
+            opt: "-S",
+            reason: e.to_string(),
         })?,
-        None => conf.srcnode.clone().unwrap_or(SrcNode {
-            host: None,
-            port: 861,
-        }),
+        None => conf.srcnode.clone(),
     };
 
-    let facility_name = cli
-        .facility
-        .clone()
-        .or(conf.facility.clone())
-        .unwrap_or_else(|| "daemon".into());
-    let facility =
-        syslog::Facility::from_str(&facility_name.to_ascii_lowercase()).map_err(|()| {
-            SetupError::Bad {
-                origin: origin(cli.facility.is_some(), "-e", "facility", &conf_file),
-                value: facility_name.clone(),
-                reason: "unknown syslog facility".into(),
-            }
-        })?;
+    let facility = match &cli.facility {
+        Some(f) => Facility::parse(f).ok_or_else(|| SetupError::Bad {
+            origin: "-e".into(),
+            value: f.clone(),
+            reason: "unknown syslog facility".into(),
+        })?,
+        None => conf.facility,
+    };
+    let facility = syslog_facility(
+        facility,
+        origin(cli.facility.is_some(), "-e", "facility", &confdir),
+    )?;
 
-    let run_as = run_as(cli, &conf, &conf_file)?;
+    let run_as = run_as(cli, &conf, &confdir)?;
 
     let debug_time_offset = match std::env::var("OWAMP_DEBUG_TIMEOFFSET") {
         Ok(v) => v
@@ -171,7 +190,7 @@ pub fn plan(cli: &Cli) -> Result<Plan, SetupError> {
         Err(_) => 0.0,
     };
 
-    let libexec = libexec_dir()?;
+    let libexec = libexec_dir(&cwd)?;
     let control_path = libexec.join("owampd-control");
     if !control_path.is_file() {
         return Err(SetupError::Bad {
@@ -186,7 +205,7 @@ pub fn plan(cli: &Cli) -> Result<Plan, SetupError> {
         vardir,
         srcnode,
         facility,
-        loglevel: conf.loglevel.unwrap_or(LogLevel::Info),
+        loglevel: conf.loglevel,
         control_path,
         settings: ControlSettings {
             authmodes,
@@ -212,28 +231,25 @@ pub fn plan(cli: &Cli) -> Result<Plan, SetupError> {
 
 /// spec §7.1: as root, a user to run as is required unless rootfolly; not as root, no
 /// uid change happens at all.
-fn run_as(
-    cli: &Cli,
-    conf: &ServerConf,
-    conf_file: &Path,
-) -> Result<Option<(u32, u32)>, SetupError> {
+fn run_as(cli: &Cli, conf: &ServerConf, confdir: &Path) -> Result<Option<(u32, u32)>, SetupError> {
     if !sandbox::is_root() {
         return Ok(None);
     }
-    let Some(user) = cli.user.as_ref().or(conf.user.as_ref()) else {
+    let user = cli.user.clone().or(conf.user.as_ref().map(run_as_text));
+    let Some(user) = user else {
         if cli.rootfolly || conf.rootfolly {
             return Ok(None);
         }
         return Err(SetupError::RootWithoutUser);
     };
-    let ids = sandbox::lookup_user(user).map_err(|e| SetupError::Bad {
-        origin: origin(cli.user.is_some(), "-U", "user", conf_file),
+    let ids = sandbox::lookup_user(&user).map_err(|e| SetupError::Bad {
+        origin: origin(cli.user.is_some(), "-U", "user", confdir),
         value: user.clone(),
         reason: e.to_string(),
     })?;
-    let gid = match cli.group.as_ref().or(conf.group.as_ref()) {
-        Some(g) => sandbox::lookup_group(g).map_err(|e| SetupError::Bad {
-            origin: origin(cli.group.is_some(), "-G", "group", conf_file),
+    let gid = match cli.group.clone().or(conf.group.as_ref().map(run_as_text)) {
+        Some(g) => sandbox::lookup_group(&g).map_err(|e| SetupError::Bad {
+            origin: origin(cli.group.is_some(), "-G", "group", confdir),
             value: g.clone(),
             reason: e.to_string(),
         })?,

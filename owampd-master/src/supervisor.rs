@@ -3,13 +3,14 @@
 //! byte from a client.
 
 use std::net::TcpListener;
-use std::os::fd::AsFd;
+use std::os::fd::{AsFd, AsRawFd, RawFd};
 use std::path::PathBuf;
 use std::process::Child;
 use std::time::{Duration, Instant};
 
+use config::LogLevel;
 use ipc::master::{
-    ControlSettings, ControlToMaster, LogLevel, MasterToControl, PROTOCOL_VERSION, check_hello,
+    ControlSettings, ControlToMaster, MasterToControl, PROTOCOL_VERSION, check_hello,
 };
 use ipc::{Channel, IpcError};
 use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
@@ -25,6 +26,8 @@ const BACKOFF_CAP: Duration = Duration::from_secs(30);
 const STABLE: Duration = Duration::from_secs(60);
 /// Accepts per wakeup, so a flood cannot starve signals and control's messages.
 const ACCEPT_BATCH: usize = 64;
+/// How long listeners rest after an accept error (EMFILE, ENFILE, ENOBUFS).
+const ACCEPT_PAUSE: Duration = Duration::from_millis(100);
 
 /// Signals that stop the daemon (spec §7.1; SIGUSR1/2 as the reference).
 const STOP_SIGNALS: [Signal; 5] = [
@@ -59,6 +62,31 @@ pub fn signal_fd() -> Result<SignalFd, SuperviseError> {
         .map_err(SuperviseError::Signals)
 }
 
+/// Respawn delays: doubling from `BACKOFF_FIRST` to `BACKOFF_CAP`, back to the first
+/// once control has stayed up for `STABLE`.
+#[derive(Debug)]
+struct Backoff {
+    next: Duration,
+}
+
+impl Backoff {
+    fn new() -> Backoff {
+        Backoff {
+            next: BACKOFF_FIRST,
+        }
+    }
+
+    /// The delay before the next start, given how long the last one stayed up.
+    fn after_exit(&mut self, uptime: Duration) -> Duration {
+        if uptime >= STABLE {
+            self.next = BACKOFF_FIRST;
+        }
+        let delay = self.next;
+        self.next = (self.next * 2).min(BACKOFF_CAP);
+        delay
+    }
+}
+
 /// One running control process.
 struct Control {
     child: Child,
@@ -78,9 +106,12 @@ pub struct Master {
     pub settings: ControlSettings,
     control: Option<Control>,
     respawn_at: Option<Instant>,
-    backoff: Duration,
+    backoff: Backoff,
     /// Set on a stop signal: the moment to SIGKILL control.
     kill_at: Option<Instant>,
+    /// After an accept error such as EMFILE, listeners rest until then: the pending
+    /// connection would make poll return at once, forever.
+    accept_pause_until: Option<Instant>,
 }
 
 impl Master {
@@ -99,8 +130,9 @@ impl Master {
             settings,
             control: None,
             respawn_at: None,
-            backoff: BACKOFF_FIRST,
+            backoff: Backoff::new(),
             kill_at: None,
+            accept_pause_until: None,
         }
     }
 
@@ -167,18 +199,12 @@ impl Master {
         if self.kill_at.is_some() {
             return;
         }
-        if uptime >= STABLE {
-            self.backoff = BACKOFF_FIRST;
-        }
+        let delay = self.backoff.after_exit(uptime);
         self.log.master(
             LogLevel::Warning,
-            format!(
-                "restarting owampd-control in {} ms",
-                self.backoff.as_millis()
-            ),
+            format!("restarting owampd-control in {} ms", delay.as_millis()),
         );
-        self.respawn_at = Some(Instant::now() + self.backoff);
-        self.backoff = (self.backoff * 2).min(BACKOFF_CAP);
+        self.respawn_at = Some(Instant::now() + delay);
     }
 
     /// Run until stopped. `Err` only for what must end the daemon (an IPC version
@@ -197,7 +223,13 @@ impl Master {
             } else if self.control.is_none() && self.respawn_at.is_some_and(|t| now >= t) {
                 self.spawn_control();
             }
-            let deadline = [self.kill_at, self.respawn_at].into_iter().flatten().min();
+            if self.accept_pause_until.is_some_and(|t| now >= t) {
+                self.accept_pause_until = None;
+            }
+            let deadline = [self.kill_at, self.respawn_at, self.accept_pause_until]
+                .into_iter()
+                .flatten()
+                .min();
             let timeout = match deadline {
                 Some(t) => PollTimeout::try_from(t.saturating_duration_since(now))
                     .unwrap_or(PollTimeout::MAX),
@@ -211,7 +243,8 @@ impl Master {
                     fds.push(PollFd::new(ch.as_fd(), PollFlags::POLLIN));
                 }
                 // Connections wait in the backlog while control is down or stopping.
-                let accepting = chan.is_some() && self.kill_at.is_none();
+                let accepting =
+                    chan.is_some() && self.kill_at.is_none() && self.accept_pause_until.is_none();
                 let first_listener = fds.len();
                 if accepting {
                     for l in &self.listeners {
@@ -333,7 +366,7 @@ impl Master {
             match (c.hello, msg) {
                 (false, ControlToMaster::Hello { version }) => {
                     if let Err(e) = check_hello(version) {
-                        self.log.master(LogLevel::Fatal, &e);
+                        // Logged by the caller as it ends the daemon.
                         if let Some(mut c) = self.control.take() {
                             let _ = c.child.kill();
                             let _ = c.child.wait();
@@ -373,6 +406,7 @@ impl Master {
                 Err(e) if e.kind() == std::io::ErrorKind::ConnectionAborted => continue,
                 Err(e) => {
                     self.log.master(LogLevel::Warning, format!("accept: {e}"));
+                    self.accept_pause_until = Some(Instant::now() + ACCEPT_PAUSE);
                     return;
                 }
             };
@@ -414,11 +448,42 @@ impl Master {
         }
     }
 
+    /// Every fd the loop needs (listeners, signalfd, channel), for the sandbox's fd sweep.
+    pub fn raw_fds(&self) -> Vec<RawFd> {
+        let mut fds: Vec<RawFd> = self.listeners.iter().map(AsRawFd::as_raw_fd).collect();
+        fds.push(self.sigfd.as_raw_fd());
+        if let Some(ch) = self.control.as_ref().and_then(|c| c.chan.as_ref()) {
+            fds.push(ch.as_raw_fd());
+        }
+        fds
+    }
+
     /// After the loop: make sure no control is left behind.
     pub fn finish(&mut self) {
         if let Some(mut c) = self.control.take() {
             let _ = c.child.kill();
             let _ = c.child.wait();
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_caps_and_resets_after_a_stable_run() {
+        let mut b = Backoff::new();
+        let quick = Duration::from_millis(10);
+        let ms = |b: &mut Backoff, up| b.after_exit(up).as_millis();
+        assert_eq!(ms(&mut b, quick), 500);
+        assert_eq!(ms(&mut b, quick), 1000);
+        assert_eq!(ms(&mut b, quick), 2000);
+        for _ in 0..10 {
+            b.after_exit(quick);
+        }
+        assert_eq!(ms(&mut b, quick), 30_000);
+        assert_eq!(ms(&mut b, STABLE), 500);
+        assert_eq!(ms(&mut b, quick), 1000);
     }
 }

@@ -3,12 +3,13 @@
 //! The file keeps the 112-octet preamble (HMAC field zero), the slot blocks and one zero
 //! block where the slot HMAC would be. [`SessionHeader`] keeps those bytes verbatim, so a
 //! file copied through us is byte-identical, and decodes only the fields the readers and
-//! the statistics need. All decoding is in [`SessionHeader::parse`], one function, so it
-//! can later be replaced by `wire`'s Request-Session decoder.
+//! the statistics need. Decoding and encoding are `wire`'s (`RequestSession::decode_stored` /
+//! `encode_stored`), so the layout is written down once.
 
 use super::OwpError;
-use crate::types::{Num64, Sid, Slot, SlotKind, Timestamp};
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use crate::types::{Num64, Sid, Slot, Timestamp};
+use crate::wire::RequestSession;
+use std::net::IpAddr;
 
 /// Octets of the Request-Session preamble, HMAC block included (spec §2.1).
 pub const PREAMBLE_LEN: usize = 112;
@@ -45,42 +46,12 @@ pub struct SessionHeader {
     fields: SessionFields,
 }
 
-fn be32(b: &[u8], o: usize) -> u32 {
-    let mut a = [0u8; 4];
-    if let Some(s) = b.get(o..o + 4) {
-        a.copy_from_slice(s);
-    }
-    u32::from_be_bytes(a)
-}
-
-fn be64(b: &[u8], o: usize) -> u64 {
-    let mut a = [0u8; 8];
-    if let Some(s) = b.get(o..o + 8) {
-        a.copy_from_slice(s);
-    }
-    u64::from_be_bytes(a)
-}
-
-fn addr_at(b: &[u8], o: usize, ipvn: u8) -> IpAddr {
-    let mut a = [0u8; 16];
-    if let Some(s) = b.get(o..o + 16) {
-        a.copy_from_slice(s);
-    }
-    if ipvn == 6 {
-        IpAddr::V6(Ipv6Addr::from(a))
-    } else {
-        IpAddr::V4(Ipv4Addr::new(a[0], a[1], a[2], a[3]))
-    }
-}
-
 impl SessionHeader {
     /// Number of slots announced by a preamble (octets 4..8); used by readers to know
     /// how many more bytes to read before calling [`SessionHeader::parse`].
     pub fn nslots_in_preamble(preamble: &[u8]) -> Option<u32> {
-        if preamble.len() < 8 {
-            return None;
-        }
-        Some(be32(preamble, 4))
+        let b = preamble.get(4..8)?;
+        Some(u32::from_be_bytes([b[0], b[1], b[2], b[3]]))
     }
 
     /// Total length of the stored Request-Session for `nslots` slots, or None on overflow.
@@ -95,53 +66,46 @@ impl SessionHeader {
     /// `112 + 16·nslots + 16` octets. The one place that knows the layout.
     pub fn parse(bytes: &[u8]) -> Result<SessionHeader, OwpError> {
         let bad = |field: &'static str, detail: String| OwpError::BadSession { field, detail };
-        if bytes.len() < PREAMBLE_LEN + SLOT_LEN {
-            return Err(bad("length", format!("{} octets", bytes.len())));
-        }
-        let nslots = be32(bytes, 4);
-        let want =
-            SessionHeader::stored_len(nslots).ok_or_else(|| bad("nslots", nslots.to_string()))?;
-        if want != bytes.len() as u64 {
+        let stored =
+            RequestSession::decode_stored(bytes).map_err(|e| bad("request", e.to_string()))?;
+        if stored.len != bytes.len() {
             return Err(bad(
                 "nslots",
-                format!("{nslots} slots need {want} octets, have {}", bytes.len()),
+                format!(
+                    "{} slots need {} octets, have {}",
+                    stored.preamble.num_slots,
+                    stored.len,
+                    bytes.len()
+                ),
             ));
         }
-        let ipvn = bytes.get(1).copied().unwrap_or(0) & 0x0F;
-        if ipvn != 4 && ipvn != 6 {
-            return Err(bad("ipvn", ipvn.to_string()));
-        }
-        let mut sid = [0u8; 16];
-        if let Some(s) = bytes.get(48..64) {
-            sid.copy_from_slice(s);
-        }
-        let mut slots = Vec::with_capacity(nslots as usize);
-        for i in 0..nslots as usize {
-            let o = PREAMBLE_LEN + i * SLOT_LEN;
-            let kind = match bytes.get(o).copied() {
-                Some(0) => SlotKind::Exponential,
-                Some(1) => SlotKind::Fixed,
-                other => return Err(bad("slot type", format!("slot {i}: {other:?}"))),
-            };
-            slots.push(Slot {
-                kind,
-                param: Num64(be64(bytes, o + 8)),
-            });
-        }
+        let p = stored.preamble;
+        let (Some(sender_addr), Some(receiver_addr)) = (p.sender_addr(), p.receiver_addr()) else {
+            return Err(bad("ipvn", p.ipvn.to_string()));
+        };
+        let slots = stored
+            .slots
+            .iter()
+            .enumerate()
+            .map(|(i, raw)| {
+                raw.to_slot()
+                    .ok_or_else(|| bad("slot type", format!("slot {i}: {}", raw.slot_type)))
+            })
+            .collect::<Result<Vec<Slot>, OwpError>>()?;
         let fields = SessionFields {
-            ipvn,
-            conf_sender: bytes.get(2).copied().unwrap_or(0) != 0,
-            conf_receiver: bytes.get(3).copied().unwrap_or(0) != 0,
-            npackets: be32(bytes, 8),
-            sender_port: be32(bytes, 12).wrapping_shr(16) as u16,
-            receiver_port: be32(bytes, 12) as u16,
-            sender_addr: addr_at(bytes, 16, ipvn),
-            receiver_addr: addr_at(bytes, 32, ipvn),
-            sid: Sid(sid),
-            padding: be32(bytes, 64),
-            start_time: Num64(be64(bytes, 68)),
-            timeout: Num64(be64(bytes, 76)),
-            type_p: be32(bytes, 84),
+            ipvn: p.ipvn,
+            conf_sender: p.conf_sender,
+            conf_receiver: p.conf_receiver,
+            npackets: p.num_packets,
+            sender_port: p.sender_port,
+            receiver_port: p.receiver_port,
+            sender_addr,
+            receiver_addr,
+            sid: p.sid,
+            padding: p.padding,
+            start_time: p.start_time,
+            timeout: p.timeout,
+            type_p: p.type_p,
             slots,
         };
         Ok(SessionHeader {
@@ -152,35 +116,22 @@ impl SessionHeader {
 
     /// Encode fields as the reference stores them: command byte 1, HMAC fields zero.
     pub fn from_fields(f: &SessionFields) -> Result<SessionHeader, OwpError> {
-        let nslots = u32::try_from(f.slots.len()).map_err(|_| OwpError::BadSession {
-            field: "nslots",
-            detail: f.slots.len().to_string(),
-        })?;
-        let mut b = vec![0u8; PREAMBLE_LEN + SLOT_LEN * (f.slots.len() + 1)];
-        b[0] = 1;
-        b[1] = f.ipvn & 0x0F;
-        b[2] = f.conf_sender as u8;
-        b[3] = f.conf_receiver as u8;
-        b[4..8].copy_from_slice(&nslots.to_be_bytes());
-        b[8..12].copy_from_slice(&f.npackets.to_be_bytes());
-        b[12..14].copy_from_slice(&f.sender_port.to_be_bytes());
-        b[14..16].copy_from_slice(&f.receiver_port.to_be_bytes());
-        put_addr(&mut b[16..32], f.sender_addr);
-        put_addr(&mut b[32..48], f.receiver_addr);
-        b[48..64].copy_from_slice(&f.sid.0);
-        b[64..68].copy_from_slice(&f.padding.to_be_bytes());
-        b[68..76].copy_from_slice(&f.start_time.to_be_bytes());
-        b[76..84].copy_from_slice(&f.timeout.to_be_bytes());
-        b[84..88].copy_from_slice(&f.type_p.to_be_bytes());
-        for (i, s) in f.slots.iter().enumerate() {
-            let o = PREAMBLE_LEN + i * SLOT_LEN;
-            b[o] = match s.kind {
-                SlotKind::Exponential => 0,
-                SlotKind::Fixed => 1,
-            };
-            b[o + 8..o + 16].copy_from_slice(&s.param.to_be_bytes());
-        }
-        SessionHeader::parse(&b)
+        let req = RequestSession {
+            conf_sender: f.conf_sender,
+            conf_receiver: f.conf_receiver,
+            num_packets: f.npackets,
+            sender_port: f.sender_port,
+            receiver_port: f.receiver_port,
+            sender_addr: f.sender_addr,
+            receiver_addr: f.receiver_addr,
+            sid: f.sid,
+            padding: f.padding,
+            start_time: f.start_time,
+            timeout: f.timeout,
+            type_p: f.type_p,
+            slots: f.slots.clone(),
+        };
+        SessionHeader::parse(&req.encode_stored())
     }
 
     /// The stored bytes, exactly as read or encoded.
@@ -207,23 +158,7 @@ impl SessionHeader {
     /// Mean packets per second of the schedule: `nslots / Σ slot parameters`, as the
     /// reference's `OWPTestPacketRate`; 0 when the slots sum to zero.
     pub fn packet_rate(&self) -> f64 {
-        let total: f64 = self
-            .fields
-            .slots
-            .iter()
-            .map(|s| s.param.as_secs_f64())
-            .sum();
-        if total <= 0.0 {
-            0.0
-        } else {
-            self.fields.slots.len() as f64 / total
-        }
-    }
-}
-
-fn put_addr(dst: &mut [u8], a: IpAddr) {
-    match a {
-        IpAddr::V4(v4) => dst[..4].copy_from_slice(&v4.octets()),
-        IpAddr::V6(v6) => dst.copy_from_slice(&v6.octets()),
+        let rate = crate::schedule::packets_per_second(&self.fields.slots);
+        if rate.is_finite() { rate } else { 0.0 }
     }
 }

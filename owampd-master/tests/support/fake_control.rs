@@ -4,16 +4,19 @@
 //! environment):
 //! - `fake-bad-version`: answer Hello with another version;
 //! - `fake-crash`: exit 3 right after Ready (the master must restart it);
-//! - `fake-ignore-shutdown`: do not exit on Shutdown (the master must SIGKILL it).
+//! - `fake-ignore-shutdown`: do not exit on Shutdown (the master must SIGKILL it);
+//! - `fake-hold`: keep connections open and never report them done.
 //!
-//! Each passed connection gets `fake-control <peer> <local>\n` and is closed.
+//! Each passed connection gets `fake-control <peer> <local>\n` and is closed (unless
+//! `fake-hold`).
 #![forbid(unsafe_code)]
 
 use std::io::Write;
 use std::net::TcpStream;
 use std::process::ExitCode;
 
-use ipc::master::{ControlToMaster, LogLevel, LogRecord, MasterToControl, PROTOCOL_VERSION};
+use config::LogLevel;
+use ipc::master::{ControlToMaster, LogRecord, MasterToControl, PROTOCOL_VERSION};
 use ipc::{Channel, IpcError};
 
 fn log(ch: &Channel, message: String) -> Result<(), IpcError> {
@@ -48,9 +51,23 @@ fn run() -> Result<(), IpcError> {
         &ch,
         format!("configured, datadir {}", settings.datadir.display()),
     )?;
+    log(
+        &ch,
+        format!(
+            "settings authmodes={} testports={:?} dieby={} maxcontrolsessions={} run_as={:?} verbose={} tester={}",
+            settings.authmodes,
+            settings.testports.map(|r| (r.low, r.high)),
+            settings.dieby_s,
+            settings.maxcontrolsessions,
+            settings.run_as,
+            settings.verbose,
+            settings.tester_path.display()
+        ),
+    )?;
     if marker("fake-crash") {
         std::process::exit(3);
     }
+    let mut held = Vec::new();
     loop {
         let r = match ch.recv::<MasterToControl>() {
             Ok(r) => r,
@@ -63,9 +80,14 @@ fn run() -> Result<(), IpcError> {
                 if let Some(fd) = fds.pop() {
                     let mut s = TcpStream::from(fd);
                     let _ = writeln!(s, "fake-control {peer} {local}");
+                    if marker("fake-hold") {
+                        held.push(s);
+                    }
                 }
                 log(&ch, format!("{peer}: connection on {local}"))?;
-                ch.send(&ControlToMaster::ConnectionDone, &[])?;
+                if !marker("fake-hold") {
+                    ch.send(&ControlToMaster::ConnectionDone, &[])?;
+                }
             }
             MasterToControl::Shutdown => {
                 log(&ch, "shutdown".into())?;
