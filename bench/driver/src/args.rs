@@ -73,7 +73,7 @@ impl Args {
         Ok(self.take(name, "an unsigned integer")?.unwrap_or(default))
     }
 
-    /// `--mode --count --rate|--interval-us --timeout --padding`.
+    /// `--mode --count --rate|--interval-us --timeout --padding --stall-ms`.
     pub fn session_spec(&mut self, default_count: u32) -> Result<SessionSpec, ArgsError> {
         let mode = match self.0.remove("mode").as_deref() {
             None | Some("open") => Mode::Open,
@@ -105,7 +105,9 @@ impl Args {
         };
         let timeout = Duration::from_secs_f64(self.f64_or("timeout", 2.0)?);
         let padding = self.u32_or("padding", 0)?;
+        let stall = Duration::from_secs_f64(self.f64_or("stall-ms", 0.0)? / 1e3);
         Ok(SessionSpec {
+            stall,
             mode,
             count,
             interval,

@@ -19,6 +19,7 @@ use std::process::ExitCode;
 const USAGE: &str = "\
 usage: owamp-bench session [--mode open|authenticated|encrypted] [--count N]
                            [--rate PPS | --interval-us US] [--timeout S] [--padding N]
+                           [--stall-ms MS]
        owamp-bench maxrate [--mode M] [--count N] [--start PPS] [--max PPS] [--timeout S]
        owamp-bench kdf [--count 2048] [--reps N]
        owamp-bench sleepcost [--interval-us 100] [--count 20000]

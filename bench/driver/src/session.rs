@@ -64,6 +64,41 @@ pub struct SessionSpec {
     pub timeout: Duration,
     /// Padding octets (owping's default is 0 beyond the base packet).
     pub padding: u32,
+    /// Simulates the receiving thread being descheduled once, half-way through the
+    /// session, for this long (zero: never), to see what the receiver makes of the
+    /// datagrams that queued up meanwhile.
+    pub stall: Duration,
+}
+
+/// A receive socket that, once, sleeps `stall` before a receive after `after` datagrams:
+/// the receiver thread as a loaded machine would run it.
+struct StallSocket {
+    inner: UdpTestSocket,
+    after: u64,
+    seen: u64,
+    stall: Duration,
+}
+
+impl owamp::engine::TestSocket for StallSocket {
+    fn send(&mut self, buf: &[u8]) -> std::io::Result<()> {
+        self.inner.send(buf)
+    }
+
+    fn recv(
+        &mut self,
+        buf: &mut [u8],
+        timeout: Duration,
+    ) -> std::io::Result<Option<owamp::engine::Received>> {
+        if self.seen == self.after && !self.stall.is_zero() {
+            thread::sleep(self.stall);
+            self.stall = Duration::ZERO;
+        }
+        let r = self.inner.recv(buf, timeout)?;
+        if r.is_some() {
+            self.seen += 1;
+        }
+        Ok(r)
+    }
 }
 
 /// What came out.
@@ -164,7 +199,12 @@ pub fn run(spec: SessionSpec) -> Result<SessionResult, SessionError> {
     let s_addr: SocketAddr = s.local_addr().map_err(io("sender address"))?;
     let r_addr: SocketAddr = r.local_addr().map_err(io("receiver address"))?;
     let mut tx_sock = UdpTestSocket::new(s, r_addr, opts).map_err(io("sender socket options"))?;
-    let mut rx_sock = UdpTestSocket::new(r, s_addr, opts).map_err(io("receiver socket options"))?;
+    let mut rx_sock = StallSocket {
+        inner: UdpTestSocket::new(r, s_addr, opts).map_err(io("receiver socket options"))?,
+        after: u64::from(spec.count / 2),
+        seen: 0,
+        stall: spec.stall,
+    };
 
     let clock = Clock::new(None, 0.0);
     // Start far enough ahead that both threads are waiting when packet 0 is due.
