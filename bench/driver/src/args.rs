@@ -75,18 +75,7 @@ impl Args {
 
     /// `--mode --count --rate|--interval-us --timeout --padding --stall-ms`.
     pub fn session_spec(&mut self, default_count: u32) -> Result<SessionSpec, ArgsError> {
-        let mode = match self.0.remove("mode").as_deref() {
-            None | Some("open") => Mode::Open,
-            Some("authenticated" | "auth") => Mode::Authenticated,
-            Some("encrypted" | "enc") => Mode::Encrypted,
-            Some(other) => {
-                return Err(ArgsError::BadValue {
-                    name: "mode".into(),
-                    value: other.into(),
-                    expected: "open, authenticated or encrypted",
-                });
-            }
-        };
+        let mode = self.mode()?;
         let count = self.u32_or("count", default_count)?;
         let interval = match (
             self.0.contains_key("rate"),
@@ -114,6 +103,33 @@ impl Args {
             timeout,
             padding,
         })
+    }
+
+    /// `--mode open|authenticated|encrypted` (open by default).
+    pub fn mode(&mut self) -> Result<Mode, ArgsError> {
+        match self.0.remove("mode").as_deref() {
+            None | Some("open") => Ok(Mode::Open),
+            Some("authenticated" | "auth") => Ok(Mode::Authenticated),
+            Some("encrypted" | "enc") => Ok(Mode::Encrypted),
+            Some(other) => Err(ArgsError::BadValue {
+                name: "mode".into(),
+                value: other.into(),
+                expected: "open, authenticated or encrypted",
+            }),
+        }
+    }
+
+    /// A required string option.
+    #[allow(dead_code)] // used by `setup` once owping's control client is in the workspace
+    pub fn string(&mut self, name: &str) -> Result<String, ArgsError> {
+        self.0
+            .remove(name)
+            .ok_or_else(|| ArgsError::MissingValue(name.to_string()))
+    }
+
+    #[allow(dead_code)]
+    pub fn opt_string(&mut self, name: &str) -> Option<String> {
+        self.0.remove(name)
     }
 
     /// Refuses any option nobody asked for.
