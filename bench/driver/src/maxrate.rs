@@ -23,7 +23,14 @@ const LADDER: [f64; 12] = [
     1_000_000.0,
 ];
 
+/// One try at `pps`, and a second one if the first was not clean: on a shared machine a
+/// single descheduling can spoil a run, and the question is what the code sustains.
 fn at(spec: SessionSpec, pps: f64) -> Result<(bool, Value), SessionError> {
+    let (ok, v) = try_at(spec, pps)?;
+    if ok { Ok((ok, v)) } else { try_at(spec, pps) }
+}
+
+fn try_at(spec: SessionSpec, pps: f64) -> Result<(bool, Value), SessionError> {
     let r = session::run(SessionSpec {
         interval: Duration::from_secs_f64(1.0 / pps),
         ..spec
