@@ -175,16 +175,31 @@ impl<S: AsyncRead + AsyncWrite + Unpin> ControlConn<S> {
         self.cipher.verify_hmac(&buf).map_err(|e| self.crypto(e))
     }
 
+    /// Writes are bounded by the control timeout too: a client that stops reading
+    /// (its receive window stays shut) would otherwise hold its connection slot
+    /// (maxcontrolsessions), its sessions and a Fetch's records forever.
     pub async fn write_raw(&mut self, bytes: &[u8]) -> Result<(), ConnError> {
         let peer = self.peer;
-        self.stream
-            .write_all(bytes)
-            .await
-            .map_err(|source| ConnError::Io { peer, source })?;
-        self.stream
-            .flush()
-            .await
-            .map_err(|source| ConnError::Io { peer, source })
+        let stream = &mut self.stream;
+        let write = async move {
+            stream
+                .write_all(bytes)
+                .await
+                .map_err(|source| ConnError::Io { peer, source })?;
+            stream
+                .flush()
+                .await
+                .map_err(|source| ConnError::Io { peer, source })
+        };
+        match self.timeout {
+            Some(t) => tokio::time::timeout(t, write)
+                .await
+                .map_err(|_| ConnError::Timeout {
+                    peer,
+                    what: "room to write (the client is not reading)",
+                })?,
+            None => write.await,
+        }
     }
 
     /// One message: its segments, each followed by its HMAC block, in one write.
@@ -205,5 +220,32 @@ impl<S: AsyncRead + AsyncWrite + Unpin> ControlConn<S> {
 
     pub async fn shutdown(&mut self) {
         let _ = self.stream.shutdown().await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A client that never reads: the write gives up after the control timeout
+    /// instead of waiting forever.
+    #[tokio::test]
+    async fn a_client_that_does_not_read_times_out_a_write() {
+        let (ours, _theirs) = tokio::io::duplex(64);
+        let peer: SocketAddr = "127.0.0.1:5000".parse().expect("addr");
+        let mut c = ControlConn::new(ours, peer, Some(Duration::from_millis(50)));
+        match c.write_raw(&[0u8; 4096]).await {
+            Err(ConnError::Timeout { what, .. }) => assert!(what.contains("write"), "{what}"),
+            other => panic!("expected a timeout, got {other:?}"),
+        }
+    }
+
+    /// Without a control timeout (controltimeout 0) a write that fits completes.
+    #[tokio::test]
+    async fn a_write_that_fits_completes() {
+        let (ours, _theirs) = tokio::io::duplex(4096);
+        let peer: SocketAddr = "127.0.0.1:5000".parse().expect("addr");
+        let mut c = ControlConn::new(ours, peer, None);
+        assert!(c.write_raw(&[0u8; 100]).await.is_ok());
     }
 }

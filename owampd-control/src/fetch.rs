@@ -145,7 +145,7 @@ pub async fn handle_fetch<S: AsyncRead + AsyncWrite + Unpin>(
     let full = req.is_full_session();
     let mut attempt = 0usize;
     let loaded = loop {
-        let entry = match ctx.store.open_for_fetch(&req.sid) {
+        let entry = match ctx.store.open_for_fetch_async(&req.sid).await {
             Ok(Some((file, entry))) => (file, entry),
             Ok(None) => {
                 log.info("Fetch-Session refused: no such session");
@@ -234,7 +234,7 @@ pub async fn handle_fetch<S: AsyncRead + AsyncWrite + Unpin>(
         && l.finished == FINISHED_NORMAL
         && tree.get(stored.class).is_some_and(|c| c.delete_on_fetch)
     {
-        match ctx.store.delete(&req.sid) {
+        match ctx.store.delete_async(&req.sid).await {
             Ok(Some((f, size))) => {
                 let _ = ctx.policy.release_disk(f.class, size);
                 log.info("deleted after fetch (delete_on_fetch)");

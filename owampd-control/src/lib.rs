@@ -25,8 +25,11 @@
 //! - More than 2^20 slots in one Request-Session closes the connection (§9 allows it).
 //! - A Fetch-Session holds the selected records in memory (25 bytes each) while it
 //!   sends them; the retry delays are async sleeps, other connections carry on (§2.8).
-//! - Testers are named `owtest-XXXXXXXX` (last 4 SID bytes) in `ps`: PR_SET_NAME has 15
-//!   bytes, too few for design.md's `owampd-tester [sid=…]`.
+//! - Testers run with argv[0] `owampd-tester [sid=…]` (what `ps` shows); their kernel
+//!   name (PR_SET_NAME, 15 bytes, what `top` shows) is `owtest-XXXXXXXX`, the last four
+//!   SID bytes.
+//! - A receiving tester's data file is bounded with RLIMIT_FSIZE (header, every packet
+//!   recorded four times, a skip range per packet, 64 KiB); a sender may write no file.
 //! - The tester's seccomp debug switch comes in its environment (`OWAMPD_SECCOMP_LOG=1`),
 //!   since it enters its sandbox before reading any message.
 #![forbid(unsafe_code)]

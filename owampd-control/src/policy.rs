@@ -464,7 +464,9 @@ impl TestSessionCount {
                 });
             }
         }
-        self.accepted += 1;
+        // Refused requests count too, so a client can send ~2^32 of them: saturate
+        // rather than overflow.
+        self.accepted = self.accepted.saturating_add(1);
         Ok(())
     }
 }

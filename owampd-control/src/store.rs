@@ -33,6 +33,23 @@ pub enum StoreError {
     NoSuchClass(ClassIdx),
     #[error("data store: session {0} already exists")]
     Exists(String),
+    #[error("data store: {op}: the blocking task failed: {reason}")]
+    Task { op: &'static str, reason: String },
+}
+
+/// Run a store operation on tokio's blocking pool. Control serves every connection
+/// from one thread: mkdir/open/unlink/stat on a slow or hung disk must not stall the
+/// other connections (design.md "Processes").
+async fn blocking<T: Send + 'static>(
+    op: &'static str,
+    f: impl FnOnce() -> Result<T, StoreError> + Send + 'static,
+) -> Result<T, StoreError> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| StoreError::Task {
+            op,
+            reason: e.to_string(),
+        })?
 }
 
 fn io_err<'a>(op: &'static str, path: &'a Path) -> impl FnOnce(io::Error) -> StoreError + 'a {
@@ -212,6 +229,43 @@ impl Store {
         Ok(Some((entry, size)))
     }
 
+    /// [`Store::create`] on the blocking pool.
+    pub async fn create_async(
+        &self,
+        sid: &Sid,
+        class: ClassIdx,
+    ) -> Result<(File, PathBuf), StoreError> {
+        let (store, sid) = (self.clone(), *sid);
+        blocking("create", move || store.create(&sid, class)).await
+    }
+
+    /// [`Store::open_for_fetch`] on the blocking pool.
+    pub async fn open_for_fetch_async(
+        &self,
+        sid: &Sid,
+    ) -> Result<Option<(File, StoredFile)>, StoreError> {
+        let (store, sid) = (self.clone(), *sid);
+        blocking("open", move || store.open_for_fetch(&sid)).await
+    }
+
+    /// [`Store::delete`] on the blocking pool.
+    pub async fn delete_async(&self, sid: &Sid) -> Result<Option<(StoredFile, u64)>, StoreError> {
+        let (store, sid) = (self.clone(), *sid);
+        blocking("remove", move || store.delete(&sid)).await
+    }
+
+    /// The size of a stored session's file (None if unknown or unreadable), on the
+    /// blocking pool.
+    pub async fn file_size_async(&self, sid: &Sid) -> Option<u64> {
+        let path = self.get(sid)?.path;
+        blocking("stat", move || {
+            Ok(fs::metadata(&path).ok().map(|m| m.len()))
+        })
+        .await
+        .ok()
+        .flatten()
+    }
+
     pub fn len(&self) -> usize {
         self.lock().len()
     }
@@ -300,6 +354,27 @@ mod tests {
         assert_eq!(parse_file_name(&format!("{}.owp", "AB".repeat(16))), None);
         assert_eq!(parse_file_name("abc.owp"), None);
         assert_eq!(parse_file_name(&"ab".repeat(16)), None);
+    }
+
+    /// The blocking-pool wrappers do what the plain calls do.
+    #[tokio::test]
+    async fn async_wrappers_round_trip() {
+        let d = tempfile::tempdir().unwrap();
+        let (store, _) = Store::open(d.path(), &tree()).unwrap();
+        let (mut f, path) = store.create_async(&sid(9), 1).await.unwrap();
+        f.write_all(b"twelve bytes").unwrap();
+        assert!(path.ends_with(format!("root/regular/{}", file_name(&sid(9)))));
+        assert_eq!(store.file_size_async(&sid(9)).await, Some(12));
+        assert!(matches!(
+            store.create_async(&sid(9), 1).await,
+            Err(StoreError::Exists(_))
+        ));
+        assert!(store.open_for_fetch_async(&sid(9)).await.unwrap().is_some());
+        let (gone, size) = store.delete_async(&sid(9)).await.unwrap().unwrap();
+        assert_eq!((gone.class, size), (1, 12));
+        assert!(!path.exists());
+        assert!(store.open_for_fetch_async(&sid(9)).await.unwrap().is_none());
+        assert_eq!(store.file_size_async(&sid(9)).await, None);
     }
 
     #[test]

@@ -59,6 +59,12 @@ pub trait TesterLauncher: Send + Sync {
     ) -> LaunchFuture<'_>;
 }
 
+/// Most messages control takes from one tester over its life (Hello and Ready aside).
+/// A well-behaved one sends a few: some log lines, ReceiveDone, Finished. Each message
+/// is at most `ipc::channel::MAX_MESSAGE` (64 KiB), so this bounds what one tester can queue in
+/// control to 4 MiB.
+pub const MAX_TESTER_MESSAGES: usize = 64;
+
 /// The real thing: fork+exec `owampd-tester` with fds 3 (IPC), 4 (socket), 5 (file).
 pub struct ProcessLauncher {
     pub tester_path: std::path::PathBuf,
@@ -165,6 +171,28 @@ pub mod process {
         }
     }
 
+    /// The SID of a stored Request-Session (octets 48..64, spec §2.1), in hex.
+    fn sid_hex_of(request: &[u8]) -> String {
+        request
+            .get(48..64)
+            .map(|b| b.iter().map(|x| format!("{x:02x}")).collect())
+            .unwrap_or_default()
+    }
+
+    /// RLIMIT_FSIZE for a receiving tester: the v3 header, the records of every packet
+    /// four times over (duplicates are recorded again, spec §3.4) and a skip range per
+    /// packet, plus 64 KiB. Beyond it writes fail with EFBIG, so a flood of spoofed
+    /// duplicates cannot fill the disk.
+    fn receive_file_bound(request: &[u8]) -> u64 {
+        let npackets = request
+            .get(8..12)
+            .map(|b| u32::from_be_bytes([b[0], b[1], b[2], b[3]]))
+            .unwrap_or(0) as u64;
+        (40 + request.len() as u64)
+            .saturating_add(npackets.saturating_mul(25 * 4 + 8))
+            .saturating_add(64 * 1024)
+    }
+
     pub(super) async fn launch(
         l: &ProcessLauncher,
         setup: TesterSetup,
@@ -186,11 +214,25 @@ pub mod process {
         if l.seccomp_log_only {
             env.push(("OWAMPD_SECCOMP_LOG".into(), "1".into()));
         }
-        let child = ipc::spawn::spawn_child(&l.tester_path, "owampd-tester", &[], &env, fds)
-            .map_err(|e| TesterError::Spawn(format!("{}: {e}", l.tester_path.display())))?;
-        let child = Arc::new(Mutex::new(Some(child)));
+        let max_file = if fds.len() > 2 {
+            receive_file_bound(&setup.request)
+        } else {
+            0
+        };
+        env.push((
+            "OWAMPD_TESTER_MAX_FILE_BYTES".into(),
+            max_file.to_string().into(),
+        ));
+        // `ps` shows which session a tester runs (design.md "Habits"): argv[0] carries
+        // the SID; PR_SET_NAME (15 bytes) keeps its short `owtest-` form.
+        let argv0 = format!("owampd-tester [sid={}]", sid_hex_of(&setup.request));
+        // Our end is made ready before the fork: once the child exists, every error
+        // path must go through `link` (whose Drop reaps it), or it stays a zombie.
         ours.set_nonblocking(true).map_err(|e| spawn_err(&e))?;
         let chan = Arc::new(async_channel(ours).map_err(|e| spawn_err(&e))?);
+        let child = ipc::spawn::spawn_child(&l.tester_path, &argv0, &[], &env, fds)
+            .map_err(|e| TesterError::Spawn(format!("{}: {e}", l.tester_path.display())))?;
+        let child = Arc::new(Mutex::new(Some(child)));
         let mut link = ProcessLink {
             chan: chan.clone(),
             child,
@@ -214,10 +256,18 @@ pub mod process {
                 )));
             }
         }
+        let mut budget = MAX_TESTER_MESSAGES;
         loop {
             match recv(&chan).await? {
                 TesterToControl::Ready => break,
                 TesterToControl::Log(l) => {
+                    if budget == 0 {
+                        link.kill();
+                        return Err(TesterError::Protocol(format!(
+                            "more than {MAX_TESTER_MESSAGES} messages before Ready"
+                        )));
+                    }
+                    budget -= 1;
                     let _ = events.send((index, TesterEvent::Msg(TesterToControl::Log(l))));
                 }
                 TesterToControl::Finished(rep) => {
@@ -234,22 +284,44 @@ pub mod process {
             }
         }
         // From now on every message is an event of this session.
-        tokio::spawn(async move {
-            loop {
-                match recv(&chan).await {
-                    Ok(m) => {
-                        if events.send((index, TesterEvent::Msg(m))).is_err() {
-                            return;
-                        }
+        tokio::spawn(forward(chan, index, events, link.child.clone(), budget));
+        Ok(Box::new(link))
+    }
+
+    /// Forward a tester's messages as events of session `index`, at most `budget` of
+    /// them. The event queue is unbounded and, between Request-Session and
+    /// Start-Sessions, nobody drains it: without the budget a compromised tester could
+    /// grow control's memory without limit. Past it the tester is killed and reported
+    /// gone (design.md "IPC": a misbehaving tester ends its own session only).
+    pub(super) async fn forward(
+        chan: Arc<AsyncFd<Channel>>,
+        index: usize,
+        events: EventTx,
+        child: Arc<Mutex<Option<Child>>>,
+        mut budget: usize,
+    ) {
+        loop {
+            match recv(&chan).await {
+                Ok(_) if budget == 0 => {
+                    if let Some(c) = child.lock().unwrap_or_else(|e| e.into_inner()).as_mut() {
+                        let _ = c.kill();
                     }
-                    Err(e) => {
-                        let _ = events.send((index, TesterEvent::Gone(e.to_string())));
+                    let why = format!("sent more than {MAX_TESTER_MESSAGES} messages: killed");
+                    let _ = events.send((index, TesterEvent::Gone(why)));
+                    return;
+                }
+                Ok(m) => {
+                    budget -= 1;
+                    if events.send((index, TesterEvent::Msg(m))).is_err() {
                         return;
                     }
                 }
+                Err(e) => {
+                    let _ = events.send((index, TesterEvent::Gone(e.to_string())));
+                    return;
+                }
             }
-        });
-        Ok(Box::new(link))
+        }
     }
 }
 
@@ -263,5 +335,66 @@ impl TesterLauncher for ProcessLauncher {
         events: EventTx,
     ) -> LaunchFuture<'_> {
         Box::pin(process::launch(self, setup, socket, file, index, events))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::process::{async_channel, forward};
+    use super::*;
+    use ipc::Channel;
+    use ipc::tester::{TesterLog, TesterLogLevel};
+    use std::sync::{Arc, Mutex};
+
+    /// A tester that floods its channel gets `budget` messages through, then is
+    /// reported gone; control's queue never holds more.
+    #[tokio::test]
+    async fn a_flooding_tester_is_cut_off_at_its_budget() {
+        let (ours, theirs) = Channel::pair().expect("pair");
+        ours.set_nonblocking(true).expect("nonblocking");
+        let chan = Arc::new(async_channel(ours).expect("register"));
+        let (tx, mut rx) = mpsc::unbounded_channel();
+        let budget = 5;
+        let log = TesterToControl::Log(TesterLog {
+            level: TesterLogLevel::Info,
+            message: "spam".into(),
+        });
+        for _ in 0..budget + 20 {
+            theirs.send(&log, &[]).expect("send");
+        }
+        forward(chan, 7, tx, Arc::new(Mutex::new(None)), budget).await;
+        let mut msgs = 0;
+        let mut gone = None;
+        while let Ok((index, ev)) = rx.try_recv() {
+            assert_eq!(index, 7);
+            match ev {
+                TesterEvent::Msg(TesterToControl::Log(_)) => msgs += 1,
+                TesterEvent::Gone(why) => gone = Some(why),
+                other => panic!("unexpected {other:?}"),
+            }
+        }
+        assert_eq!(msgs, budget);
+        let why = gone.expect("a Gone event");
+        assert!(why.contains("more than"), "{why}");
+    }
+
+    /// Within the budget, messages pass and the channel's close is reported once.
+    #[tokio::test]
+    async fn a_quiet_tester_is_forwarded_until_it_exits() {
+        let (ours, theirs) = Channel::pair().expect("pair");
+        ours.set_nonblocking(true).expect("nonblocking");
+        let chan = Arc::new(async_channel(ours).expect("register"));
+        let (tx, mut rx) = mpsc::unbounded_channel();
+        theirs
+            .send(&TesterToControl::ReceiveDone, &[])
+            .expect("send");
+        drop(theirs);
+        forward(chan, 1, tx, Arc::new(Mutex::new(None)), 5).await;
+        assert!(matches!(
+            rx.try_recv(),
+            Ok((1, TesterEvent::Msg(TesterToControl::ReceiveDone)))
+        ));
+        assert!(matches!(rx.try_recv(), Ok((1, TesterEvent::Gone(_)))));
+        assert!(rx.try_recv().is_err());
     }
 }

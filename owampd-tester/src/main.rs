@@ -154,9 +154,16 @@ fn main() -> ExitCode {
     } else {
         sandbox::SeccompMode::Enforce
     };
+    // The data file may not outgrow the session's allowance (control computes it from
+    // the request); a sender has no file and may write none.
+    let max_file_size = std::env::var("OWAMPD_TESTER_MAX_FILE_BYTES")
+        .ok()
+        .and_then(|v| v.parse::<u64>().ok())
+        .unwrap_or(0);
     let opts = sandbox::SandboxOptions {
         keep_fds: DATA_FILE_FD,
         seccomp,
+        max_file_size: Some(max_file_size),
         ..sandbox::SandboxOptions::default()
     };
     let ipc = Ipc { chan };

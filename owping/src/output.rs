@@ -79,6 +79,30 @@ pub struct Names {
     pub to: Option<String>,
 }
 
+impl Names {
+    /// The names owstats and owfetch print. They pass no host names to
+    /// `OWPStatsCreate` (owping.c `do_stats(ctx, fp, NULL, NULL, NULL)`), so stats.c asks
+    /// `getnameinfo(3)` with flags 0 for each address in the file header: the resolver's
+    /// name when it has one (127.0.0.1 prints as "localhost" through /etc/hosts), the
+    /// numeric address otherwise, and "***" when the call fails (spec §8.3 "fromhost").
+    pub fn resolved(session: &SessionHeader) -> Names {
+        let f = session.fields();
+        Names {
+            from: Some(host_name(f.sender_addr, f.sender_port)),
+            to: Some(host_name(f.receiver_addr, f.receiver_port)),
+        }
+    }
+}
+
+/// `getnameinfo(addr, NULL serv, 0)` as stats.c calls it; the service is asked
+/// numerically only because the binding always asks for one (it is discarded).
+fn host_name(addr: std::net::IpAddr, port: u16) -> String {
+    let sa = std::net::SocketAddr::new(addr, port);
+    dns_lookup::getnameinfo(&sa, libc::NI_NUMERICSERV)
+        .map(|(host, _)| host)
+        .unwrap_or_else(|_| "***".to_string())
+}
+
 fn endpoints(s: &SessionHeader, names: &Names) -> Endpoints {
     let mut e = Endpoints::numeric(s);
     if let Some(f) = &names.from {

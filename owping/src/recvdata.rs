@@ -93,7 +93,8 @@ pub(crate) fn finish_from(
                 next_seqno: next,
                 num_records: u32::try_from(records.len()).map_err(|_| "too many records")?,
             };
-            let mut w = FetchedFileWriter::begin(
+            // The reference's -F file is written by its local receiver endpoint.
+            let mut w = FetchedFileWriter::begin_receiver_layout(
                 std::io::BufWriter::new(f),
                 path,
                 &session,

@@ -29,6 +29,17 @@ pub fn command_line(prog: Program, args: &[String]) -> Result<CommandLine, i32> 
     }
 }
 
+/// The host names owstats/owfetch print: resolved as stats.c does, except for `-R`,
+/// whose lines carry no addresses (do_stats returns before `OWPStatsCreate`), so no
+/// resolver query is spent on them.
+fn stats_names(data: &SessionData, out: &crate::opts::OutOpts) -> Names {
+    if out.raw && !out.json {
+        Names::default()
+    } else {
+        Names::resolved(&data.session)
+    }
+}
+
 /// owstats: the statistics of each file in turn.
 pub fn owstats_main(args: &[String]) -> i32 {
     let prog = Program::Owstats;
@@ -47,7 +58,7 @@ pub fn owstats_main(args: &[String]) -> i32 {
             }
         };
         if cl.out.wants_data()
-            && let Err(e) = print_session(&mut out, &data, &Names::default(), &cl.out)
+            && let Err(e) = print_session(&mut out, &data, &stats_names(&data, &cl.out), &cl.out)
         {
             log(prog, &e.to_string());
             return 1;
@@ -105,7 +116,7 @@ pub fn owfetch_main(args: &[String], intr: &crate::signals::Interrupt) -> i32 {
             let r = SessionData::open(Path::new(file))
                 .map_err(|e| e.to_string())
                 .and_then(|d| {
-                    print_session(&mut stdout.lock(), &d, &Names::default(), &cl.out)
+                    print_session(&mut stdout.lock(), &d, &stats_names(&d, &cl.out), &cl.out)
                         .map_err(|e| e.to_string())
                 });
             if let Err(e) = r {
@@ -156,8 +167,7 @@ pub fn up_since_line(start: owamp::Timestamp) -> String {
     }
 }
 
-/// owup: connect, print when the server started (stderr, like the reference) and how
-/// long ago that was.
+/// owup: connect, print when the server started (stderr, like the reference).
 pub fn owup_main(args: &[String]) -> i32 {
     let prog = Program::Owup;
     let cl = match command_line(prog, args) {
@@ -178,24 +188,8 @@ pub fn owup_main(args: &[String]) -> i32 {
             return 1;
         }
     };
-    let now = owamp::time::realtime_raw();
-    let up = now.saturating_sub(ctl.server_start).as_secs_f64();
+    // Only the one line: owping.c's owup branch prints nothing else (upstream and the
+    // 5.2.3 reference alike), and scripts parse this output.
     eprint!("{}", up_since_line(ctl.server_start));
-    eprintln!("Uptime: {}", format_uptime(up));
     0
-}
-
-/// `3d 04:05:06` style uptime.
-pub fn format_uptime(secs: f64) -> String {
-    let s = if secs.is_finite() && secs > 0.0 {
-        secs as u64
-    } else {
-        0
-    };
-    let (d, h, m, s) = (s / 86_400, s / 3600 % 24, s / 60 % 60, s % 60);
-    if d > 0 {
-        format!("{d}d {h:02}:{m:02}:{s:02}")
-    } else {
-        format!("{h:02}:{m:02}:{s:02}")
-    }
 }

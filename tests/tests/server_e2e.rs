@@ -365,6 +365,16 @@ fn a_killed_tester_ends_only_its_own_session() {
         std::thread::sleep(Duration::from_millis(20));
     };
     std::thread::sleep(Duration::from_millis(1500));
+    // ps names the session, and the data file is bounded (RLIMIT_FSIZE).
+    let cmdline = std::fs::read_to_string(format!("/proc/{tester}/cmdline")).unwrap();
+    assert!(cmdline.starts_with("owampd-tester [sid="), "{cmdline:?}");
+    let limits = std::fs::read_to_string(format!("/proc/{tester}/limits")).unwrap();
+    let fsize = limits
+        .lines()
+        .find(|l| l.starts_with("Max file size"))
+        .unwrap()
+        .to_string();
+    assert!(!fsize.contains("unlimited"), "{fsize}");
     Command::new("kill")
         .args(["-KILL", &tester.to_string()])
         .status()

@@ -405,11 +405,11 @@ impl Connection<'_> {
                     && let Err(e) = g.commit(len)
                 {
                     s.log.warn(format!("data deleted: {e}"));
-                    let _ = self.ctx.store.delete(&s.sid);
+                    let _ = self.ctx.store.delete_async(&s.sid).await;
                 }
             } else {
                 s.log.info("session data discarded");
-                let _ = self.ctx.store.delete(&s.sid);
+                let _ = self.ctx.store.delete_async(&s.sid).await;
             }
         }
     }
@@ -425,13 +425,7 @@ impl Connection<'_> {
             w.finalize_incomplete(stoptime)
         })
         .await;
-        let len = self
-            .ctx
-            .store
-            .get(&s.sid)
-            .and_then(|f| std::fs::metadata(f.path).ok())
-            .map(|m| m.len())
-            .unwrap_or(0);
+        let len = self.ctx.store.file_size_async(&s.sid).await.unwrap_or(0);
         match res {
             Ok(Ok(_)) => {
                 s.log.info("data kept as incomplete");
@@ -439,16 +433,16 @@ impl Connection<'_> {
                     && let Err(e) = g.commit(len)
                 {
                     s.log.warn(format!("data deleted: {e}"));
-                    let _ = self.ctx.store.delete(&s.sid);
+                    let _ = self.ctx.store.delete_async(&s.sid).await;
                 }
             }
             Ok(Err(e)) => {
                 s.log.warn(format!("cannot finalise, data deleted: {e}"));
-                let _ = self.ctx.store.delete(&s.sid);
+                let _ = self.ctx.store.delete_async(&s.sid).await;
             }
             Err(e) => {
                 s.log.warn(format!("cannot finalise, data deleted: {e}"));
-                let _ = self.ctx.store.delete(&s.sid);
+                let _ = self.ctx.store.delete_async(&s.sid).await;
             }
         }
     }
@@ -488,7 +482,7 @@ impl Connection<'_> {
             if s.role == TesterRole::Receiver {
                 s.log
                     .info("session abandoned before Start-Sessions: data deleted");
-                let _ = self.ctx.store.delete(&s.sid);
+                let _ = self.ctx.store.delete_async(&s.sid).await;
             }
         }
     }

@@ -156,7 +156,8 @@ impl Connection<'_> {
             TesterRole::Receiver => {
                 let (f, _path) = ctx
                     .store
-                    .create(&sid, self.class)
+                    .create_async(&sid, self.class)
+                    .await
                     .map_err(|e| (AcceptCode::InternalError, e.to_string()))?;
                 let dup = f
                     .try_clone()
@@ -164,7 +165,7 @@ impl Connection<'_> {
                 match dup {
                     Ok(d) => (Some(f), Some(d)),
                     Err(e) => {
-                        let _ = ctx.store.delete(&sid);
+                        let _ = ctx.store.delete_async(&sid).await;
                         return Err(e);
                     }
                 }
@@ -196,13 +197,13 @@ impl Connection<'_> {
             Ok(Ok(link)) => link,
             Ok(Err(e)) => {
                 if role == TesterRole::Receiver {
-                    let _ = ctx.store.delete(&sid);
+                    let _ = ctx.store.delete_async(&sid).await;
                 }
                 return Err((AcceptCode::InternalError, e.to_string()));
             }
             Err(_) => {
                 if role == TesterRole::Receiver {
-                    let _ = ctx.store.delete(&sid);
+                    let _ = ctx.store.delete_async(&sid).await;
                 }
                 return Err((AcceptCode::InternalError, "tester did not start".into()));
             }
