@@ -210,11 +210,21 @@ impl<S: AsyncRead + AsyncWrite + Unpin> ControlConn<S> {
 
     /// Blocks encrypted and fed to the send HMAC, no HMAC block (Server-Start's tail,
     /// and the body of a streamed Fetch response whose HMAC comes at the end).
-    pub async fn send_without_hmac(&mut self, blocks: &[u8]) -> Result<(), ConnError> {
-        let bytes = self
+    /// Writes `clear` then `blocks` sealed without an HMAC block, in ONE write: Server-Start
+    /// is 32 clear octets and one sealed block (spec §1.3), and splitting it made the
+    /// tail wait for the client's delayed ACK (~40 ms per connection).
+    pub async fn send_clear_then_sealed(
+        &mut self,
+        clear: &[u8],
+        blocks: &[u8],
+    ) -> Result<(), ConnError> {
+        let sealed = self
             .cipher
             .seal_without_hmac(blocks)
             .map_err(|e| self.crypto(e))?;
+        let mut bytes = Vec::with_capacity(clear.len() + sealed.len());
+        bytes.extend_from_slice(clear);
+        bytes.extend_from_slice(&sealed);
         self.write_raw(&bytes).await
     }
 

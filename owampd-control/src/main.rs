@@ -198,8 +198,11 @@ async fn serve(
                     continue;
                 };
                 let std_stream = std::net::TcpStream::from(fd);
+                // Every control message is written whole; Nagle would only hold the
+                // next one back for the peer's delayed ACK.
                 let stream = match std_stream
-                    .set_nonblocking(true)
+                    .set_nodelay(true)
+                    .and_then(|()| std_stream.set_nonblocking(true))
                     .and_then(|()| tokio::net::TcpStream::from_std(std_stream))
                 {
                     Ok(s) => s,

@@ -93,7 +93,6 @@ impl Connection<'_> {
             server_iv,
             start_time: self.ctx.config.start_time,
         };
-        conn.write_raw(&start.encode_clear()).await?;
         if let Some(keys) = &self.keys {
             conn.set_cipher(ControlCipher::new(
                 crypto::Role::Server,
@@ -102,7 +101,8 @@ impl Connection<'_> {
                 &server_iv,
             ));
         }
-        conn.send_without_hmac(&start.encode_tail()).await?;
+        conn.send_clear_then_sealed(&start.encode_clear(), &start.encode_tail())
+            .await?;
         let class_name = tree.get(class).map(|c| c.name.clone()).unwrap_or_default();
         self.log.info(format!(
             "accepted: mode {mode}, user {}, class {class_name}",
@@ -122,8 +122,9 @@ impl Connection<'_> {
             server_iv: [0; 16],
             start_time: Num64::ZERO,
         };
-        conn.write_raw(&start.encode_clear()).await?;
-        conn.write_raw(&[0u8; 16]).await?;
+        let mut bytes = start.encode_clear().to_vec();
+        bytes.extend_from_slice(&[0u8; 16]);
+        conn.write_raw(&bytes).await?;
         Ok(())
     }
 }
