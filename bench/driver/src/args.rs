@@ -120,14 +120,14 @@ impl Args {
     }
 
     /// A required string option.
-    #[allow(dead_code)] // used by `setup` once owping's control client is in the workspace
+    #[cfg_attr(not(feature = "setup"), allow(dead_code))] // only `setup` takes strings
     pub fn string(&mut self, name: &str) -> Result<String, ArgsError> {
         self.0
             .remove(name)
             .ok_or_else(|| ArgsError::MissingValue(name.to_string()))
     }
 
-    #[allow(dead_code)]
+    #[cfg_attr(not(feature = "setup"), allow(dead_code))]
     pub fn opt_string(&mut self, name: &str) -> Option<String> {
         self.0.remove(name)
     }

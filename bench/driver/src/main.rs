@@ -10,6 +10,8 @@ mod kdf;
 mod maxrate;
 mod records;
 mod session;
+#[cfg(feature = "setup")]
+mod setup;
 mod sleepcost;
 mod summary;
 
@@ -23,6 +25,7 @@ usage: owamp-bench session [--mode open|authenticated|encrypted] [--count N]
        owamp-bench maxrate [--mode M] [--count N] [--start PPS] [--max PPS] [--timeout S]
        owamp-bench kdf [--count 2048] [--reps N]
        owamp-bench sleepcost [--interval-us 100] [--count 20000]
+       owamp-bench setup --server HOST:PORT [--mode M] [--user U --pfs FILE] [--reps N]
        owamp-bench owp FILE.owp...";
 
 /// Errors of the command line as a whole.
@@ -36,6 +39,9 @@ enum MainError {
     Owp(#[from] owamp::owp::OwpError),
     #[error("clock_nanosleep: {0}")]
     Sleep(nix::errno::Errno),
+    #[cfg(feature = "setup")]
+    #[error(transparent)]
+    Setup(#[from] Box<setup::SetupError>),
     #[error("unknown subcommand {0:?}")]
     Subcommand(String),
 }
@@ -78,6 +84,23 @@ fn run(argv: &[String]) -> Result<(), MainError> {
             let v = sleepcost::measure(std::time::Duration::from_secs_f64(interval / 1e6), count)
                 .map_err(MainError::Sleep)?;
             println!("{v}");
+        }
+        #[cfg(feature = "setup")]
+        "setup" => {
+            let server = a.string("server")?;
+            let mode = a.mode()?;
+            let user = a.opt_string("user");
+            let pfs = a.opt_string("pfs");
+            let reps = a.u32_or("reps", 100)?;
+            a.finish()?;
+            let spec = setup::SetupSpec {
+                server: &server,
+                mode,
+                user: user.as_deref(),
+                pfs: pfs.as_deref().map(std::path::Path::new),
+                reps,
+            };
+            println!("{}", setup::measure(&spec).map_err(Box::new)?);
         }
         other => return Err(MainError::Subcommand(other.to_string())),
     }
