@@ -26,16 +26,6 @@ fn kernel_status() -> Option<KernelClockStatus> {
 
 pub const CLOCK_STATUS: Option<StatusProvider> = Some(kernel_status);
 
-/// Mean packets per second of a schedule (the reference's `OWPTestPacketRate`).
-pub fn packet_rate(slots: &[Slot]) -> f64 {
-    let total: f64 = slots.iter().map(|s| s.param.as_secs_f64()).sum();
-    if total > 0.0 {
-        slots.len() as f64 / total
-    } else {
-        0.0
-    }
-}
-
 /// A receiver-generated SID (spec §2.1.4): the receiver's IPv4 address (or the last 4
 /// bytes of its IPv6 address), the current timestamp, 4 random bytes.
 pub fn make_sid(receiver: IpAddr, now: Timestamp) -> Sid {
@@ -90,7 +80,8 @@ impl SessionSetup {
             SocketOptions {
                 dscp: self.dscp,
                 packet_len: len,
-                packets_per_second: packet_rate(&self.slots),
+                // Back-to-back (`-i 0`) is an infinite rate: the buffers get their maximum.
+                packets_per_second: owamp::schedule::packets_per_second(&self.slots),
             },
         )
     }
@@ -254,6 +245,9 @@ mod tests {
             Num64((1002 << 32) + (1 << 31))
         );
         assert_eq!(start_time(now, Num64(1 << 31), 2, 10.0), Num64(1010 << 32));
-        assert!((packet_rate(&crate::parse::default_slots()) - 10.0).abs() < 1e-6);
+        assert!(
+            (owamp::schedule::packets_per_second(&crate::parse::default_slots()) - 10.0).abs()
+                < 1e-6
+        );
     }
 }

@@ -4,8 +4,8 @@
 
 use crate::control::{Control, ControlError};
 use crate::endpoints::{
-    CLOCK_STATUS, RecvResult, SessionSetup, join_sender, make_sid, packet_rate, spawn_receiver,
-    spawn_sender, start_time,
+    CLOCK_STATUS, RecvResult, SessionSetup, join_sender, make_sid, spawn_receiver, spawn_sender,
+    start_time,
 };
 use crate::net::{Family, bind_test_socket, resolve, split_host};
 use crate::opts::{CommandLine, Program};
@@ -245,7 +245,7 @@ fn run(
         to_sid = Some(sid);
     }
     if !cl.out.quiet && !cl.out.json {
-        let rate = packet_rate(&t.slots);
+        let rate = owamp::schedule::packets_per_second(&t.slots);
         let mut duration = if rate > 0.0 {
             f64::from(t.count) / rate
         } else {
