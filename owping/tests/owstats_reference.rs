@@ -82,3 +82,23 @@ fn machine_summary_buckets_in_reference_hash_order() {
         ],
     );
 }
+
+/// ref-lossy.owp is ref-owping-T.owp edited into a harder session: seqs 3, 10 and 11
+/// lost, 5/7 and 20/21 swapped, 2 and 16 duplicated, skip range 25–26, TTLs 62–64.
+/// With `-N 10` the third sub-session shows the reference's cumulative reordering
+/// denominator (1 of 27 records so far, not 1 of 8).
+#[test]
+fn losses_duplicates_reordering_skips_and_sub_sessions() {
+    check_cases(
+        "ref-lossy",
+        &[
+            (&[], "human"),
+            (&["-M"], "M"),
+            (&["-R"], "R"),
+            (&["-v"], "v"),
+            (&["-a", "10,50,99", "-n", "u"], "a10,50,99nu"),
+            (&["-N", "10"], "N10"),
+            (&["-N", "10", "-M"], "N10M"),
+        ],
+    );
+}
