@@ -102,3 +102,14 @@ fn losses_duplicates_reordering_skips_and_sub_sessions() {
         ],
     );
 }
+
+/// A file copied from the reference owampd's datadir while its session was running:
+/// finished = 2 (endpoint.c writes "incomplete" until Stop-Sessions) and Number of
+/// Records 0, so the records are counted from the file size (api.c OWPReadDataHeader).
+#[test]
+fn reference_owampd_live_file() {
+    check_cases(
+        "ref-owampd-live",
+        &[(&[], "human"), (&["-M"], "M"), (&["-R"], "R")],
+    );
+}
