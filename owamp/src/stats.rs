@@ -106,6 +106,9 @@ pub struct Stats {
     pub bucket_width: f64,
     /// Histogram of first copies: (bucket index, count), sorted by index.
     pub buckets: Vec<(i32, u32)>,
+    /// The bucket indices in the order each was first filled (records in file order),
+    /// which decides the reference's `-M` bucket order (see [`Stats::buckets_in_hash_order`]).
+    pub bucket_first_seen: Vec<i32>,
     /// Received first copies per TTL value.
     pub ttl_count: Vec<u32>,
     /// `reorder[j-1]` = how often a packet arrived after j larger seqnos.
@@ -173,6 +176,7 @@ impl Stats {
         let mut min_d = inf_delay;
         let mut max_d = -inf_delay;
         let mut hist: BTreeMap<i32, u32> = BTreeMap::new();
+        let mut bucket_first_seen: Vec<i32> = Vec::new();
         let mut ttl = vec![0u32; 256];
         let mut recent: VecDeque<u32> = VecDeque::new();
         let mut reorder: Vec<u32> = Vec::new();
@@ -261,7 +265,11 @@ impl Stats {
             }
             let q = d / width;
             let b = if q < 0.0 { q.floor() } else { q.ceil() } as i32;
-            *hist.entry(b).or_insert(0) += 1;
+            let count = hist.entry(b).or_insert(0);
+            if *count == 0 {
+                bucket_first_seen.push(b);
+            }
+            *count += 1;
             ttl[rec.ttl as usize] += 1;
         }
 
@@ -288,6 +296,7 @@ impl Stats {
             max_err,
             bucket_width: width,
             buckets: hist.into_iter().collect(),
+            bucket_first_seen,
             ttl_count: ttl,
             reorder,
             reorder_window: window,
@@ -296,6 +305,48 @@ impl Stats {
             start_time,
             end_time,
         })
+    }
+
+    /// The histogram in the order the reference's machine summary prints it (spec §8.4
+    /// "hash iteration order"): stats.c keeps the buckets in an I2util hash table
+    /// (table.c) and prints them with `I2HashIterate`. That table has a fixed number of
+    /// slots, the largest of its primes (31, 67, …, 1021, 2053, …) not above
+    /// `clamp(trunc(Timeout_raw / width), 10, 2048)` (31 at least), where Timeout_raw is
+    /// the Num64 integer as stats.c divides it; a key's slot is the sum of the four bytes
+    /// of the `int` bucket index modulo that size; iteration walks the slots in order
+    /// and, within a slot, the newest insertion first. So indices 0..=255 come out
+    /// sorted, and e.g. bucket 300 (bytes 0x01 0x2C, sum 45) between 44 and 46.
+    pub fn buckets_in_hash_order(&self, timeout: Num64) -> Vec<(i32, u32)> {
+        const PRIMES: [u64; 12] = [
+            31, 67, 127, 251, 509, 1021, 2053, 4093, 8191, 16381, 32771, 65521,
+        ];
+        let d = timeout.0 as f64 / self.bucket_width;
+        let hint: u64 = if d > f64::from(0x7fff_ffff_u32) {
+            0x7fff_ffff
+        } else {
+            d as u64 // C's conversion to long truncates (d ≥ 0 here)
+        }
+        .clamp(10, 2048);
+        let size = PRIMES
+            .iter()
+            .rev()
+            .find(|&&p| p <= hint)
+            .copied()
+            .unwrap_or(PRIMES[0]);
+        let slot =
+            |b: i32| -> u64 { b.to_ne_bytes().iter().map(|&x| u64::from(x)).sum::<u64>() % size };
+        let count = |b: i32| -> u32 {
+            self.buckets
+                .binary_search_by_key(&b, |&(k, _)| k)
+                .ok()
+                .and_then(|i| self.buckets.get(i))
+                .map_or(0, |&(_, c)| c)
+        };
+        // Newest insertion first within a slot: walk the insertion order backwards,
+        // then sort stably by slot.
+        let mut order: Vec<i32> = self.bucket_first_seen.iter().rev().copied().collect();
+        order.sort_by_key(|&b| slot(b));
+        order.into_iter().map(|b| (b, count(b))).collect()
     }
 
     /// Minimum delay, or None while undefined (no packet, as the reference decides).

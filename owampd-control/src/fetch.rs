@@ -466,18 +466,21 @@ mod tests {
     }
 
     #[test]
-    fn live_session_full_fetch_is_unfinished_and_partial_is_refused() {
+    fn live_session_full_fetch_is_unfinished_and_partial_is_clipped() {
         let d = tempfile::tempdir().unwrap();
         let f = file(d.path(), false);
         assert!(matches!(
             load(&f, "t", 0, u32::MAX, true),
             Err(LoadError::Unfinished)
         ));
-        // finished=0 (live/error) cannot be served partially either (spec §9).
-        assert!(matches!(
-            load(&f, "t", 0, 3, false),
-            Err(LoadError::Refused(AcceptCode::InternalError, _))
-        ));
+        // A live file says finished=2, as the reference's receiver writes it, so a
+        // partial range is served, clipped to the highest received seqno (§2.8).
+        let l = load(&f, "t", 0, 3, false).unwrap();
+        assert_eq!(l.finished, 2);
+        assert_eq!(
+            l.records.iter().map(|r| r.seq).collect::<Vec<_>>(),
+            vec![0, 1, 2, 3]
+        );
     }
 
     #[test]

@@ -158,6 +158,11 @@ pub fn print_session(
     let mut begin_record = 0u64;
     // "first:"/"last:" are local times, as the reference's localtime_r prints them.
     let zone = TimeZone::from_env();
+    // stats.c resets the reordering counts for each -N sub-session but not their
+    // denominator (rnumseqno), which keeps counting the received records of all the
+    // sub-sessions summarised so far: "j-reordering = x%" of the k-th sub-session is
+    // its count over the records received in sub-sessions 1..=k.
+    let mut received_so_far = 0u32;
     for (first, last) in sub_sessions(f.npackets, opts.sub_session) {
         let so = StatsOptions {
             bucket_width: opts.bucket_width,
@@ -166,7 +171,7 @@ pub fn print_session(
             record_limit: limit,
             begin_record,
         };
-        let stats = Stats::compute(
+        let mut stats = Stats::compute(
             &data.session,
             data.records.iter().copied(),
             &data.skips,
@@ -177,6 +182,8 @@ pub fn print_session(
             path: data.label.clone(),
             source: e,
         })?;
+        received_so_far = received_so_far.saturating_add(stats.received);
+        stats.received = received_so_far;
         begin_record = stats.next_record;
         let mut text = String::new();
         let ext;

@@ -1,7 +1,8 @@
 //! SIGINT/SIGTERM/SIGHUP without `unsafe`: the signals are blocked in the main thread
 //! before any other thread starts (so every thread inherits the mask) and one thread
 //! waits for them with `sigwait`, counting them in an atomic. A first signal asks the
-//! sessions to stop cleanly (Stop-Sessions, then exit 2); a second exits at once.
+//! sessions to stop cleanly (Stop-Sessions, then the partial results as owping.c
+//! prints them); a second exits 2 at once.
 
 use nix::sys::signal::{SigSet, Signal};
 use std::sync::Arc;

@@ -27,9 +27,13 @@ const CASES: &[(&[&str], &str)] = &[
 ];
 
 fn check(file: &str) {
+    check_cases(file, CASES);
+}
+
+fn check_cases(file: &str, cases: &[(&[&str], &str)]) {
     let owp = data(&format!("{file}.owp"));
     let mut failures = Vec::new();
-    for (args, tag) in CASES {
+    for (args, tag) in cases {
         let want = std::fs::read_to_string(data(&format!("{file}.{tag}.txt"))).unwrap();
         let out = Command::new(env!("CARGO_BIN_EXE_owstats"))
             .args(*args)
@@ -61,4 +65,51 @@ fn reference_owping_from_file() {
 #[test]
 fn reference_owampd_datadir_file() {
     check("ref-owampd-datadir");
+}
+
+/// ref-buckets.owp is ref-owping-T.owp with receive times rewritten (delays of 0.5 to
+/// 2000.5 bucket widths, and negative ones) so that the reference's `-M` bucket order,
+/// the I2util hash table's (spec §8.4), differs from the numeric order: 257 after 2,
+/// 768 before 513, 301 between 46 and 47, -256 and -1 last.
+#[test]
+fn machine_summary_buckets_in_reference_hash_order() {
+    check_cases(
+        "ref-buckets",
+        &[
+            (&["-M"], "M"),
+            (&["-M", "-b", "0.00001"], "Mb0.00001"),
+            (&["-N", "7", "-M"], "N7M"),
+        ],
+    );
+}
+
+/// ref-lossy.owp is ref-owping-T.owp edited into a harder session: seqs 3, 10 and 11
+/// lost, 5/7 and 20/21 swapped, 2 and 16 duplicated, skip range 25–26, TTLs 62–64.
+/// With `-N 10` the third sub-session shows the reference's cumulative reordering
+/// denominator (1 of 27 records so far, not 1 of 8).
+#[test]
+fn losses_duplicates_reordering_skips_and_sub_sessions() {
+    check_cases(
+        "ref-lossy",
+        &[
+            (&[], "human"),
+            (&["-M"], "M"),
+            (&["-R"], "R"),
+            (&["-v"], "v"),
+            (&["-a", "10,50,99", "-n", "u"], "a10,50,99nu"),
+            (&["-N", "10"], "N10"),
+            (&["-N", "10", "-M"], "N10M"),
+        ],
+    );
+}
+
+/// A file copied from the reference owampd's datadir while its session was running:
+/// finished = 2 (endpoint.c writes "incomplete" until Stop-Sessions) and Number of
+/// Records 0, so the records are counted from the file size (api.c OWPReadDataHeader).
+#[test]
+fn reference_owampd_live_file() {
+    check_cases(
+        "ref-owampd-live",
+        &[(&[], "human"), (&["-M"], "M"), (&["-R"], "R")],
+    );
 }

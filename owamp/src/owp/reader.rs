@@ -6,7 +6,7 @@
 
 use super::session::{PREAMBLE_LEN, SessionHeader};
 use super::{
-    FINISHED_ERROR, MAGIC, OwpError, SKIP_LEN, V2_RECORD_LEN, V3_FIXED_LEN, V3_RECORD_LEN,
+    FINISHED_NORMAL, MAGIC, OwpError, SKIP_LEN, V2_RECORD_LEN, V3_FIXED_LEN, V3_RECORD_LEN,
     VERSION_V3,
 };
 use crate::types::{ErrorEstimate, Num64, PacketRecord, SkipRange};
@@ -25,8 +25,9 @@ pub struct FileHeader {
     /// Valid when `finished == 1` (v3 only; 0 otherwise).
     pub next_seqno: u32,
     pub num_skips: u32,
-    /// The number of records to read: the stored count, or, while finished = 0 (live
-    /// or failed), `(end − oset_data) / record_len` (as the reference reads it).
+    /// The number of records to read: the stored count when finished = 1, otherwise
+    /// (live, failed or incomplete) `(end − oset_data) / record_len`, as the reference
+    /// reads it.
     pub num_records: u64,
     /// The Number of Records word as stored (0 while live).
     pub stored_num_records: u32,
@@ -261,8 +262,9 @@ fn parse_v3<R: Read + Seek>(r: &mut R, path: &Path, file_len: u64) -> Result<Fil
     };
     let avail = records_end.saturating_sub(oset_data) / V3_RECORD_LEN;
     // As the reference's OWPReadDataHeader: the stored count must fit the file; a
-    // file still in the error/live state (finished = 0) is counted from its size,
-    // otherwise the stored count is authoritative.
+    // file not finished normally (0 = error, 2 = incomplete, which is also what the
+    // reference's receiver writes while the session is live) is counted from its
+    // size; only with finished = 1 is the stored count authoritative.
     if (stored_num_records as u64) > avail {
         return Err(OwpError::Truncated {
             path: path.to_path_buf(),
@@ -272,7 +274,7 @@ fn parse_v3<R: Read + Seek>(r: &mut R, path: &Path, file_len: u64) -> Result<Fil
             have: records_end.saturating_sub(oset_data),
         });
     }
-    let num_records = if finished == FINISHED_ERROR {
+    let num_records = if finished != FINISHED_NORMAL {
         avail
     } else {
         stored_num_records as u64

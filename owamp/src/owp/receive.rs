@@ -63,7 +63,10 @@ impl ReceiveWriter {
         // so the stored Request-Session is the canonical encoding.
         let session = &SessionHeader::from_fields(session.fields())?;
         let header_len = v3_header_len(session);
-        let hdr = write_v3_header(session, FINISHED_ERROR, 0, 0, 0, 0, header_len);
+        // finished = 2 ("incomplete") while live, as endpoint.c writes it: readers then
+        // count the records from the file size, and a partial fetch of a running
+        // session is served (spec §7.7, §2.8). Failures set 0 later.
+        let hdr = write_v3_header(session, FINISHED_INCOMPLETE, 0, 0, 0, 0, header_len);
         file.set_len(0)
             .map_err(|e| OwpError::io(&path, "truncate", e))?;
         file.write_all_at(&hdr, 0)

@@ -306,7 +306,7 @@ pub fn machine_summary(
     }
     if stats.sent > stats.lost {
         o.push_str("<BUCKETS>\n");
-        for (b, c) in &stats.buckets {
+        for (b, c) in stats.buckets_in_hash_order(f.timeout) {
             let _ = writeln!(o, "\t{b}\t{c}");
         }
         o.push_str("</BUCKETS>\n");
