@@ -477,10 +477,7 @@ mod tests {
         // partial range is served, clipped to the highest received seqno (§2.8).
         let l = load(&f, "t", 0, 3, false).unwrap();
         assert_eq!(l.finished, 2);
-        assert_eq!(
-            l.records.iter().map(|r| r.seq).collect::<Vec<_>>(),
-            vec![0, 1, 2, 3]
-        );
+        assert_eq!(seqs(&f, &l), vec![0, 1, 2, 3]);
     }
 
     #[test]
