@@ -6,6 +6,13 @@
 #![forbid(unsafe_code)]
 
 pub mod crypto;
+pub mod engine;
+pub mod owp;
+pub mod packet;
+pub mod report;
+pub mod schedule;
+pub mod stats;
+pub mod time;
 pub mod types;
 pub mod wire;
 

@@ -1,7 +1,137 @@
-//! The owampd master: the small privileged listener
+//! `owampd`, the master: the small privileged listener (design.md "Processes").
+//!
+//! Order: command line → config files → validate everything → bind → lock the pid file
+//! → daemonize (unless -Z) → pid and info files → signals → start owampd-control →
+//! enter the sandbox → accept/pass/supervise until TERM/INT/HUP. Any bad value stops it
+//! at start with one line and exit status 1. It never links the protocol crate.
 #![forbid(unsafe_code)]
 
-fn main() {
-    eprintln!("owampd: not yet implemented");
-    std::process::exit(1);
+mod cli;
+mod listen;
+mod logging;
+mod pidfile;
+mod setup;
+mod supervisor;
+
+use std::process::ExitCode;
+
+use config::LogLevel;
+
+use crate::logging::Log;
+
+/// What ends the master before it runs. Before daemonizing it is printed on stderr as
+/// `owampd: <error>`; after, it has been logged (`Logged`).
+#[derive(Debug, thiserror::Error)]
+enum MasterError {
+    #[error("{0}")]
+    Setup(#[from] setup::SetupError),
+    #[error("{0}")]
+    Listen(#[from] listen::ListenError),
+    #[error("{0}")]
+    Pid(#[from] pidfile::PidError),
+    #[error("cannot daemonize: {0}")]
+    Daemon(std::io::Error),
+    #[error("{0}")]
+    Supervise(#[from] supervisor::SuperviseError),
+    #[error("{0}")]
+    Sandbox(#[from] sandbox::SandboxError),
+    #[error("(logged)")]
+    Logged,
+}
+
+fn main() -> ExitCode {
+    let cli = match cli::parse(std::env::args_os()) {
+        Ok(c) => c,
+        Err(line) => {
+            eprintln!("owampd: {line}");
+            return ExitCode::from(1);
+        }
+    };
+    if cli.help {
+        print!("{}", cli::USAGE);
+        return ExitCode::SUCCESS;
+    }
+    match run(&cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(MasterError::Logged) => ExitCode::from(1),
+        Err(e) => {
+            eprintln!("owampd: {e}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+fn run(cli: &cli::Cli) -> Result<(), MasterError> {
+    // Whatever our parent leaked to us goes first, so that the sweep in
+    // sandbox::enter later keeps exactly what we opened.
+    sandbox::close_fds_above(2)?;
+    let plan = setup::plan(cli)?;
+    let listeners = listen::bind_srcnode(&plan.srcnode)?;
+    let mut pid_file = pidfile::PidFile::lock(&plan.vardir)?;
+    let mut log = Log::open(plan.facility, plan.foreground, plan.loglevel);
+
+    if !plan.foreground {
+        ipc::daemon::daemonize().map_err(MasterError::Daemon)?;
+    }
+    let pid = std::process::id();
+    log.set_pid(pid);
+    // From here on, errors go to the log: stderr is /dev/null unless -Z.
+    let fatal = |log: &mut Log, e: MasterError| {
+        log.master(LogLevel::Fatal, &e);
+        MasterError::Logged
+    };
+    if let Err(e) = sandbox::set_process_name("owampd [master]") {
+        log.master(LogLevel::Warning, format!("process name: {e}"));
+    }
+    pid_file
+        .write_pid(pid)
+        .map_err(|e| fatal(&mut log, e.into()))?;
+    pidfile::write_info(&plan.vardir, plan.settings.start_time_ntp, pid)
+        .map_err(|e| fatal(&mut log, e.into()))?;
+    if !plan.settings.tester_path.is_file() {
+        log.master(
+            LogLevel::Warning,
+            format!(
+                "{} not found: test sessions will fail",
+                plan.settings.tester_path.display()
+            ),
+        );
+    }
+    for l in &listeners {
+        if let Ok(a) = l.local_addr() {
+            log.master(LogLevel::Info, format!("listening on {a}"));
+        }
+    }
+
+    let sigfd = supervisor::signal_fd().map_err(|e| fatal(&mut log, e.into()))?;
+    let seccomp = if plan.settings.seccomp_log_only {
+        sandbox::SeccompMode::Log
+    } else {
+        sandbox::SeccompMode::Enforce
+    };
+    let mut master =
+        supervisor::Master::new(log, listeners, sigfd, plan.control_path, plan.settings);
+    master.spawn_control();
+    // Keep every fd we hold; they were all opened after the first sweep, so they are
+    // the lowest numbers above stdio.
+    let mut held = master.raw_fds();
+    held.push(pid_file.raw_fd());
+    held.extend(master.log.raw_fd());
+    let opts = sandbox::SandboxOptions {
+        keep_fds: held.into_iter().max().unwrap_or(2),
+        seccomp,
+        ..sandbox::SandboxOptions::default()
+    };
+    let result = sandbox::enter(sandbox::Role::Master, &opts)
+        .map_err(MasterError::from)
+        .and_then(|()| master.run().map_err(MasterError::from));
+    master.finish();
+    if let Err(e) = &result {
+        master.log.master(LogLevel::Fatal, e);
+    }
+    if let Err(e) = pid_file.remove() {
+        master.log.master(LogLevel::Warning, e);
+    }
+    master.log.master(LogLevel::Info, "exiting");
+    result.map_err(|_| MasterError::Logged)
 }

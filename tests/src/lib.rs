@@ -104,6 +104,10 @@ impl Server {
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(stderr);
+        // As root (CI), owampd refuses to run without -U unless told -f (owampd(8)).
+        if is_root() && !extra.contains(&"-U") {
+            cmd.arg("-f");
+        }
         let child = cmd.spawn().expect("spawn owampd");
         let addr: SocketAddr = node.parse().expect("socket address");
         let mut server = Server {

@@ -172,7 +172,7 @@ pub fn aes_ecb_encrypt_block(key: &[u8; 16], block: &mut [u8; 16]) {
 }
 
 fn check_aligned(what: &'static str, len: usize) -> Result<(), CryptoError> {
-    if len % BLOCK == 0 {
+    if len.is_multiple_of(BLOCK) {
         Ok(())
     } else {
         Err(CryptoError::NotBlockAligned { what, len })

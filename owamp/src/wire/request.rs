@@ -420,7 +420,7 @@ impl RequestSession {
     /// and unknown types kept, as the reference does not check the former and the
     /// latter is a `validate` problem.
     pub fn decode_slots(bytes: &[u8]) -> Result<Vec<RawSlot>, WireError> {
-        if bytes.len() % BLOCK != 0 {
+        if !bytes.len().is_multiple_of(BLOCK) {
             return Err(WireError::NotBlocks {
                 message: "Request-Session slots",
                 found: bytes.len(),

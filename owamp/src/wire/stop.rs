@@ -181,7 +181,7 @@ impl StopSessionsDecoder {
 
     /// Consumes whole blocks.
     pub fn feed(&mut self, blocks: &[u8]) -> Result<(), WireError> {
-        if blocks.len() % BLOCK != 0 {
+        if !blocks.len().is_multiple_of(BLOCK) {
             return Err(WireError::NotBlocks {
                 message: MSG,
                 found: blocks.len(),
@@ -223,7 +223,7 @@ impl StopSessionsDecoder {
                         skips: Vec::with_capacity((k as usize).min(PREALLOC_CAP)),
                     },
                     k,
-                    pad_pending: k % 2 == 0,
+                    pad_pending: k.is_multiple_of(2),
                 };
                 self.unit(&mut st, blk.get(8..16).unwrap_or(&[]))?;
                 st

@@ -1,0 +1,207 @@
+//! The real test socket: UDP with kernel receive timestamps and TTLs (spec §3.3, §3.4).
+
+use super::{Received, TestSocket};
+use crate::time::timestamp_from_timespec;
+use nix::errno::Errno;
+use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
+use nix::sys::socket::{
+    ControlMessageOwned, MsgFlags, SockaddrStorage, recvmsg, setsockopt, sockopt,
+};
+use std::io::{self, IoSliceMut};
+use std::net::{SocketAddr, UdpSocket};
+use std::os::fd::{AsFd, AsRawFd};
+use std::time::Duration;
+
+/// Socket buffers never go above this (the kernel caps them at `rmem_max`/`wmem_max`
+/// anyway, unless privileged).
+const MAX_BUFFER: usize = 4 << 20;
+
+/// How a test socket is set up.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct SocketOptions {
+    /// The Type-P DSCP (6 bits); written to TOS / Traffic Class as `dscp << 2`.
+    pub dscp: Option<u8>,
+    /// The session's payload length (`PacketFormat::len`).
+    pub packet_len: usize,
+    /// The session's mean send rate, packets per second, for sizing the buffers.
+    pub packets_per_second: f64,
+}
+
+/// A socket buffer size holding about one second of packets (each with ~128 octets of
+/// kernel overhead, like the reference's `len + 128`), at least one packet, capped.
+pub fn buffer_size_for(packet_len: usize, packets_per_second: f64) -> usize {
+    let per = packet_len.saturating_add(128);
+    // Back-to-back schedules have an infinite rate: `as` saturates, the clamp caps.
+    let pps = if packets_per_second > 1.0 {
+        packets_per_second.min(1e9) as usize
+    } else {
+        1
+    };
+    per.saturating_mul(pps).clamp(per, MAX_BUFFER.max(per))
+}
+
+/// A bound UDP socket for one test session, sending to a fixed peer.
+#[derive(Debug)]
+pub struct UdpTestSocket {
+    sock: UdpSocket,
+    peer: SocketAddr,
+    cmsg: Vec<u8>,
+}
+
+impl UdpTestSocket {
+    /// Wraps `sock` (already bound; perhaps handed over as an fd) for a session with
+    /// `peer`: TTL/hop limit 255, TOS from the DSCP, buffers sized for the rate, kernel
+    /// receive timestamps and TTLs, non-blocking.
+    pub fn new(
+        sock: UdpSocket,
+        peer: SocketAddr,
+        opts: SocketOptions,
+    ) -> io::Result<UdpTestSocket> {
+        let v6 = sock.local_addr()?.is_ipv6();
+        let fd = sock.as_fd();
+        let buf = buffer_size_for(opts.packet_len, opts.packets_per_second);
+        setsockopt(&fd, sockopt::SndBuf, &buf)?;
+        setsockopt(&fd, sockopt::RcvBuf, &buf)?;
+        setsockopt(&fd, sockopt::ReceiveTimestampns, &true)?;
+        let tos = opts.dscp.map(|d| i32::from(d & 0x3F) << 2);
+        if v6 {
+            setsockopt(&fd, sockopt::Ipv6Ttl, &255)?;
+            setsockopt(&fd, sockopt::Ipv6RecvHopLimit, &true)?;
+            if let Some(t) = tos {
+                setsockopt(&fd, sockopt::Ipv6TClass, &t)?;
+            }
+            // A dual-stack socket talking to an IPv4 peer uses the IPv4 options too;
+            // they fail harmlessly on IPV6_V6ONLY sockets.
+            let _ = setsockopt(&fd, sockopt::Ipv4Ttl, &255);
+            let _ = setsockopt(&fd, sockopt::Ipv4RecvTtl, &true);
+            if let Some(t) = tos {
+                let _ = setsockopt(&fd, sockopt::Ipv4Tos, &t);
+            }
+        } else {
+            setsockopt(&fd, sockopt::Ipv4Ttl, &255)?;
+            setsockopt(&fd, sockopt::Ipv4RecvTtl, &true)?;
+            if let Some(t) = tos {
+                setsockopt(&fd, sockopt::Ipv4Tos, &t)?;
+            }
+        }
+        sock.set_nonblocking(true)?;
+        Ok(UdpTestSocket {
+            sock,
+            peer,
+            cmsg: nix::cmsg_space!(nix::sys::time::TimeSpec, i32, i32),
+        })
+    }
+
+    pub fn peer(&self) -> SocketAddr {
+        self.peer
+    }
+
+    pub fn local_addr(&self) -> io::Result<SocketAddr> {
+        self.sock.local_addr()
+    }
+
+    fn try_recv(&mut self, buf: &mut [u8]) -> io::Result<Option<Received>> {
+        let fd = self.sock.as_raw_fd();
+        let mut iov = [IoSliceMut::new(buf)];
+        let msg = match recvmsg::<SockaddrStorage>(
+            fd,
+            &mut iov,
+            Some(&mut self.cmsg),
+            MsgFlags::MSG_DONTWAIT,
+        ) {
+            Ok(m) => m,
+            Err(Errno::EAGAIN) => return Ok(None),
+            Err(e) => return Err(e.into()),
+        };
+        let mut kernel_ts = None;
+        let mut ttl = None;
+        for c in msg.cmsgs()? {
+            match c {
+                ControlMessageOwned::ScmTimestampns(ts) => {
+                    kernel_ts = Some(timestamp_from_timespec(&ts));
+                }
+                ControlMessageOwned::Ipv4Ttl(t) | ControlMessageOwned::Ipv6HopLimit(t) => {
+                    ttl = u8::try_from(t).ok();
+                }
+                _ => {}
+            }
+        }
+        let src = msg.address.as_ref().and_then(storage_to_std);
+        let len = msg.bytes;
+        match src {
+            Some(src) => Ok(Some(Received {
+                len,
+                src,
+                kernel_ts,
+                ttl,
+            })),
+            // Not an IP datagram: cannot be from the peer. Report it as from nowhere.
+            None => Ok(Some(Received {
+                len,
+                src: SocketAddr::from(([0, 0, 0, 0], 0)),
+                kernel_ts,
+                ttl,
+            })),
+        }
+    }
+}
+
+fn storage_to_std(s: &SockaddrStorage) -> Option<SocketAddr> {
+    if let Some(v4) = s.as_sockaddr_in() {
+        return Some(SocketAddr::V4((*v4).into()));
+    }
+    s.as_sockaddr_in6().map(|v6| SocketAddr::V6((*v6).into()))
+}
+
+impl TestSocket for UdpTestSocket {
+    fn send(&mut self, buf: &[u8]) -> io::Result<()> {
+        loop {
+            match self.sock.send_to(buf, self.peer) {
+                Ok(_) => return Ok(()),
+                // The send buffer is full (non-blocking socket): wait until it drains.
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    let mut fds = [PollFd::new(self.sock.as_fd(), PollFlags::POLLOUT)];
+                    match poll(&mut fds, PollTimeout::from(100u8)) {
+                        Ok(_) | Err(Errno::EINTR) => {}
+                        Err(e) => return Err(e.into()),
+                    }
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    fn recv(&mut self, buf: &mut [u8], timeout: Duration) -> io::Result<Option<Received>> {
+        if let Some(r) = self.try_recv(buf)? {
+            return Ok(Some(r));
+        }
+        let ms = timeout.as_millis();
+        // Round up so a sub-millisecond wait does not become a busy loop.
+        let ms = if !timeout.subsec_nanos().is_multiple_of(1_000_000) {
+            ms + 1
+        } else {
+            ms
+        };
+        let pt = PollTimeout::try_from(ms.min(i32::MAX as u128) as i32).unwrap_or(PollTimeout::MAX);
+        let mut fds = [PollFd::new(self.sock.as_fd(), PollFlags::POLLIN)];
+        match poll(&mut fds, pt) {
+            Ok(0) | Err(Errno::EINTR) => Ok(None),
+            Ok(_) => self.try_recv(buf),
+            Err(e) => Err(e.into()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn buffer_sizes() {
+        assert_eq!(buffer_size_for(14, 0.0), 142);
+        assert_eq!(buffer_size_for(14, f64::NAN), 142);
+        assert_eq!(buffer_size_for(48, 10.0), 1760);
+        assert_eq!(buffer_size_for(48, f64::INFINITY), MAX_BUFFER);
+        assert_eq!(buffer_size_for(65_507, 1e6), MAX_BUFFER);
+    }
+}

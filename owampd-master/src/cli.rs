@@ -1,0 +1,156 @@
+//! The command line of owampd(8), exactly the reference's short options.
+
+use std::path::PathBuf;
+
+use clap::Parser;
+
+/// Every option takes one value or none, as in owampd(8). As with getopt(3), the word
+/// after an option that takes a value is its value even when it starts with `-`
+/// (`-U -1000` is uid 1000). clap's own `-h`/`-V` are off:
+/// `-h` prints the reference's usage, and there is no `-V`.
+#[derive(Debug, Default, Parser)]
+#[command(
+    name = "owampd",
+    disable_help_flag = true,
+    disable_version_flag = true,
+    disable_help_subcommand = true,
+    // getopt(3) semantics: a repeated option is not an error, the last one wins.
+    args_override_self = true
+)]
+pub struct Cli {
+    /// Authentication modes, letters from {A, E, O}.
+    #[arg(short = 'a', value_name = "authmode", allow_hyphen_values = true)]
+    pub authmode: Option<String>,
+    #[arg(short = 'c', value_name = "confdir", allow_hyphen_values = true)]
+    pub confdir: Option<PathBuf>,
+    #[arg(short = 'd', value_name = "datadir", allow_hyphen_values = true)]
+    pub datadir: Option<PathBuf>,
+    #[arg(short = 'e', value_name = "facility", allow_hyphen_values = true)]
+    pub facility: Option<String>,
+    /// Allow running as root without -U ("rootfolly").
+    #[arg(short = 'f')]
+    pub rootfolly: bool,
+    #[arg(short = 'G', value_name = "group", allow_hyphen_values = true)]
+    pub group: Option<String>,
+    #[arg(short = 'h')]
+    pub help: bool,
+    #[arg(short = 'P', value_name = "portrange", allow_hyphen_values = true)]
+    pub testports: Option<String>,
+    #[arg(short = 'R', value_name = "vardir", allow_hyphen_values = true)]
+    pub vardir: Option<PathBuf>,
+    #[arg(short = 'S', value_name = "nodename:port", allow_hyphen_values = true)]
+    pub srcnode: Option<String>,
+    #[arg(short = 'U', value_name = "user", allow_hyphen_values = true)]
+    pub user: Option<String>,
+    #[arg(short = 'v')]
+    pub verbose: bool,
+    /// Foreground: no daemon, logs also on stderr.
+    #[arg(short = 'Z')]
+    pub foreground: bool,
+}
+
+/// The usage text of the reference's `owampd -h`.
+pub const USAGE: &str = "\
+usage: owampd [options]
+where \"options\" are:
+
+   -a authmode       Default supported authmodes:[E]ncrypted,[A]uthenticated,[O]pen
+   -c confdir        Configuration directory
+   -d datadir        Data directory
+   -e facility       Syslog \"facility\" to log errors
+   -f                Allow owampd to run as root
+   -G group          Run as group \"group\" :-gid also valid
+   -h                Print this message and exit
+   -P portrange      Port range for receivers to use (0 or low-high)
+   -R vardir         Location for pid file
+   -S nodename:port  Srcaddr to bind to
+   -U user           Run as user \"user\" :-uid also valid
+   -v                verbose output
+   -Z                Do not daemonize
+";
+
+/// Parse argv; a bad command line becomes one line (clap's first line, without its
+/// `error: ` prefix), for `owampd: <line>` and exit status 1.
+pub fn parse<I, T>(args: I) -> Result<Cli, String>
+where
+    I: IntoIterator<Item = T>,
+    T: Into<std::ffi::OsString> + Clone,
+{
+    Cli::try_parse_from(args).map_err(|e| {
+        let rendered = e.render().to_string();
+        let first = rendered.lines().next().unwrap_or("bad command line");
+        first.strip_prefix("error: ").unwrap_or(first).to_string()
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn all_options() {
+        let c = parse([
+            "owampd",
+            "-a",
+            "AE",
+            "-c",
+            "/c",
+            "-d",
+            "/d",
+            "-e",
+            "local5",
+            "-f",
+            "-G",
+            "g",
+            "-P",
+            "9000-9100",
+            "-R",
+            "/r",
+            "-S",
+            ":8861",
+            "-U",
+            "u",
+            "-v",
+            "-Z",
+        ])
+        .expect("parse");
+        assert_eq!(c.authmode.as_deref(), Some("AE"));
+        assert_eq!(c.confdir, Some(PathBuf::from("/c")));
+        assert_eq!(c.datadir, Some(PathBuf::from("/d")));
+        assert_eq!(c.facility.as_deref(), Some("local5"));
+        assert!(c.rootfolly && c.verbose && c.foreground && !c.help);
+        assert_eq!(c.group.as_deref(), Some("g"));
+        assert_eq!(c.testports.as_deref(), Some("9000-9100"));
+        assert_eq!(c.vardir, Some(PathBuf::from("/r")));
+        assert_eq!(c.srcnode.as_deref(), Some(":8861"));
+        assert_eq!(c.user.as_deref(), Some("u"));
+    }
+
+    #[test]
+    fn last_repeated_option_wins() {
+        let c = parse(["owampd", "-S", ":1", "-S", ":2", "-Z", "-Z"]).expect("parse");
+        assert_eq!(c.srcnode.as_deref(), Some(":2"));
+    }
+
+    #[test]
+    fn values_may_start_with_a_dash() {
+        let c = parse(["owampd", "-U", "-1000", "-G", "-1000"]).expect("parse");
+        assert_eq!(c.user.as_deref(), Some("-1000"));
+        assert_eq!(c.group.as_deref(), Some("-1000"));
+    }
+
+    #[test]
+    fn h_is_ours_and_no_long_options() {
+        assert!(parse(["owampd", "-h"]).expect("parse").help);
+        assert!(parse(["owampd", "--help"]).is_err());
+        assert!(parse(["owampd", "-V"]).is_err());
+    }
+
+    #[test]
+    fn errors_are_one_line() {
+        let e = parse(["owampd", "-x"]).expect_err("unknown");
+        assert!(!e.contains('\n') && e.contains("-x"), "{e}");
+        let e = parse(["owampd", "-a"]).expect_err("missing value");
+        assert!(!e.contains('\n') && e.contains("-a"), "{e}");
+    }
+}

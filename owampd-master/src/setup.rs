@@ -1,0 +1,259 @@
+//! Command line + `owamp-server.conf` → one validated plan, or one line saying what is
+//! wrong (spec §7.11: command-line options override the file).
+
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use config::{Facility, Limits, LogLevel, Pfs, PortRange, RunAs, ServerConf, SrcNode};
+use ipc::master::ControlSettings;
+
+use crate::cli::Cli;
+
+#[derive(Debug, thiserror::Error)]
+pub enum SetupError {
+    #[error("{0}")]
+    Conf(#[from] config::ConfError),
+    #[error("{0}")]
+    Pfs(#[from] config::PfsError),
+    #[error("{0}")]
+    Limits(#[from] config::LimitsError),
+    /// `origin` is the option (`-d`) or the conf keyword and file.
+    #[error("{origin} \"{value}\": {reason}")]
+    Bad {
+        origin: String,
+        value: String,
+        reason: String,
+    },
+    /// A command-line value the config crate's parser refused; its message names the value.
+    #[error("{opt}: {reason}")]
+    Opt { opt: &'static str, reason: String },
+    #[error(
+        "refusing to run as root without a user to run as: give -U user (or -f to really run as root)"
+    )]
+    RootWithoutUser,
+    #[error("cannot find the current directory: {0}")]
+    Cwd(std::io::Error),
+}
+
+/// Everything the master needs, validated, with absolute paths (it chdirs to `/` when
+/// it daemonizes).
+#[derive(Debug)]
+pub struct Plan {
+    pub foreground: bool,
+    pub vardir: PathBuf,
+    pub srcnode: SrcNode,
+    pub facility: syslog::Facility,
+    pub loglevel: LogLevel,
+    pub control_path: PathBuf,
+    pub settings: ControlSettings,
+}
+
+/// Where a value came from, for the error line.
+fn origin(cli_given: bool, opt: &str, keyword: &str, confdir: &Path) -> String {
+    if cli_given {
+        opt.to_string()
+    } else {
+        format!("{keyword} (owamp-server.conf in {})", confdir.display())
+    }
+}
+
+/// An existing directory, made absolute.
+fn existing_dir(p: &Path, origin: String) -> Result<PathBuf, SetupError> {
+    let bad = |reason: String| SetupError::Bad {
+        origin: origin.clone(),
+        value: p.display().to_string(),
+        reason,
+    };
+    let abs = p.canonicalize().map_err(|e| bad(e.to_string()))?;
+    if !abs.is_dir() {
+        return Err(bad("not a directory".into()));
+    }
+    Ok(abs)
+}
+
+/// The directory holding owampd-control and owampd-tester: `OWAMPD_LIBEXEC_DIR`, else
+/// the directory of this executable.
+fn libexec_dir(cwd: &Path) -> Result<PathBuf, SetupError> {
+    if let Some(d) = std::env::var_os("OWAMPD_LIBEXEC_DIR") {
+        // Absolute: the daemon changes directory to `/`.
+        return Ok(cwd.join(d));
+    }
+    let exe = std::env::current_exe().map_err(SetupError::Cwd)?;
+    Ok(exe.parent().map(Path::to_path_buf).unwrap_or_default())
+}
+
+/// Now as an NTP 32.32 timestamp (RFC 5905; 2208988800 s from 1900 to 1970), shifted by
+/// the debug offset like every clock reading of the reference.
+pub fn ntp_now(offset_s: f64) -> u64 {
+    let d = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default();
+    let secs = d.as_secs_f64() + offset_s + 2_208_988_800.0;
+    // as-casts saturate; a clock before 1900 or after 2036 gives a wrong but harmless START.
+    (secs * 4_294_967_296.0) as u64
+}
+
+/// The syslog crate's facility of the same name.
+fn syslog_facility(f: Facility, origin: String) -> Result<syslog::Facility, SetupError> {
+    syslog::Facility::from_str(f.as_str()).map_err(|()| SetupError::Bad {
+        origin,
+        value: f.as_str().to_string(),
+        reason: "facility not supported by the syslog writer".into(),
+    })
+}
+
+/// `config::RunAs` back to the text `sandbox::lookup_*` take (`name` or `-N`).
+fn run_as_text(r: &RunAs) -> String {
+    match r {
+        RunAs::Name(n) => n.clone(),
+        RunAs::Id(i) => format!("-{i}"),
+    }
+}
+
+pub fn plan(cli: &Cli) -> Result<Plan, SetupError> {
+    let cwd = std::env::current_dir().map_err(SetupError::Cwd)?;
+    let confdir = match &cli.confdir {
+        Some(c) => cwd.join(c),
+        None => cwd.clone(),
+    };
+    let conf = ServerConf::load(&confdir, cli.confdir.is_some())?;
+    let pfs = Pfs::load(&confdir)?;
+    let limits = Limits::load(&confdir, Some(&pfs))?;
+
+    let authmodes = match &cli.authmode {
+        Some(a) => config::server::parse_authmode(a).map_err(|e| SetupError::Opt {
+            opt: "-a",
+            reason: e.to_string(),
+        })?,
+        None => conf.authmode,
+    };
+
+    let datadir = existing_dir(
+        cli.datadir
+            .as_deref()
+            .or(conf.datadir.as_deref())
+            .unwrap_or(&cwd),
+        origin(cli.datadir.is_some(), "-d", "datadir", &confdir),
+    )?;
+    let vardir = existing_dir(
+        cli.vardir
+            .as_deref()
+            .or(conf.vardir.as_deref())
+            .unwrap_or(&cwd),
+        origin(cli.vardir.is_some(), "-R", "vardir", &confdir),
+    )?;
+
+    let testports = match &cli.testports {
+        Some(p) => PortRange::parse(p).map_err(|e| SetupError::Opt {
+            opt: "-P",
+            reason: e.to_string(),
+        })?,
+        None => conf.testports,
+    };
+    let testports = (!testports.is_ephemeral()).then_some(testports);
+
+    let srcnode = match &cli.srcnode {
+        Some(s) => SrcNode::parse(s).map_err(|e| SetupError::Opt {
+            opt: "-S",
+            reason: e.to_string(),
+        })?,
+        None => conf.srcnode.clone(),
+    };
+
+    let facility = match &cli.facility {
+        Some(f) => Facility::parse(f).ok_or_else(|| SetupError::Bad {
+            origin: "-e".into(),
+            value: f.clone(),
+            reason: "unknown syslog facility".into(),
+        })?,
+        None => conf.facility,
+    };
+    let facility = syslog_facility(
+        facility,
+        origin(cli.facility.is_some(), "-e", "facility", &confdir),
+    )?;
+
+    let run_as = run_as(cli, &conf, &confdir)?;
+
+    let debug_time_offset = match std::env::var("OWAMP_DEBUG_TIMEOFFSET") {
+        Ok(v) => v
+            .trim()
+            .parse::<f64>()
+            .ok()
+            .filter(|f| f.is_finite())
+            .ok_or_else(|| SetupError::Bad {
+                origin: "OWAMP_DEBUG_TIMEOFFSET".into(),
+                value: v.clone(),
+                reason: "not a number of seconds".into(),
+            })?,
+        Err(_) => 0.0,
+    };
+
+    let libexec = libexec_dir(&cwd)?;
+    let control_path = libexec.join("owampd-control");
+    if !control_path.is_file() {
+        return Err(SetupError::Bad {
+            origin: "control binary (OWAMPD_LIBEXEC_DIR or beside owampd)".into(),
+            value: control_path.display().to_string(),
+            reason: "not found".into(),
+        });
+    }
+
+    Ok(Plan {
+        foreground: cli.foreground,
+        vardir,
+        srcnode,
+        facility,
+        loglevel: conf.loglevel,
+        control_path,
+        settings: ControlSettings {
+            authmodes,
+            datadir,
+            testports,
+            diskfudge: conf.diskfudge,
+            controltimeout_s: conf.controltimeout,
+            enddelay_s: conf.enddelay,
+            dieby_s: conf.dieby,
+            maxcontrolsessions: conf.maxcontrolsessions,
+            limits,
+            pfs,
+            tester_path: libexec.join("owampd-tester"),
+            run_as,
+            verbose: cli.verbose || conf.verbose,
+            debug_time_offset,
+            start_time_ntp: ntp_now(debug_time_offset),
+            // Debug only (design.md "Sandbox"): never the default.
+            seccomp_log_only: std::env::var_os("OWAMPD_SECCOMP_LOG_ONLY").is_some_and(|v| v == "1"),
+        },
+    })
+}
+
+/// spec §7.1: as root, a user to run as is required unless rootfolly; not as root, no
+/// uid change happens at all.
+fn run_as(cli: &Cli, conf: &ServerConf, confdir: &Path) -> Result<Option<(u32, u32)>, SetupError> {
+    if !sandbox::is_root() {
+        return Ok(None);
+    }
+    let user = cli.user.clone().or(conf.user.as_ref().map(run_as_text));
+    let Some(user) = user else {
+        if cli.rootfolly || conf.rootfolly {
+            return Ok(None);
+        }
+        return Err(SetupError::RootWithoutUser);
+    };
+    let ids = sandbox::lookup_user(&user).map_err(|e| SetupError::Bad {
+        origin: origin(cli.user.is_some(), "-U", "user", confdir),
+        value: user.clone(),
+        reason: e.to_string(),
+    })?;
+    let gid = match cli.group.clone().or(conf.group.as_ref().map(run_as_text)) {
+        Some(g) => sandbox::lookup_group(&g).map_err(|e| SetupError::Bad {
+            origin: origin(cli.group.is_some(), "-G", "group", confdir),
+            value: g.clone(),
+            reason: e.to_string(),
+        })?,
+        None => ids.gid,
+    };
+    Ok(Some((ids.uid, gid)))
+}

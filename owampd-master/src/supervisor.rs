@@ -1,0 +1,489 @@
+//! The master's loop: accept → pass the fd to control → close our copy; supervise
+//! control; stop on TERM/INT/HUP (design.md "Processes", spec §7.1). It never reads a
+//! byte from a client.
+
+use std::net::TcpListener;
+use std::os::fd::{AsFd, AsRawFd, RawFd};
+use std::path::PathBuf;
+use std::process::Child;
+use std::time::{Duration, Instant};
+
+use config::LogLevel;
+use ipc::master::{
+    ControlSettings, ControlToMaster, MasterToControl, PROTOCOL_VERSION, check_hello,
+};
+use ipc::{Channel, IpcError};
+use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
+use nix::sys::signal::{SigSet, Signal};
+use nix::sys::signalfd::{SfdFlags, SignalFd};
+
+use crate::logging::Log;
+
+/// First respawn delay after control dies ("within 1 s"), doubling up to the cap, and
+/// back to the first after control has stayed up for `STABLE`.
+const BACKOFF_FIRST: Duration = Duration::from_millis(500);
+const BACKOFF_CAP: Duration = Duration::from_secs(30);
+const STABLE: Duration = Duration::from_secs(60);
+/// Accepts per wakeup, so a flood cannot starve signals and control's messages.
+const ACCEPT_BATCH: usize = 64;
+/// How long listeners rest after an accept error (EMFILE, ENFILE, ENOBUFS).
+const ACCEPT_PAUSE: Duration = Duration::from_millis(100);
+
+/// Signals that stop the daemon (spec §7.1; SIGUSR1/2 as the reference).
+const STOP_SIGNALS: [Signal; 5] = [
+    Signal::SIGTERM,
+    Signal::SIGINT,
+    Signal::SIGHUP,
+    Signal::SIGUSR1,
+    Signal::SIGUSR2,
+];
+
+#[derive(Debug, thiserror::Error)]
+pub enum SuperviseError {
+    #[error("signals: {0}")]
+    Signals(nix::Error),
+    #[error("poll: {0}")]
+    Poll(nix::Error),
+    #[error("owampd-control speaks another IPC version: {0}")]
+    Version(IpcError),
+}
+
+/// Block the signals we handle and read them from a signalfd, so that the poll loop
+/// sees them in order with everything else (no async handlers). Children get a clean
+/// mask from std's spawn. SIGPIPE is already ignored by the Rust runtime.
+pub fn signal_fd() -> Result<SignalFd, SuperviseError> {
+    let mut mask = SigSet::empty();
+    for s in STOP_SIGNALS {
+        mask.add(s);
+    }
+    mask.add(Signal::SIGCHLD);
+    mask.thread_block().map_err(SuperviseError::Signals)?;
+    SignalFd::with_flags(&mask, SfdFlags::SFD_NONBLOCK | SfdFlags::SFD_CLOEXEC)
+        .map_err(SuperviseError::Signals)
+}
+
+/// Respawn delays: doubling from `BACKOFF_FIRST` to `BACKOFF_CAP`, back to the first
+/// once control has stayed up for `STABLE`.
+#[derive(Debug)]
+struct Backoff {
+    next: Duration,
+}
+
+impl Backoff {
+    fn new() -> Backoff {
+        Backoff {
+            next: BACKOFF_FIRST,
+        }
+    }
+
+    /// The delay before the next start, given how long the last one stayed up.
+    fn after_exit(&mut self, uptime: Duration) -> Duration {
+        if uptime >= STABLE {
+            self.next = BACKOFF_FIRST;
+        }
+        let delay = self.next;
+        self.next = (self.next * 2).min(BACKOFF_CAP);
+        delay
+    }
+}
+
+/// One running control process.
+struct Control {
+    child: Child,
+    /// `None` once control closed its end.
+    chan: Option<Channel>,
+    started: Instant,
+    hello: bool,
+    /// Connections passed and not yet reported done (for `maxcontrolsessions`).
+    active: u32,
+}
+
+pub struct Master {
+    pub log: Log,
+    pub listeners: Vec<TcpListener>,
+    pub sigfd: SignalFd,
+    pub control_path: PathBuf,
+    pub settings: ControlSettings,
+    control: Option<Control>,
+    respawn_at: Option<Instant>,
+    backoff: Backoff,
+    /// Set on a stop signal: the moment to SIGKILL control.
+    kill_at: Option<Instant>,
+    /// After an accept error such as EMFILE, listeners rest until then: the pending
+    /// connection would make poll return at once, forever.
+    accept_pause_until: Option<Instant>,
+}
+
+impl Master {
+    pub fn new(
+        log: Log,
+        listeners: Vec<TcpListener>,
+        sigfd: SignalFd,
+        control_path: PathBuf,
+        settings: ControlSettings,
+    ) -> Master {
+        Master {
+            log,
+            listeners,
+            sigfd,
+            control_path,
+            settings,
+            control: None,
+            respawn_at: None,
+            backoff: Backoff::new(),
+            kill_at: None,
+            accept_pause_until: None,
+        }
+    }
+
+    /// Start control: fd 3 is its end of a fresh channel; then Hello and Configure.
+    pub fn spawn_control(&mut self) {
+        self.respawn_at = None;
+        let started = (|| -> Result<Control, String> {
+            let (ours, theirs) = Channel::pair().map_err(|e| e.to_string())?;
+            let child = ipc::spawn::spawn_child(
+                &self.control_path,
+                "owampd-control",
+                &[],
+                &[],
+                vec![(theirs.into_owned(), ipc::fds::IPC_FD)],
+            )
+            .map_err(|e| format!("cannot start {}: {e}", self.control_path.display()))?;
+            let mut control = Control {
+                child,
+                chan: None,
+                started: Instant::now(),
+                hello: false,
+                active: 0,
+            };
+            // Non-blocking: a stuck control must never stall the master.
+            let sent = ours.set_nonblocking(true).and_then(|()| {
+                ours.send(
+                    &MasterToControl::Hello {
+                        version: PROTOCOL_VERSION,
+                    },
+                    &[],
+                )?;
+                ours.send(
+                    &MasterToControl::Configure(Box::new(self.settings.clone())),
+                    &[],
+                )
+            });
+            match sent {
+                Ok(()) => control.chan = Some(ours),
+                // It will be reaped and restarted on SIGCHLD.
+                Err(e) => {
+                    let _ = control.child.kill();
+                    self.log
+                        .master(LogLevel::Warning, format!("configuring control: {e}"));
+                }
+            }
+            Ok(control)
+        })();
+        match started {
+            Ok(c) => {
+                self.log.master(
+                    LogLevel::Info,
+                    format!("started owampd-control, pid {}", c.child.id()),
+                );
+                self.control = Some(c);
+            }
+            Err(e) => {
+                self.log.master(LogLevel::Warning, &e);
+                self.schedule_respawn(Duration::ZERO);
+            }
+        }
+    }
+
+    fn schedule_respawn(&mut self, uptime: Duration) {
+        if self.kill_at.is_some() {
+            return;
+        }
+        let delay = self.backoff.after_exit(uptime);
+        self.log.master(
+            LogLevel::Warning,
+            format!("restarting owampd-control in {} ms", delay.as_millis()),
+        );
+        self.respawn_at = Some(Instant::now() + delay);
+    }
+
+    /// Run until stopped. `Err` only for what must end the daemon (an IPC version
+    /// mismatch: the installation is broken, respawning cannot help).
+    pub fn run(&mut self) -> Result<(), SuperviseError> {
+        loop {
+            let now = Instant::now();
+            if let Some(kill_at) = self.kill_at {
+                if self.control.is_none() {
+                    return Ok(());
+                }
+                if now >= kill_at {
+                    self.kill_control("did not stop within dieby");
+                    return Ok(());
+                }
+            } else if self.control.is_none() && self.respawn_at.is_some_and(|t| now >= t) {
+                self.spawn_control();
+            }
+            if self.accept_pause_until.is_some_and(|t| now >= t) {
+                self.accept_pause_until = None;
+            }
+            let deadline = [self.kill_at, self.respawn_at, self.accept_pause_until]
+                .into_iter()
+                .flatten()
+                .min();
+            let timeout = match deadline {
+                Some(t) => PollTimeout::try_from(t.saturating_duration_since(now))
+                    .unwrap_or(PollTimeout::MAX),
+                None => PollTimeout::NONE,
+            };
+
+            let (sig_ready, chan_ready, ready_listeners) = {
+                let mut fds = vec![PollFd::new(self.sigfd.as_fd(), PollFlags::POLLIN)];
+                let chan = self.control.as_ref().and_then(|c| c.chan.as_ref());
+                if let Some(ch) = chan {
+                    fds.push(PollFd::new(ch.as_fd(), PollFlags::POLLIN));
+                }
+                // Connections wait in the backlog while control is down or stopping.
+                let accepting =
+                    chan.is_some() && self.kill_at.is_none() && self.accept_pause_until.is_none();
+                let first_listener = fds.len();
+                if accepting {
+                    for l in &self.listeners {
+                        fds.push(PollFd::new(l.as_fd(), PollFlags::POLLIN));
+                    }
+                }
+                match poll(&mut fds, timeout) {
+                    Ok(_) => {}
+                    Err(nix::Error::EINTR) => continue,
+                    Err(e) => return Err(SuperviseError::Poll(e)),
+                }
+                let hit = |f: &PollFd<'_>| f.revents().is_some_and(|r| !r.is_empty());
+                let sig = fds.first().is_some_and(hit);
+                let ch = chan.is_some() && fds.get(1).is_some_and(hit);
+                let ls: Vec<usize> = (0..self.listeners.len())
+                    .filter(|i| fds.get(first_listener + i).is_some_and(hit) && accepting)
+                    .collect();
+                (sig, ch, ls)
+            };
+            if sig_ready {
+                self.handle_signals();
+            }
+            if chan_ready {
+                self.handle_control_messages()?;
+            }
+            for i in ready_listeners {
+                self.accept_from(i);
+            }
+        }
+    }
+
+    fn handle_signals(&mut self) {
+        while let Ok(Some(info)) = self.sigfd.read_signal() {
+            let signo = i32::try_from(info.ssi_signo).unwrap_or(0);
+            match Signal::try_from(signo) {
+                Ok(Signal::SIGCHLD) => self.reap_control(),
+                Ok(s) if STOP_SIGNALS.contains(&s) => self.begin_stop(s),
+                _ => {}
+            }
+        }
+    }
+
+    fn begin_stop(&mut self, sig: Signal) {
+        if self.kill_at.is_some() {
+            return;
+        }
+        self.log
+            .master(LogLevel::Info, format!("{sig}: shutting down"));
+        self.kill_at = Some(Instant::now() + Duration::from_secs(u64::from(self.settings.dieby_s)));
+        self.respawn_at = None;
+        // New connections are refused from now on.
+        self.listeners.clear();
+        if let Some(ch) = self.control.as_ref().and_then(|c| c.chan.as_ref()) {
+            let _ = ch.send(&MasterToControl::Shutdown, &[]);
+        }
+    }
+
+    fn reap_control(&mut self) {
+        let Some(c) = self.control.as_mut() else {
+            return;
+        };
+        match c.child.try_wait() {
+            Ok(Some(status)) => {
+                let uptime = c.started.elapsed();
+                self.control = None;
+                if self.kill_at.is_some() {
+                    self.log
+                        .master(LogLevel::Info, format!("owampd-control stopped ({status})"));
+                } else {
+                    self.log.master(
+                        LogLevel::Warning,
+                        format!(
+                            "owampd-control died ({status}); its open control connections are lost"
+                        ),
+                    );
+                    self.schedule_respawn(uptime);
+                }
+            }
+            Ok(None) => {}
+            Err(e) => self
+                .log
+                .master(LogLevel::Warning, format!("waitpid(owampd-control): {e}")),
+        }
+    }
+
+    fn kill_control(&mut self, why: &str) {
+        if let Some(mut c) = self.control.take() {
+            self.log
+                .master(LogLevel::Warning, format!("killing owampd-control: {why}"));
+            let _ = c.child.kill();
+            let _ = c.child.wait();
+            let uptime = c.started.elapsed();
+            self.schedule_respawn(uptime);
+        }
+    }
+
+    fn handle_control_messages(&mut self) -> Result<(), SuperviseError> {
+        loop {
+            let Some(c) = self.control.as_mut() else {
+                return Ok(());
+            };
+            let Some(ch) = c.chan.as_ref() else {
+                return Ok(());
+            };
+            // Any fds control sends are closed right here: it has nothing to give us.
+            let msg = match ch.try_recv::<ControlToMaster>() {
+                Ok(Some(r)) => r.msg,
+                Ok(None) => return Ok(()),
+                Err(IpcError::Closed) => {
+                    // Its exit arrives as SIGCHLD.
+                    c.chan = None;
+                    return Ok(());
+                }
+                Err(e) => {
+                    self.kill_control(&format!("bad message: {e}"));
+                    return Ok(());
+                }
+            };
+            match (c.hello, msg) {
+                (false, ControlToMaster::Hello { version }) => {
+                    if let Err(e) = check_hello(version) {
+                        // Logged by the caller as it ends the daemon.
+                        if let Some(mut c) = self.control.take() {
+                            let _ = c.child.kill();
+                            let _ = c.child.wait();
+                        }
+                        return Err(SuperviseError::Version(e));
+                    }
+                    c.hello = true;
+                }
+                (false, other) => {
+                    self.kill_control(&format!("{other:?} before Hello"));
+                    return Ok(());
+                }
+                (true, ControlToMaster::Hello { .. }) => {
+                    self.kill_control("second Hello");
+                    return Ok(());
+                }
+                (true, ControlToMaster::Ready) => {
+                    self.log.master(LogLevel::Info, "owampd-control ready");
+                }
+                (true, ControlToMaster::Log(rec)) => self.log.write(rec.level, &rec.message),
+                (true, ControlToMaster::ConnectionDone) => {
+                    c.active = c.active.saturating_sub(1);
+                }
+            }
+        }
+    }
+
+    /// Accept what is waiting and pass each connection to control with its addresses.
+    fn accept_from(&mut self, idx: usize) {
+        for _ in 0..ACCEPT_BATCH {
+            let Some(listener) = self.listeners.get(idx) else {
+                return;
+            };
+            let (stream, peer) = match listener.accept() {
+                Ok(s) => s,
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return,
+                Err(e) if e.kind() == std::io::ErrorKind::ConnectionAborted => continue,
+                Err(e) => {
+                    self.log.master(LogLevel::Warning, format!("accept: {e}"));
+                    self.accept_pause_until = Some(Instant::now() + ACCEPT_PAUSE);
+                    return;
+                }
+            };
+            let Some(c) = self.control.as_mut() else {
+                return;
+            };
+            let max = self.settings.maxcontrolsessions;
+            if max != 0 && c.active >= max {
+                // spec §7.1: over maxcontrolsessions, closed at once without a greeting.
+                self.log.master(
+                    LogLevel::Info,
+                    format!("{peer}: refused, maxcontrolsessions ({max}) reached"),
+                );
+                continue;
+            }
+            let Some(ch) = c.chan.as_ref() else {
+                return;
+            };
+            let local = match stream.local_addr() {
+                Ok(a) => a,
+                Err(e) => {
+                    self.log.master(LogLevel::Warning, format!("{peer}: {e}"));
+                    continue;
+                }
+            };
+            match ch.send(
+                &MasterToControl::Connection { peer, local },
+                &[stream.as_fd()],
+            ) {
+                Ok(()) => c.active = c.active.saturating_add(1),
+                Err(e) => {
+                    self.log.master(
+                        LogLevel::Warning,
+                        format!("{peer}: cannot pass to owampd-control: {e}"),
+                    );
+                }
+            }
+            // Our copy of the connection closes here (drop of `stream`).
+        }
+    }
+
+    /// Every fd the loop needs (listeners, signalfd, channel), for the sandbox's fd sweep.
+    pub fn raw_fds(&self) -> Vec<RawFd> {
+        let mut fds: Vec<RawFd> = self.listeners.iter().map(AsRawFd::as_raw_fd).collect();
+        fds.push(self.sigfd.as_raw_fd());
+        if let Some(ch) = self.control.as_ref().and_then(|c| c.chan.as_ref()) {
+            fds.push(ch.as_raw_fd());
+        }
+        fds
+    }
+
+    /// After the loop: make sure no control is left behind.
+    pub fn finish(&mut self) {
+        if let Some(mut c) = self.control.take() {
+            let _ = c.child.kill();
+            let _ = c.child.wait();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_caps_and_resets_after_a_stable_run() {
+        let mut b = Backoff::new();
+        let quick = Duration::from_millis(10);
+        let ms = |b: &mut Backoff, up| b.after_exit(up).as_millis();
+        assert_eq!(ms(&mut b, quick), 500);
+        assert_eq!(ms(&mut b, quick), 1000);
+        assert_eq!(ms(&mut b, quick), 2000);
+        for _ in 0..10 {
+            b.after_exit(quick);
+        }
+        assert_eq!(ms(&mut b, quick), 30_000);
+        assert_eq!(ms(&mut b, STABLE), 500);
+        assert_eq!(ms(&mut b, quick), 1000);
+    }
+}

@@ -1,0 +1,504 @@
+//! The real `owampd` binary, run with -Z (or daemonized) on 127.0.0.1 with a fake
+//! owampd-control (the `fake-control` example; `cargo test` builds examples).
+
+use std::io::Read;
+use std::net::{TcpListener, TcpStream};
+use std::os::unix::net::UnixDatagram;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use nix::sys::signal::{Signal, kill};
+use nix::unistd::Pid;
+
+const WAIT: Duration = Duration::from_secs(20);
+
+fn owampd_bin() -> &'static str {
+    env!("CARGO_BIN_EXE_owampd")
+}
+
+fn fake_control() -> PathBuf {
+    let p = Path::new(owampd_bin())
+        .parent()
+        .expect("bin dir")
+        .join("examples/fake-control");
+    assert!(
+        p.is_file(),
+        "{} missing: run `cargo test -p owampd-master` (it builds examples) or \
+         `cargo build -p owampd-master --example fake-control`",
+        p.display()
+    );
+    p
+}
+
+fn free_port() -> u16 {
+    let l = TcpListener::bind("127.0.0.1:0").expect("bind");
+    l.local_addr().expect("addr").port()
+}
+
+/// A temp tree: lib/owampd-control (the fake), conf/, data/, var/, and a syslog socket.
+struct Env {
+    dir: tempfile::TempDir,
+    syslog: UnixDatagram,
+    port: u16,
+}
+
+impl Env {
+    fn new() -> Env {
+        let dir = tempfile::tempdir().expect("tempdir");
+        for d in ["lib", "conf", "data", "var"] {
+            std::fs::create_dir(dir.path().join(d)).expect("mkdir");
+        }
+        std::os::unix::fs::symlink(fake_control(), dir.path().join("lib/owampd-control"))
+            .expect("symlink");
+        let syslog = UnixDatagram::bind(dir.path().join("log.sock")).expect("bind log");
+        syslog
+            .set_read_timeout(Some(Duration::from_millis(100)))
+            .expect("timeout");
+        Env {
+            dir,
+            syslog,
+            port: free_port(),
+        }
+    }
+    fn path(&self, p: &str) -> PathBuf {
+        self.dir.path().join(p)
+    }
+    fn conf(&self, text: &str) {
+        std::fs::write(self.path("conf/owamp-server.conf"), text).expect("write conf");
+    }
+    fn marker(&self, name: &str) {
+        std::fs::write(self.path("data").join(name), "").expect("marker");
+    }
+    fn cmd(&self, args: &[&str]) -> Command {
+        let mut c = Command::new(owampd_bin());
+        c.current_dir(self.dir.path())
+            .env("OWAMPD_LIBEXEC_DIR", self.path("lib"))
+            .env("OWAMPD_SYSLOG_SOCKET", self.path("log.sock"))
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        c
+    }
+    /// The usual arguments of a server run on our port, foreground.
+    fn server_args(&self) -> Vec<String> {
+        vec![
+            "-Z".into(),
+            "-f".into(),
+            "-c".into(),
+            "conf".into(),
+            "-d".into(),
+            "data".into(),
+            "-R".into(),
+            "var".into(),
+            "-S".into(),
+            format!("127.0.0.1:{}", self.port),
+        ]
+    }
+    fn start(&self, extra: &[&str]) -> Child {
+        if !self.path("conf/owamp-server.conf").exists() {
+            self.conf("");
+        }
+        let mut args: Vec<&str> = Vec::new();
+        let owned = self.server_args();
+        args.extend(owned.iter().map(String::as_str));
+        args.extend_from_slice(extra);
+        self.cmd(&args).spawn().expect("spawn owampd")
+    }
+    /// Read syslog lines until one contains `needle`; all lines seen so far are returned
+    /// in the panic message when it never comes.
+    fn wait_log(&self, needle: &str, seen: &mut Vec<String>) {
+        let end = Instant::now() + WAIT;
+        if seen.iter().any(|l| l.contains(needle)) {
+            return;
+        }
+        let mut buf = vec![0u8; 4096];
+        while Instant::now() < end {
+            if let Ok(n) = self.syslog.recv(&mut buf) {
+                let line = String::from_utf8_lossy(buf.get(..n).unwrap_or(&[])).into_owned();
+                let hit = line.contains(needle);
+                seen.push(line);
+                if hit {
+                    return;
+                }
+            }
+        }
+        panic!("no log line containing {needle:?}; got {seen:#?}");
+    }
+}
+
+fn wait_exit(child: &mut Child) -> ExitStatus {
+    let end = Instant::now() + WAIT;
+    while Instant::now() < end {
+        if let Some(s) = child.try_wait().expect("try_wait") {
+            return s;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let _ = child.kill();
+    panic!("owampd did not exit");
+}
+
+fn term(child: &Child) {
+    let pid = i32::try_from(child.id()).expect("pid");
+    kill(Pid::from_raw(pid), Signal::SIGTERM).expect("kill");
+}
+
+fn stderr_of(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+/// Run to completion; it must fail with status 1 and exactly one line naming `needle`.
+fn refused(env: &Env, args: &[&str], needle: &str) {
+    let out = env.cmd(args).output().expect("run owampd");
+    let err = stderr_of(&out);
+    assert_eq!(out.status.code(), Some(1), "{args:?}: {err}");
+    assert_eq!(
+        err.lines().count(),
+        1,
+        "{args:?}: one line wanted, got {err:?}"
+    );
+    assert!(err.starts_with("owampd: "), "{err}");
+    assert!(err.contains(needle), "{args:?}: {err:?} lacks {needle:?}");
+}
+
+#[test]
+fn bad_options_and_values_exit_1_with_one_line() {
+    let env = Env::new();
+    env.conf("");
+    let base = ["-Z", "-f", "-c", "conf", "-S", "127.0.0.1:1"];
+    let with = |extra: &[&'static str]| -> Vec<&'static str> {
+        let mut v = base.to_vec();
+        v.extend_from_slice(extra);
+        v
+    };
+    refused(&env, &["-x"], "-x");
+    refused(&env, &["-a"], "-a");
+    refused(&env, &with(&["-a", "XYZ"]), "-a: invalid authmode \"XYZ\"");
+    refused(
+        &env,
+        &with(&["-P", "9000-80"]),
+        "-P: invalid port range \"9000-80\"",
+    );
+    refused(&env, &with(&["-P", "abc"]), "-P");
+    refused(&env, &with(&["-S", "[::1"]), "-S: ");
+    refused(&env, &with(&["-S", "host:notaport"]), "-S");
+    refused(
+        &env,
+        &with(&["-d", "/nonexistent/owampd"]),
+        "-d \"/nonexistent/owampd\"",
+    );
+    refused(
+        &env,
+        &with(&["-R", "/nonexistent/owampd"]),
+        "-R \"/nonexistent/owampd\"",
+    );
+    refused(
+        &env,
+        &with(&["-e", "nosuchfacility"]),
+        "-e \"nosuchfacility\"",
+    );
+    refused(&env, &["-Z", "-f", "-c", "data"], "owamp-server.conf");
+    if nix::unistd::Uid::effective().is_root() {
+        refused(&env, &with(&["-U", "no-such-user-owampd"]), "-U");
+        refused(
+            &env,
+            &with(&["-U", "nobody", "-G", "no-such-group-owampd"]),
+            "-G",
+        );
+    }
+}
+
+#[test]
+fn missing_control_binary_is_refused() {
+    let env = Env::new();
+    env.conf("");
+    let out = env
+        .cmd(&["-Z", "-f", "-c", "conf", "-S", "127.0.0.1:1"])
+        .env("OWAMPD_LIBEXEC_DIR", env.path("data"))
+        .output()
+        .expect("run");
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr_of(&out).contains("owampd-control"),
+        "{}",
+        stderr_of(&out)
+    );
+}
+
+#[test]
+fn h_prints_usage() {
+    let env = Env::new();
+    let out = env.cmd(&["-h"]).output().expect("run");
+    assert!(out.status.success());
+    let usage = String::from_utf8_lossy(&out.stdout);
+    assert!(usage.starts_with("usage: owampd [options]"), "{usage}");
+    for opt in [
+        "-a", "-c", "-d", "-e", "-f", "-G", "-h", "-P", "-R", "-S", "-U", "-v", "-Z",
+    ] {
+        assert!(
+            usage.contains(&format!("   {opt} ")),
+            "{opt} missing from usage"
+        );
+    }
+}
+
+#[test]
+fn unknown_conf_keyword_names_file_and_line() {
+    let env = Env::new();
+    env.conf("# comment\nauthmode AE\n\nfrobnicate yes\n");
+    let want = format!(
+        "{}:4: unknown keyword \"frobnicate\"",
+        env.path("conf/owamp-server.conf").display()
+    );
+    refused(&env, &["-Z", "-f", "-c", "conf"], &want);
+}
+
+#[test]
+fn bad_conf_value_names_file_and_line() {
+    let env = Env::new();
+    env.conf("loglevel WARN\n");
+    refused(&env, &["-Z", "-f", "-c", "conf"], "owamp-server.conf:1:");
+}
+
+#[test]
+fn root_without_user_is_refused() {
+    if !nix::unistd::Uid::effective().is_root() {
+        assert!(
+            std::env::var("CI").as_deref() != Ok("true"),
+            "this test needs root under CI"
+        );
+        eprintln!("root_without_user_is_refused: skipped, not root");
+        return;
+    }
+    let env = Env::new();
+    env.conf("");
+    refused(
+        &env,
+        &["-Z", "-c", "conf", "-S", &format!("127.0.0.1:{}", env.port)],
+        "root",
+    );
+}
+
+#[test]
+fn serves_writes_pid_and_info_and_stops_on_term() {
+    let env = Env::new();
+    let mut child = env.start(&[]);
+    let mut seen = Vec::new();
+    env.wait_log("owampd-control ready", &mut seen);
+    env.wait_log("[control] configured, datadir", &mut seen);
+    assert!(seen.iter().all(|l| l.contains("owampd[")), "{seen:#?}");
+
+    let pid = std::fs::read_to_string(env.path("var/owamp-server.pid")).expect("pid file");
+    assert_eq!(pid, format!("{}\n", child.id()));
+    let info = std::fs::read_to_string(env.path("var/owamp-server.info")).expect("info");
+    let mut lines = info.lines();
+    let start = lines
+        .next()
+        .and_then(|l| l.strip_prefix("START="))
+        .expect("START=");
+    assert_eq!(start.len(), 20, "{info}");
+    let ntp: u64 = start.parse().expect("number");
+    assert!(ntp >> 32 > 3_900_000_000, "NTP seconds after 2023: {info}");
+    assert_eq!(lines.next(), Some(format!("PID={}", child.id()).as_str()));
+
+    // The connection goes through the master to the fake control, which greets it.
+    let mut s = TcpStream::connect(("127.0.0.1", env.port)).expect("connect");
+    let mut greeting = String::new();
+    s.read_to_string(&mut greeting).expect("read");
+    let local = s.local_addr().expect("addr");
+    assert_eq!(
+        greeting,
+        format!("fake-control {local} 127.0.0.1:{}\n", env.port)
+    );
+    env.wait_log(&format!("[control] {local}: connection on"), &mut seen);
+
+    term(&child);
+    let status = wait_exit(&mut child);
+    assert!(status.success(), "{status}");
+    assert!(!env.path("var/owamp-server.pid").exists());
+    env.wait_log("owampd-control stopped", &mut seen);
+}
+
+#[test]
+fn command_line_overrides_conf() {
+    let env = Env::new();
+    env.conf("authmode O\ntestports 9000-9100\ndieby 7\nmaxcontrolsessions 3\n");
+    let mut child = env.start(&["-a", "E", "-v"]);
+    let mut seen = Vec::new();
+    let tester = env.path("lib/owampd-tester");
+    env.wait_log(
+        &format!(
+            "settings authmodes=4 testports=Some((9000, 9100)) dieby=7 maxcontrolsessions=3 \
+             run_as=None verbose=true tester={}",
+            tester.display()
+        ),
+        &mut seen,
+    );
+    term(&child);
+    assert!(wait_exit(&mut child).success());
+
+    // -P 0 (ephemeral) overrides the file's range; -U as root gives a uid/gid.
+    let mut extra = vec!["-P", "0"];
+    if nix::unistd::Uid::effective().is_root() {
+        extra.extend_from_slice(&["-U", "nobody", "-G", "-65534"]);
+    }
+    let mut child = env.start(&extra);
+    let want = if nix::unistd::Uid::effective().is_root() {
+        "testports=None dieby=7 maxcontrolsessions=3 run_as=Some((65534, 65534))"
+    } else {
+        "testports=None dieby=7 maxcontrolsessions=3 run_as=None"
+    };
+    env.wait_log(want, &mut seen);
+    term(&child);
+    assert!(wait_exit(&mut child).success());
+}
+
+#[test]
+fn over_maxcontrolsessions_is_closed_without_greeting() {
+    let env = Env::new();
+    env.marker("fake-hold");
+    env.conf("maxcontrolsessions 1\n");
+    let mut child = env.start(&[]);
+    let mut seen = Vec::new();
+    env.wait_log("owampd-control ready", &mut seen);
+    let mut first = TcpStream::connect(("127.0.0.1", env.port)).expect("connect");
+    let mut line = [0u8; 13];
+    first.read_exact(&mut line).expect("greeting");
+    assert_eq!(&line, b"fake-control ");
+    let first_addr = first.local_addr().expect("addr");
+    env.wait_log(&format!("[control] {first_addr}: connection on"), &mut seen);
+    let mut second = TcpStream::connect(("127.0.0.1", env.port)).expect("connect");
+    let mut rest = Vec::new();
+    second.read_to_end(&mut rest).expect("read");
+    assert!(rest.is_empty(), "no greeting wanted, got {rest:?}");
+    env.wait_log("refused, maxcontrolsessions (1) reached", &mut seen);
+    term(&child);
+    assert!(wait_exit(&mut child).success());
+}
+
+#[test]
+fn second_instance_with_same_vardir_is_refused() {
+    let env = Env::new();
+    let mut child = env.start(&[]);
+    let mut seen = Vec::new();
+    env.wait_log("owampd-control ready", &mut seen);
+    let out = env
+        .cmd(&[
+            "-Z",
+            "-f",
+            "-c",
+            "conf",
+            "-R",
+            "var",
+            "-S",
+            &format!("127.0.0.1:{}", free_port()),
+        ])
+        .output()
+        .expect("run");
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr_of(&out).contains("another owampd"),
+        "{}",
+        stderr_of(&out)
+    );
+    term(&child);
+    assert!(wait_exit(&mut child).success());
+}
+
+#[test]
+fn restarts_control_when_it_dies() {
+    let env = Env::new();
+    env.marker("fake-crash");
+    let mut child = env.start(&[]);
+    let mut seen = Vec::new();
+    env.wait_log("owampd-control died", &mut seen);
+    env.wait_log("restarting owampd-control in 500 ms", &mut seen);
+    env.wait_log("restarting owampd-control in 1000 ms", &mut seen);
+    let started = seen
+        .iter()
+        .filter(|l| l.contains("started owampd-control"))
+        .count();
+    assert!(started >= 2, "{seen:#?}");
+    term(&child);
+    assert!(wait_exit(&mut child).success());
+}
+
+#[test]
+fn kills_control_that_ignores_shutdown_after_dieby() {
+    let env = Env::new();
+    env.marker("fake-ignore-shutdown");
+    env.conf("dieby 1\n");
+    let mut child = env.start(&[]);
+    let mut seen = Vec::new();
+    env.wait_log("owampd-control ready", &mut seen);
+    term(&child);
+    env.wait_log("[control] shutdown", &mut seen);
+    env.wait_log(
+        "killing owampd-control: did not stop within dieby",
+        &mut seen,
+    );
+    assert!(wait_exit(&mut child).success());
+    assert!(!env.path("var/owamp-server.pid").exists());
+}
+
+#[test]
+fn control_version_mismatch_is_fatal() {
+    let env = Env::new();
+    env.marker("fake-bad-version");
+    let mut child = env.start(&[]);
+    let mut seen = Vec::new();
+    env.wait_log("version mismatch", &mut seen);
+    let status = wait_exit(&mut child);
+    assert_eq!(status.code(), Some(1));
+}
+
+#[test]
+fn daemonizes_without_z() {
+    let env = Env::new();
+    env.conf("");
+    let port = env.port.to_string();
+    let out = env
+        .cmd(&[
+            "-f",
+            "-c",
+            "conf",
+            "-d",
+            "data",
+            "-R",
+            "var",
+            "-S",
+            &format!("127.0.0.1:{port}"),
+        ])
+        .output()
+        .expect("run");
+    assert!(out.status.success(), "{}", stderr_of(&out));
+    let mut seen = Vec::new();
+    env.wait_log("owampd-control ready", &mut seen);
+    let pid: i32 = std::fs::read_to_string(env.path("var/owamp-server.pid"))
+        .expect("pid file")
+        .trim()
+        .parse()
+        .expect("pid");
+    kill(Pid::from_raw(pid), Signal::SIGTERM).expect("kill daemon");
+    env.wait_log("[master] exiting", &mut seen);
+    let end = Instant::now() + WAIT;
+    while env.path("var/owamp-server.pid").exists() && Instant::now() < end {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert!(!env.path("var/owamp-server.pid").exists());
+}
+
+#[test]
+fn fake_control_refuses_to_run_by_hand() {
+    let out = Command::new(fake_control())
+        .stdin(Stdio::null())
+        .output()
+        .expect("run");
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(
+        stderr_of(&out),
+        "owampd-control: must be started by owampd (fd 3 missing)\n"
+    );
+}

@@ -1,0 +1,173 @@
+//! Step 8: seccomp-bpf, one allow-list policy per role (`control.rs`, `tester.rs`) and a
+//! lenient deny-list for the master (`master.rs`), compiled with seccompiler.
+//!
+//! Filters stack and are inherited across fork and exec (seccomp(2)): the tester runs
+//! under control's filter *and* its own, and control under the master's. So control's
+//! policy also has to allow what a freshly exec'd tester does before its own filter
+//! (dynamic loading, its own sandbox steps).
+
+mod control;
+mod master;
+mod rules;
+mod tester;
+
+use seccompiler::{BpfProgram, SeccompAction, SeccompFilter, TargetArch};
+
+use crate::{Role, SandboxError, SeccompMode};
+
+pub use rules::Policy;
+
+const STEP: &str = "seccomp";
+
+/// The policy (syscall rules) of `role`.
+pub fn policy(role: Role) -> Result<Policy, SandboxError> {
+    match role {
+        Role::Master => master::policy(),
+        Role::Control => control::policy(),
+        Role::Tester => tester::policy(),
+    }
+    .map_err(|e| SandboxError::other(STEP, e))
+}
+
+/// Compiles the filter of `role` for the running architecture.
+pub fn compile(role: Role, mode: SeccompMode) -> Result<BpfProgram, SandboxError> {
+    let arch =
+        TargetArch::try_from(std::env::consts::ARCH).map_err(|e| SandboxError::other(STEP, e))?;
+    let policy = policy(role)?;
+    // The master's is a deny-list: matching rules are the forbidden calls.
+    let (mismatch, matched) = match (role, mode) {
+        (Role::Master, SeccompMode::Enforce) => (SeccompAction::Allow, SeccompAction::KillProcess),
+        (Role::Master, SeccompMode::Log) => (SeccompAction::Allow, SeccompAction::Log),
+        (_, SeccompMode::Enforce) => (SeccompAction::KillProcess, SeccompAction::Allow),
+        (_, SeccompMode::Log) => (SeccompAction::Log, SeccompAction::Allow),
+    };
+    let filter = SeccompFilter::new(policy.into_map(), mismatch, matched, arch)
+        .map_err(|e| SandboxError::other(STEP, e))?;
+    BpfProgram::try_from(filter).map_err(|e| SandboxError::other(STEP, e))
+}
+
+/// Installs the filter of `role` on the calling thread and checks that the kernel
+/// reports filter mode (PR_GET_SECCOMP = 2; every policy allows that prctl).
+pub(crate) fn install(role: Role, mode: SeccompMode) -> Result<(), SandboxError> {
+    let prog = compile(role, mode)?;
+    if role == Role::Master {
+        // seccompiler::apply_filter also sets no_new_privs, which the master must not
+        // have (see `Role::Master`); the root master loads it with CAP_SYS_ADMIN instead.
+        load_without_nnp(&prog)?;
+    } else {
+        seccompiler::apply_filter(&prog).map_err(|e| SandboxError::other(STEP, e))?;
+    }
+    // SAFETY: PR_GET_SECCOMP takes no pointer; it returns the mode.
+    let mode_now = unsafe { libc::prctl(libc::PR_GET_SECCOMP, 0, 0, 0, 0) };
+    if mode_now != 2 {
+        return Err(SandboxError::verify(
+            STEP,
+            format!("PR_GET_SECCOMP says {mode_now}, wanted 2 (filter)"),
+        ));
+    }
+    Ok(())
+}
+
+/// seccomp(SECCOMP_SET_MODE_FILTER, 0, prog) without touching no_new_privs. The kernel
+/// accepts it only from a caller with CAP_SYS_ADMIN or no_new_privs (seccomp(2)).
+fn load_without_nnp(prog: &BpfProgram) -> Result<(), SandboxError> {
+    let mut insns: Vec<libc::sock_filter> = prog
+        .iter()
+        .map(|i| libc::sock_filter {
+            code: i.code,
+            jt: i.jt,
+            jf: i.jf,
+            k: i.k,
+        })
+        .collect();
+    let len = u16::try_from(insns.len())
+        .map_err(|_| SandboxError::verify(STEP, "filter longer than 65535 instructions"))?;
+    let fprog = libc::sock_fprog {
+        len,
+        filter: insns.as_mut_ptr(),
+    };
+    // SAFETY: `fprog` points at `insns`, which outlives the call; the kernel copies the
+    // program (copy_from_user) and keeps no pointer to our memory.
+    let rc = unsafe {
+        libc::syscall(
+            libc::SYS_seccomp,
+            libc::SECCOMP_SET_MODE_FILTER,
+            0u32,
+            &fprog as *const libc::sock_fprog,
+        )
+    };
+    if rc != 0 {
+        return Err(SandboxError::step(STEP, std::io::Error::last_os_error()));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_policy_compiles_in_both_modes() {
+        for role in [Role::Master, Role::Control, Role::Tester] {
+            for mode in [SeccompMode::Enforce, SeccompMode::Log] {
+                let prog = compile(role, mode).unwrap_or_else(|e| panic!("{role:?}: {e}"));
+                assert!(!prog.is_empty());
+            }
+        }
+    }
+
+    #[test]
+    fn tester_forbids_what_design_md_says() {
+        let p = policy(Role::Tester).unwrap();
+        for nr in [
+            libc::SYS_openat,
+            libc::SYS_socket,
+            libc::SYS_bind,
+            libc::SYS_connect,
+            libc::SYS_execve,
+            libc::SYS_execveat,
+            libc::SYS_clone,
+            libc::SYS_clone3,
+            libc::SYS_listen,
+            libc::SYS_accept4,
+            libc::SYS_ptrace,
+        ] {
+            assert!(!p.mentions(nr), "tester allows syscall {nr}");
+        }
+        #[cfg(target_arch = "x86_64")]
+        for nr in [
+            libc::SYS_open,
+            libc::SYS_fork,
+            libc::SYS_vfork,
+            libc::SYS_accept,
+        ] {
+            assert!(!p.mentions(nr), "tester allows syscall {nr}");
+        }
+    }
+
+    #[test]
+    fn control_does_not_accept_or_listen() {
+        let p = policy(Role::Control).unwrap();
+        for nr in [
+            libc::SYS_accept4,
+            libc::SYS_listen,
+            libc::SYS_ptrace,
+            libc::SYS_connect,
+        ] {
+            assert!(!p.mentions(nr), "control allows syscall {nr}");
+        }
+    }
+
+    #[test]
+    fn master_denies_the_dangerous_ones() {
+        let p = policy(Role::Master).unwrap();
+        for nr in [
+            libc::SYS_ptrace,
+            libc::SYS_mount,
+            libc::SYS_bpf,
+            libc::SYS_init_module,
+        ] {
+            assert!(p.mentions(nr), "master does not deny syscall {nr}");
+        }
+    }
+}
