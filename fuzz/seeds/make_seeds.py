@@ -123,3 +123,40 @@ for i, text in enumerate([
 put("types_text", "v6", bytes([6, 0x80, 0x0C]))
 put("types_text", "v7", bytes([7]) + record(7))
 put("types_text", "v8", bytes([8]) + struct.pack("<d", 1.5))
+
+# .owp v3 file (spec §7.7): magic, version, Finished, Next Seqno, Number of Skip Ranges,
+# Number of Records, skip offset, data offset, stored Request-Session, skips, records.
+def owp_v3(finished, next_seqno, skips, records, session):
+    hlen = 40 + len(session)
+    nskips = len(skips) // 8
+    nrecs = len(records) // 25
+    if nskips:
+        oset_skips, oset_data = hlen, hlen + len(skips)
+    elif nrecs:
+        oset_skips, oset_data = hlen + len(records), hlen
+    else:
+        oset_skips, oset_data = 0, hlen
+    head = b"OwA\0" + be32(3) + be32(finished) + be32(next_seqno) + be32(nskips) + be32(nrecs)
+    head += struct.pack(">QQ", oset_skips, oset_data)
+    if nskips:
+        return head + session + skips + records
+    return head + session + records + skips
+
+
+stored4 = preamble(4, lo4, lo4, 2, npackets=3) + bytes(16) + slots + bytes(16)
+put("owp_file", "v3-finished", owp_v3(1, 3, be32(1) + be32(1), recs, stored4))
+put("owp_file", "v3-live", owp_v3(0, 0, b"", recs, stored4))
+put("owp_file", "session-only", stored4)
+# v2: magic, version 2, header length (u64), Finished, Request-Session, then 24-octet
+# records (no TTL). v0: magic, version 0, header length, records.
+recs24 = b"".join(record(i)[:24] for i in range(3))
+v2_hdr_len = 20 + len(stored4)
+put("owp_file", "v2", b"OwA\0" + be32(2) + struct.pack(">Q", v2_hdr_len) + be32(1) + stored4 + recs24)
+put("owp_file", "v0", b"OwA\0" + be32(0) + struct.pack(">Q", 16) + recs24)
+
+# Test packets: mode selector, SID, AES key, HMAC key, padding, seq, timestamp, error
+# estimate, bit to flip, then the datagram (an open-mode packet with 4 octets of padding).
+fixture = SID + bytes(range(16)) + bytes(range(32)) + bytes([4]) + be32(7) + bytes(8) + b"\x80\x0c" + b"\x01\x00"
+open_pkt = be32(7) + num64(3_900_000_000) + b"\x80\x0c" + bytes(4)
+for mode in range(3):
+    put("packet", f"mode{mode}", bytes([mode]) + fixture + open_pkt + bytes(48))
