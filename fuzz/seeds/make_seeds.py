@@ -160,3 +160,10 @@ fixture = SID + bytes(range(16)) + bytes(range(32)) + bytes([4]) + be32(7) + byt
 open_pkt = be32(7) + num64(3_900_000_000) + b"\x80\x0c" + bytes(4)
 for mode in range(3):
     put("packet", f"mode{mode}", bytes([mode]) + fixture + open_pkt + bytes(48))
+
+# owstats: 16 option octets (unit, bucket width, range selector, first, ...), then a file.
+opts = bytes([2, 7, 0, 0, 0, 0, 2, 50, 95]).ljust(16, b"\0")
+opts_n = bytes([0, 5, 6, 1, 2, 1, 3, 99, 50, 10]).ljust(16, b"\0")
+put("owstats_file", "v3-finished", opts + owp_v3(1, 3, be32(1) + be32(1), recs, stored4))
+put("owstats_file", "v3-live-ns", opts_n + owp_v3(0, 0, b"", recs + record(1), stored4))
+put("owstats_file", "v2", opts + b"OwA\0" + be32(2) + struct.pack(">Q", v2_hdr_len) + be32(1) + stored4 + recs24)
