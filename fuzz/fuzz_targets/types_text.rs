@@ -2,7 +2,8 @@
 //! binary fields of records: `Sid::from_hex` (.owp file names, owfetch arguments),
 //! `ModeSet::from_letters` (-A), `PortRange` (-P, testports), `SrcNode` (-S, srcnode),
 //! `RunAs` (-U/-G), `parse_authmode`, `LogLevel`/`Facility`, `ErrorEstimate`,
-//! `PacketRecord`, `Num64::from_secs_f64`.
+//! `PacketRecord`, `Num64::from_secs_f64`, `time::parse_debug_offset`
+//! (`OWAMP_DEBUG_TIMEOFFSET`).
 //!
 //! Invariants: no panic; each value that parses prints (or encodes) to a form that
 //! parses back to the same value.
@@ -20,7 +21,7 @@ fuzz_target!(|data: &[u8]| {
     };
     let text = text_of(rest);
     let text = text.as_ref();
-    match which % 10 {
+    match which % 11 {
         0 => {
             if let Ok(sid) = Sid::from_hex(text) {
                 assert_eq!(text.len(), 32);
@@ -89,6 +90,12 @@ fuzz_target!(|data: &[u8]| {
             assert!(nsec < 1_000_000_000);
             assert!(sec <= u64::from(u32::MAX));
             let _ = Num64::from_parts(sec, nsec);
+        }
+        9 => {
+            // OWAMP_DEBUG_TIMEOFFSET.
+            if let Ok(v) = owamp::time::parse_debug_offset(text) {
+                assert!(v.is_finite(), "offset {v}");
+            }
         }
         _ => {
             // Any 16 bytes are a SID; its hex form parses back.

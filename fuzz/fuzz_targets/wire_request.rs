@@ -4,11 +4,14 @@
 //!
 //! Invariants: nothing panics; a request the checks accept re-encodes to a preamble and
 //! slots that decode and check to the very same request, and passes the client-side
-//! `RequestSession::validate` for the same mode.
+//! `RequestSession::validate` for the same mode. The schedule an accepted request drives
+//! (RFC 4656 §5, the tester's send loop) is walked too: no panic for any slot values,
+//! and random access (`send_time`, also backwards) agrees with the sequential walk.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
 use owamp::Mode;
+use owamp::schedule::{Schedule, packets_per_second};
 use owamp::wire::{RawSlot, RequestPreamble, RequestSession};
 use owampd_fuzz::take_array;
 
@@ -51,6 +54,9 @@ fuzz_target!(|data: &[u8]| {
                 "into_request accepted what validate refused"
             );
             round_trip(&preamble, &slots, &req, mode);
+            if mode.is_none() {
+                schedule(&req);
+            }
         }
     }
 });
@@ -83,4 +89,27 @@ fn round_trip(pre: &RequestPreamble, slots: &[RawSlot], req: &RequestSession, mo
     assert_eq!(back.len, stored.len());
     assert_eq!(back.preamble, pre2);
     assert_eq!(back.slots, slots2);
+}
+
+/// The sender's schedule for an accepted request: the first packets in order, then
+/// random access back over them.
+fn schedule(req: &RequestSession) {
+    let mut s = Schedule::new(req.sid, req.start_time, &req.slots, req.num_packets);
+    let n = req.num_packets.min(64);
+    let walk: Vec<_> = (0..n)
+        .map(|_| s.next_send_time().expect("a send time below num_packets"))
+        .collect();
+    if req.num_packets == n {
+        assert_eq!(s.next_send_time(), None, "a send time past num_packets");
+    }
+    for i in (0..n).rev().step_by(7) {
+        assert_eq!(
+            s.send_time(i),
+            walk.get(i as usize).copied(),
+            "send_time({i})"
+        );
+    }
+    assert_eq!(s.send_time(req.num_packets), None);
+    let rate = packets_per_second(&req.slots);
+    assert!(rate > 0.0 || rate.is_nan(), "rate {rate}");
 }
