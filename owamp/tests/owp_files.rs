@@ -165,7 +165,7 @@ fn fetched_file_round_trip_and_layout() {
 }
 
 #[test]
-fn fetched_file_without_skips_puts_skip_offset_after_records_and_checks_count() {
+fn fetched_file_without_skips_puts_skip_offset_at_header_end_and_checks_count() {
     let sess = SessionHeader::from_fields(&fields(10, 2)).unwrap();
     let info = FetchInfo {
         finished: 7, // anything but 0/1 is stored as 2, as the reference does
@@ -182,7 +182,9 @@ fn fetched_file_without_skips_puts_skip_offset_after_records_and_checks_count() 
     let bytes = w.finish().unwrap();
     let hlen = 40 + 144u64;
     assert_eq!(&bytes[8..12], &2u32.to_be_bytes());
-    assert_eq!(&bytes[24..32], &(hlen + 50).to_be_bytes());
+    // capi.c OWPFetchSession: the record size in its header struct is 0, so the skip
+    // offset "past the records" is the header end (the reference's -T files show it).
+    assert_eq!(&bytes[24..32], &hlen.to_be_bytes());
     assert_eq!(&bytes[32..40], &hlen.to_be_bytes());
     let mut f = OwpFile::from_reader(Cursor::new(bytes), "t.owp").unwrap();
     assert_eq!(f.read_records().unwrap().len(), 2);
@@ -649,4 +651,28 @@ fn next_seqno_all_ones_means_npackets_and_larger_is_refused() {
         w.finalize_with_stop(LATE, 11, &[]),
         Err(OwpError::Usage { .. })
     ));
+}
+
+#[test]
+fn receiver_layout_puts_skips_after_records() {
+    let sess = SessionHeader::from_fields(&fields(10, 2)).unwrap();
+    let info = FetchInfo {
+        finished: 1,
+        next_seqno: 4,
+        num_records: 2,
+    };
+    let skips = [SkipRange { first: 2, last: 3 }];
+    let mut w =
+        FetchedFileWriter::begin_receiver_layout(Vec::new(), "t.owp", &sess, info, &skips).unwrap();
+    w.record(&rec(0, false)).unwrap();
+    w.record(&rec(1, false)).unwrap();
+    let bytes = w.finish().unwrap();
+    let hlen = 40 + 144u64;
+    assert_eq!(&bytes[24..32], &(hlen + 50).to_be_bytes());
+    assert_eq!(&bytes[32..40], &hlen.to_be_bytes());
+    assert_eq!(bytes.len() as u64, hlen + 50 + 8);
+    assert_eq!(&bytes[bytes.len() - 8..], &[0, 0, 0, 2, 0, 0, 0, 3]);
+    let mut f = OwpFile::from_reader(Cursor::new(bytes), "t.owp").unwrap();
+    assert_eq!(f.skips().unwrap(), skips.to_vec());
+    assert_eq!(f.read_records().unwrap().len(), 2);
 }

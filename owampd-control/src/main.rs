@@ -1,7 +1,230 @@
-//! The owampd control process: OWAMP-Control, policy, data store
+//! `owampd-control`: started by `owampd` with fd 3 (design.md "Processes"). It takes
+//! `Hello` + `Configure` from the master, enters its sandbox, rebuilds the data store,
+//! and only then starts its single-threaded async runtime, which serves every control
+//! connection the master passes over fd 3.
 #![forbid(unsafe_code)]
 
-fn main() {
-    eprintln!("owampd-control: not yet implemented");
-    std::process::exit(1);
+use ipc::Channel;
+use ipc::fds::IPC_FD;
+use ipc::master::{ControlSettings, ControlToMaster, LogRecord, MasterToControl, PROTOCOL_VERSION};
+use owamp::{ModeSet, Num64};
+use owampd_control::confdir::{ConfigDirectory, class_tree};
+use owampd_control::log::{Level, LogSink, Logger};
+use owampd_control::policy::Policy;
+use owampd_control::ports::PortAllocator;
+use owampd_control::session::{ServerConfig, ServerCtx, serve_connection};
+use owampd_control::store::Store;
+use owampd_control::testers::ProcessLauncher;
+use owampd_control::testers::process::{async_channel, recv_any};
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::io::unix::AsyncFd;
+
+/// Log lines go to the master, the only process that writes syslog/stderr.
+struct MasterSink {
+    chan: Arc<AsyncFd<Channel>>,
+}
+
+impl LogSink for MasterSink {
+    fn log(&self, level: Level, message: String) {
+        let level = match level {
+            Level::Error => config::LogLevel::Fatal,
+            Level::Warning => config::LogLevel::Warning,
+            Level::Info => config::LogLevel::Info,
+            Level::Debug => config::LogLevel::Debug,
+        };
+        // A full socket buffer drops the line rather than stalling every connection.
+        let _ = self
+            .chan
+            .get_ref()
+            .send(&ControlToMaster::Log(LogRecord { level, message }), &[]);
+    }
+}
+
+fn fail(msg: impl std::fmt::Display) -> ExitCode {
+    // The master may already be gone; stderr is what is left.
+    eprintln!("owampd-control: {msg}");
+    ExitCode::FAILURE
+}
+
+fn main() -> ExitCode {
+    let fd = match ipc::fds::take_inherited(IPC_FD) {
+        Ok(fd) => fd,
+        Err(_) => {
+            eprintln!(
+                "{}",
+                ipc::fds::started_by_hand_line("owampd-control", "owampd", IPC_FD)
+            );
+            return ExitCode::FAILURE;
+        }
+    };
+    let chan = Channel::from_owned(fd);
+    let settings = match handshake(&chan) {
+        Ok(s) => s,
+        Err(e) => return fail(e),
+    };
+    // Confined before anything reads untrusted input, and while still single-threaded
+    // (design.md "Sandbox"): data dir rw, the tester binary rx, nothing else.
+    let opts = sandbox::SandboxOptions {
+        run_as: settings
+            .run_as
+            .map(|(uid, gid)| sandbox::RunAs { uid, gid }),
+        data_dir: Some(settings.datadir.clone()),
+        exec_paths: vec![settings.tester_path.clone()],
+        keep_fds: IPC_FD,
+        max_file_size: None,
+        seccomp: if settings.seccomp_log_only {
+            sandbox::SeccompMode::Log
+        } else {
+            sandbox::SeccompMode::Enforce
+        },
+    };
+    let _ = sandbox::set_process_name("owampd-control");
+    if let Err(e) = sandbox::enter(sandbox::Role::Control, &opts) {
+        return fail(format!("sandbox: {e}"));
+    }
+    let tree = match class_tree(&settings.limits) {
+        Ok(t) => t,
+        Err(e) => return fail(e),
+    };
+    let (store, found) = match Store::open(&settings.datadir, &tree) {
+        Ok(x) => x,
+        Err(e) => return fail(e),
+    };
+    let policy = Policy::new(tree, settings.diskfudge, settings.maxcontrolsessions);
+    for (_, class, size) in &found {
+        let _ = policy.add_existing_disk(*class, *size);
+    }
+    if let Err(e) = chan.set_nonblocking(true) {
+        return fail(e);
+    }
+    let rt = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => return fail(format!("runtime: {e}")),
+    };
+    let directory = ConfigDirectory {
+        limits: settings.limits.clone(),
+        pfs: settings.pfs.clone(),
+    };
+    rt.block_on(serve(chan, settings, directory, store, policy, found.len()))
+}
+
+/// `Hello` both ways, then `Configure` (blocking: nothing else is running yet).
+fn handshake(chan: &Channel) -> Result<ControlSettings, String> {
+    match chan
+        .recv::<MasterToControl>()
+        .map_err(|e| e.to_string())?
+        .msg
+    {
+        MasterToControl::Hello { version } => {
+            ipc::master::check_hello(version).map_err(|e| e.to_string())?
+        }
+        other => return Err(format!("expected Hello from the master, got {other:?}")),
+    }
+    chan.send(
+        &ControlToMaster::Hello {
+            version: PROTOCOL_VERSION,
+        },
+        &[],
+    )
+    .map_err(|e| e.to_string())?;
+    match chan
+        .recv::<MasterToControl>()
+        .map_err(|e| e.to_string())?
+        .msg
+    {
+        MasterToControl::Configure(s) => Ok(*s),
+        other => Err(format!("expected Configure from the master, got {other:?}")),
+    }
+}
+
+async fn serve(
+    chan: Channel,
+    settings: ControlSettings,
+    directory: ConfigDirectory,
+    store: Store,
+    policy: Policy,
+    nfiles: usize,
+) -> ExitCode {
+    let chan = match async_channel(chan) {
+        Ok(c) => Arc::new(c),
+        Err(e) => return fail(e),
+    };
+    let log = Logger::new(Arc::new(MasterSink { chan: chan.clone() }));
+    let ctx = Arc::new(ServerCtx {
+        config: ServerConfig {
+            authmodes: ModeSet(settings.authmodes),
+            control_timeout: (settings.controltimeout_s > 0)
+                .then(|| Duration::from_secs(u64::from(settings.controltimeout_s))),
+            end_delay_s: settings.enddelay_s,
+            start_time: Num64(settings.start_time_ntp),
+            debug_time_offset: settings.debug_time_offset,
+            seccomp_log_only: settings.seccomp_log_only,
+        },
+        directory: Arc::new(directory),
+        policy,
+        store,
+        ports: PortAllocator::new(settings.testports.map(|r| (r.low, r.high))),
+        log: log.clone(),
+        testers: Arc::new(ProcessLauncher {
+            tester_path: settings.tester_path.clone(),
+            seccomp_log_only: settings.seccomp_log_only,
+        }),
+    });
+    log.info(format!(
+        "ready: datadir {}, {nfiles} stored session(s)",
+        settings.datadir.display()
+    ));
+    if let Err(e) = chan.get_ref().send(&ControlToMaster::Ready, &[]) {
+        return fail(e);
+    }
+    loop {
+        let r = match recv_any::<MasterToControl>(&chan).await {
+            Ok(r) => r,
+            Err(ipc::IpcError::Closed) => return ExitCode::SUCCESS,
+            Err(e) => {
+                log.error(format!("master channel: {e}"));
+                return ExitCode::FAILURE;
+            }
+        };
+        match r.msg {
+            MasterToControl::Connection { peer, local: _ } => {
+                let Some(fd) = r.fds.into_iter().next() else {
+                    log.warn(format!("connection from {peer} came without its socket"));
+                    continue;
+                };
+                let std_stream = std::net::TcpStream::from(fd);
+                // Every control message is written whole; Nagle would only hold the
+                // next one back for the peer's delayed ACK.
+                let stream = match std_stream
+                    .set_nodelay(true)
+                    .and_then(|()| std_stream.set_nonblocking(true))
+                    .and_then(|()| tokio::net::TcpStream::from_std(std_stream))
+                {
+                    Ok(s) => s,
+                    Err(e) => {
+                        log.warn(format!("connection from {peer}: {e}"));
+                        continue;
+                    }
+                };
+                let ctx = ctx.clone();
+                let chan = chan.clone();
+                tokio::spawn(async move {
+                    serve_connection(stream, peer, ctx).await;
+                    let _ = chan.get_ref().send(&ControlToMaster::ConnectionDone, &[]);
+                });
+            }
+            MasterToControl::Shutdown => {
+                log.info("shutting down");
+                return ExitCode::SUCCESS;
+            }
+            other => {
+                log.warn(format!("unexpected message from the master: {other:?}"));
+            }
+        }
+    }
 }

@@ -14,6 +14,20 @@ pub(crate) const MASTER_KEEP: &[Capability] = &[
     Capability::CAP_NET_BIND_SERVICE,
 ];
 
+/// The master's bounding set: what it keeps, plus CAP_SETPCAP. The master itself does
+/// not hold CAP_SETPCAP (it is not in [`MASTER_KEEP`], so not in its permitted or
+/// effective sets); it stays in the bounding set only so that a control process the
+/// master (re)starts as root gets it at exec and can empty *its own* bounding set
+/// before changing uid. Without it a restarted control would keep the master's four
+/// capabilities in its bounding set (harmless under no_new_privs, but not empty).
+pub(crate) const MASTER_BOUNDING: &[Capability] = &[
+    Capability::CAP_SETUID,
+    Capability::CAP_SETGID,
+    Capability::CAP_KILL,
+    Capability::CAP_NET_BIND_SERVICE,
+    Capability::CAP_SETPCAP,
+];
+
 /// Highest capability number we try; the kernel answers EINVAL past its last one.
 const CAP_PROBE_MAX: u32 = 63;
 

@@ -159,7 +159,7 @@ pub fn enter(role: Role, opts: &SandboxOptions) -> Result<(), SandboxError> {
 fn enter_master(was_root: bool, opts: &SandboxOptions) -> Result<(), SandboxError> {
     if was_root {
         seccomp::install(Role::Master, opts.seccomp)?;
-        caps_step::drop_bounding_set(caps_step::MASTER_KEEP)?;
+        caps_step::drop_bounding_set(caps_step::MASTER_BOUNDING)?;
         caps_step::keep_only(caps_step::MASTER_KEEP)?;
     } else {
         caps_step::drop_bounding_set(&[])?;

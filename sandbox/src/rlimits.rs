@@ -6,8 +6,9 @@ use crate::{Role, SandboxError, SandboxOptions};
 
 /// The tester holds fds 0..=5 (stdio, IPC, UDP socket, data file) and opens nothing.
 pub const TESTER_NOFILE: u64 = 16;
-/// Control holds one TCP connection per client plus a few files per session.
-pub const CONTROL_NOFILE: u64 = 4096;
+/// Control holds one TCP connection per client plus, per test session, an IPC channel
+/// and a data file: a thousand bidirectional sessions need several thousand.
+pub const CONTROL_NOFILE: u64 = 65536;
 
 /// Applies the limits for `role` and reads each one back.
 pub fn apply(role: Role, opts: &SandboxOptions) -> Result<(), SandboxError> {
@@ -19,6 +20,18 @@ pub fn apply(role: Role, opts: &SandboxOptions) -> Result<(), SandboxError> {
             set(Resource::RLIMIT_NPROC, 0, "rlimit_nproc")?;
             set(Resource::RLIMIT_NOFILE, TESTER_NOFILE, "rlimit_nofile")?;
             if let Some(max) = opts.max_file_size {
+                // Past the limit a write must fail with EFBIG (the receiver then ends
+                // its session and control keeps what was written), not kill the
+                // process with SIGXFSZ.
+                // SAFETY: installing SIG_IGN runs no handler code, and the tester is
+                // still single-threaded here (enter() checked it).
+                unsafe {
+                    nix::sys::signal::signal(
+                        nix::sys::signal::Signal::SIGXFSZ,
+                        nix::sys::signal::SigHandler::SigIgn,
+                    )
+                }
+                .map_err(|e| SandboxError::step("sigxfsz", e))?;
                 set(Resource::RLIMIT_FSIZE, max, "rlimit_fsize")?;
             }
         }

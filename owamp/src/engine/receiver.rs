@@ -15,6 +15,13 @@ use std::time::Duration;
 /// At most this many already-queued datagrams are still processed after a stop request.
 const MAX_DRAIN_ON_STOP: usize = 100_000;
 
+/// Most packets the lost-packet window holds (16 octets each: 64 MiB). The window spans
+/// the packets scheduled within 3 × Timeout, and both the rate and Timeout come from the
+/// peer's Request-Session: 1 packet/s with a Timeout of years would otherwise make the
+/// tester allocate 16 octets for every one of up to 2^32 packets. A session really that
+/// dense sees its packets past the cap counted as off schedule (and later lost).
+const MAX_WINDOW: usize = 1 << 22;
+
 /// Records are flushed to the sink at least this often (design.md: ≤ 100 ms).
 const FLUSH_EVERY: Num64 = Num64(429_496_730); // 100 ms in 2^-32 s
 
@@ -92,7 +99,9 @@ struct Receiver<'a> {
 impl Receiver<'_> {
     /// Extends the window with every packet scheduled at or before `until`.
     fn extend_to(&mut self, until: Timestamp) {
-        while self.window.frontier() < self.params.num_packets {
+        while self.window.frontier() < self.params.num_packets
+            && self.window.slots.len() < MAX_WINDOW
+        {
             let Some(t) = self.sched.send_time(self.window.frontier()) else {
                 break;
             };
@@ -366,6 +375,39 @@ mod tests {
                 prop_assert!(abs_gap(rec.send_ts, t) <= 1 << 32);
             }
         }
+    }
+
+    /// A Request-Session with a Timeout of ~68 years and 2^32-1 packets: the window
+    /// stops at its cap instead of holding every packet.
+    #[test]
+    fn window_is_capped_whatever_the_timeout() {
+        let clock = Clock::new(None, 0.0);
+        let start = Num64(1 << 40);
+        let slot = Slot {
+            kind: SlotKind::Fixed,
+            param: Num64(1 << 32),
+        };
+        let mut sched = Schedule::new(Sid([1; 16]), start, &[slot], u32::MAX);
+        let mut sink: Vec<PacketRecord> = Vec::new();
+        let mut rx = Receiver {
+            clock: &clock,
+            sched: &mut sched,
+            sink: &mut sink,
+            params: ReceiverParams {
+                num_packets: u32::MAX,
+                timeout: Num64(u64::MAX / 4),
+                expected_src: "192.0.2.1:1".parse().unwrap(),
+            },
+            window: Window {
+                head: 0,
+                slots: VecDeque::new(),
+            },
+            report: ReceiverReport::default(),
+        };
+        rx.extend_to(start.wrapping_add(Num64(u64::MAX / 2)));
+        assert_eq!(rx.window.slots.len(), MAX_WINDOW);
+        rx.expire(start, false).unwrap();
+        assert_eq!(rx.window.slots.len(), MAX_WINDOW);
     }
 
     #[test]

@@ -27,17 +27,27 @@ pub struct SocketOptions {
     pub packets_per_second: f64,
 }
 
-/// A socket buffer size holding about one second of packets (each with ~128 octets of
-/// kernel overhead, like the reference's `len + 128`), at least one packet, capped.
+/// Socket buffers never go below this: the kernel's own default is about 208 KiB, and a
+/// smaller value would *shrink* it, so a receiver descheduled for a fraction of a second
+/// on a loaded host lost packets in the kernel (found by bench/run's scale test).
+const MIN_BUFFER: usize = 256 << 10;
+
+/// The kernel charges each queued datagram its `truesize` (about 800 octets on loopback
+/// even for a 14-octet payload), not its length; sizing per packet must allow for that.
+const PER_DATAGRAM_OVERHEAD: usize = 1024;
+
+/// A socket buffer size holding about one second of packets, each charged
+/// `max(len, 1024) + 128` octets, never below [`MIN_BUFFER`], capped at [`MAX_BUFFER`].
 pub fn buffer_size_for(packet_len: usize, packets_per_second: f64) -> usize {
-    let per = packet_len.saturating_add(128);
+    let per = packet_len.max(PER_DATAGRAM_OVERHEAD).saturating_add(128);
     // Back-to-back schedules have an infinite rate: `as` saturates, the clamp caps.
     let pps = if packets_per_second > 1.0 {
         packets_per_second.min(1e9) as usize
     } else {
         1
     };
-    per.saturating_mul(pps).clamp(per, MAX_BUFFER.max(per))
+    per.saturating_mul(pps)
+        .clamp(MIN_BUFFER.max(per), MAX_BUFFER.max(per))
 }
 
 /// A bound UDP socket for one test session, sending to a fixed peer.
@@ -198,10 +208,16 @@ mod tests {
 
     #[test]
     fn buffer_sizes() {
-        assert_eq!(buffer_size_for(14, 0.0), 142);
-        assert_eq!(buffer_size_for(14, f64::NAN), 142);
-        assert_eq!(buffer_size_for(48, 10.0), 1760);
+        // Low rates never shrink the kernel's default buffer.
+        assert_eq!(buffer_size_for(14, 0.0), MIN_BUFFER);
+        assert_eq!(buffer_size_for(14, f64::NAN), MIN_BUFFER);
+        assert_eq!(buffer_size_for(48, 10.0), MIN_BUFFER);
+        // One second of packets at their kernel cost (truesize, not length).
+        assert_eq!(buffer_size_for(48, 1000.0), 1152 * 1000);
+        assert_eq!(buffer_size_for(2000, 1000.0), 2128 * 1000);
         assert_eq!(buffer_size_for(48, f64::INFINITY), MAX_BUFFER);
         assert_eq!(buffer_size_for(65_507, 1e6), MAX_BUFFER);
+        // A single huge datagram always fits.
+        assert_eq!(buffer_size_for(65_507, 0.0), MIN_BUFFER.max(65_635));
     }
 }

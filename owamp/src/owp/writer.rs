@@ -58,15 +58,44 @@ pub struct FetchedFileWriter<W: Write> {
     path: PathBuf,
     expected: u32,
     written: u32,
+    /// Skip ranges still to be written after the records (receiver layout only).
+    trailing_skips: Vec<SkipRange>,
 }
 
 impl<W: Write> FetchedFileWriter<W> {
+    /// The layout of a file saved by Fetch-Session (owping `-T`, owfetch): skip ranges
+    /// first, then the records (spec §7.7).
     pub fn begin(
+        w: W,
+        path: impl AsRef<Path>,
+        session: &SessionHeader,
+        info: FetchInfo,
+        skips: &[SkipRange],
+    ) -> Result<Self, OwpError> {
+        Self::begin_layout(w, path, session, info, skips, false)
+    }
+
+    /// The layout of a file written by a receiver (owping `-F`: the reference's local
+    /// receiver endpoint writes the records, then appends the skip ranges at
+    /// Stop-Sessions and sets their offset just past the records, spec §7.7/§7.8,
+    /// api.c `OWPWriteDataHeaderNumSkipRecs`). The skips are written by `finish`.
+    pub fn begin_receiver_layout(
+        w: W,
+        path: impl AsRef<Path>,
+        session: &SessionHeader,
+        info: FetchInfo,
+        skips: &[SkipRange],
+    ) -> Result<Self, OwpError> {
+        Self::begin_layout(w, path, session, info, skips, true)
+    }
+
+    fn begin_layout(
         mut w: W,
         path: impl AsRef<Path>,
         session: &SessionHeader,
         info: FetchInfo,
         skips: &[SkipRange],
+        receiver: bool,
     ) -> Result<Self, OwpError> {
         let path = path.as_ref().to_path_buf();
         let nskips = u32::try_from(skips.len()).map_err(|_| OwpError::Usage {
@@ -81,13 +110,17 @@ impl<W: Write> FetchedFileWriter<W> {
                 detail: e.to_string(),
             })?;
         let hlen = v3_header_len(session);
-        // Offsets as the reference's OWPWriteDataHeader lays them out: skips first if
-        // there are any; otherwise the records first and the skip offset just past
-        // them (0 when there are no records either).
-        let (oset_skips, oset_data) = if nskips > 0 {
-            (hlen, hlen + SKIP_LEN * nskips as u64)
+        // Fetched: the offsets as OWPFetchSession (capi.c) gets them from
+        // OWPWriteDataHeader: skips first if there are any. Without skips the skip offset
+        // is the header end when there are records (its header struct's record size is
+        // still 0 there, so "past the records" is the header end), else 0.
+        // Receiver: records at the header end, skips just past the records.
+        let (oset_skips, oset_data) = if receiver {
+            (hlen + V3_RECORD_LEN * u64::from(info.num_records), hlen)
+        } else if nskips > 0 {
+            (hlen, hlen + SKIP_LEN * u64::from(nskips))
         } else if info.num_records > 0 {
-            (hlen + V3_RECORD_LEN * info.num_records as u64, hlen)
+            (hlen, hlen)
         } else {
             (0, hlen)
         };
@@ -105,10 +138,12 @@ impl<W: Write> FetchedFileWriter<W> {
             oset_skips,
             oset_data,
         );
-        for s in skips {
-            out.extend_from_slice(&s.first.to_be_bytes());
-            out.extend_from_slice(&s.last.to_be_bytes());
-        }
+        let trailing_skips = if receiver {
+            skips.to_vec()
+        } else {
+            push_skips(&mut out, skips);
+            Vec::new()
+        };
         w.write_all(&out)
             .map_err(|e| OwpError::io(&path, "header", e))?;
         Ok(FetchedFileWriter {
@@ -116,6 +151,7 @@ impl<W: Write> FetchedFileWriter<W> {
             path,
             expected: info.num_records,
             written: 0,
+            trailing_skips,
         })
     }
 
@@ -144,10 +180,25 @@ impl<W: Write> FetchedFileWriter<W> {
                 ),
             });
         }
+        if !self.trailing_skips.is_empty() {
+            let mut out = Vec::with_capacity(self.trailing_skips.len() * SKIP_LEN as usize);
+            push_skips(&mut out, &self.trailing_skips);
+            self.w
+                .write_all(&out)
+                .map_err(|e| OwpError::io(&self.path, "skip ranges", e))?;
+        }
         self.w
             .flush()
             .map_err(|e| OwpError::io(&self.path, "flush", e))?;
         Ok(self.w)
+    }
+}
+
+/// Skip ranges as stored in a file: First, Last, 4 octets each (spec §7.7).
+fn push_skips(out: &mut Vec<u8>, skips: &[SkipRange]) {
+    for s in skips {
+        out.extend_from_slice(&s.first.to_be_bytes());
+        out.extend_from_slice(&s.last.to_be_bytes());
     }
 }
 

@@ -1,7 +1,8 @@
-//! owfetch
+//! owfetch: fetch stored sessions from an OWAMP server by SID (spec §8.6).
 #![forbid(unsafe_code)]
 
 fn main() {
-    eprintln!("owfetch: not yet implemented");
-    std::process::exit(1);
+    let intr = owping::signals::Interrupt::install();
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    std::process::exit(owping::tools::owfetch_main(&args, &intr));
 }

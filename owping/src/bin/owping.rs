@@ -1,7 +1,8 @@
-//! owping
+//! owping: one-way latency tests against an OWAMP server (spec §8).
 #![forbid(unsafe_code)]
 
 fn main() {
-    eprintln!("owping: not yet implemented");
-    std::process::exit(1);
+    let intr = owping::signals::Interrupt::install();
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    std::process::exit(owping::ping::owping_main(&args, &intr));
 }

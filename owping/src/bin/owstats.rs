@@ -1,7 +1,7 @@
-//! owstats
+//! owstats: statistics of saved `.owp` files (spec §8.6).
 #![forbid(unsafe_code)]
 
 fn main() {
-    eprintln!("owstats: not yet implemented");
-    std::process::exit(1);
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    std::process::exit(owping::tools::owstats_main(&args));
 }

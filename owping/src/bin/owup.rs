@@ -1,7 +1,7 @@
-//! owup
+//! owup: when did an OWAMP server start (spec §8.6).
 #![forbid(unsafe_code)]
 
 fn main() {
-    eprintln!("owup: not yet implemented");
-    std::process::exit(1);
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    std::process::exit(owping::tools::owup_main(&args));
 }

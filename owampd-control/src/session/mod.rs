@@ -1,0 +1,321 @@
+//! One OWAMP-Control connection, from the greeting to the close (RFC 4656 §3, spec §1,
+//! §2, §7.2–7.3, §9).
+//!
+//! ```text
+//! greeting → Set-Up-Response → Server-Start → Idle ⇄ (Request-Session | Fetch-Session)
+//!                                              Idle → Start-Sessions → Running
+//!                                              Running → Stop-Sessions exchange → Idle
+//! ```
+//!
+//! Untrusted input never panics this process: every problem is a typed error that
+//! closes this connection only. Everything the connection holds (bandwidth, disk,
+//! ports, testers) is released by guards when it ends, however it ends.
+
+use crate::clock::now_ntp;
+use crate::conn::{ConnError, ControlConn};
+use crate::directory::Directory;
+use crate::fetch;
+use crate::log::Logger;
+use crate::policy::{
+    BandwidthGuard, ClassIdx, DiskGuard, Policy, TestSessionCount, session_bandwidth_bps,
+    session_disk_estimate,
+};
+use crate::ports::{PortAllocator, PortLease};
+use crate::store::Store;
+use crate::testers::{EventRx, EventTx, TesterEvent, TesterLauncher, TesterLink};
+use ipc::tester::{
+    ControlToTester, IpcSkipRange, SessionKeyBytes, StopInfo, TesterOutcome, TesterRole,
+    TesterSetup, TesterToControl,
+};
+use owamp::crypto::{self, ControlCipher, SessionKeys, Token};
+use owamp::wire::{
+    self, AcceptSession, CommandKind, FetchSession, RequestSession, ServerGreeting, ServerStart,
+    SessionStop, SetupResponse, StartAck, StopLimits, StopSessions, StopSessionsDecoder,
+};
+use owamp::{AcceptCode, Mode, ModeSet, Num64, Sid, SkipRange};
+use std::fs::File;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use std::time::Duration;
+use thiserror::Error;
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::sync::mpsc;
+
+/// PBKDF2 iterations in Server-Greeting: the reference always sends 2048 (spec §1.1).
+pub const PBKDF2_COUNT: u32 = 2048;
+
+/// Most slots one Request-Session may carry. The reference has no limit, but reading
+/// 2^32 slots is not a request anyone means: past this we close (spec §9 allows close
+/// for unreadable requests).
+pub const MAX_SLOTS: u32 = 1 << 20;
+
+/// How long a tester may take to start, and to report after Stop.
+const TESTER_REPLY_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Settings of the control process that every connection reads.
+#[derive(Clone, Debug)]
+pub struct ServerConfig {
+    /// `authmode` (1|2|4 bits).
+    pub authmodes: ModeSet,
+    /// `controltimeout`; None when 0.
+    pub control_timeout: Option<Duration>,
+    pub end_delay_s: f64,
+    /// The daemon's start time, sent in Server-Start (spec §1.3).
+    pub start_time: Num64,
+    pub debug_time_offset: f64,
+    pub seccomp_log_only: bool,
+}
+
+/// What every connection shares.
+pub struct ServerCtx {
+    pub config: ServerConfig,
+    pub directory: Arc<dyn Directory>,
+    pub policy: Policy,
+    pub store: Store,
+    pub ports: PortAllocator,
+    pub log: Logger,
+    pub testers: Arc<dyn TesterLauncher>,
+}
+
+/// Why a connection ended (logged once).
+#[derive(Debug, Error)]
+pub enum SessionError {
+    #[error(transparent)]
+    Conn(#[from] ConnError),
+    #[error("protocol error: {0}")]
+    Protocol(String),
+    #[error("malformed {message}: {source}")]
+    Wire {
+        message: &'static str,
+        #[source]
+        source: wire::WireError,
+    },
+}
+
+fn wire_err(message: &'static str) -> impl FnOnce(wire::WireError) -> SessionError {
+    move |source| SessionError::Wire { message, source }
+}
+
+/// Which commands may come next (spec §2.0).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CommandState {
+    /// Between test periods: Request-Session, Start-Sessions, Fetch-Session.
+    Idle,
+    /// After Start-Sessions until the Stop-Sessions exchange: only Stop-Sessions.
+    Running,
+}
+
+impl CommandState {
+    pub fn allows(self, cmd: CommandKind) -> bool {
+        match self {
+            CommandState::Idle => matches!(
+                cmd,
+                CommandKind::RequestSession
+                    | CommandKind::StartSessions
+                    | CommandKind::FetchSession
+            ),
+            CommandState::Running => matches!(cmd, CommandKind::StopSessions),
+        }
+    }
+}
+
+/// The reference's SID layout (spec §2.1.4): the receiver's IPv4 address (or the last
+/// 4 bytes of its IPv6 address), the NTP time, 4 random bytes.
+pub fn make_sid(receiver: IpAddr, now: Num64, random: [u8; 4]) -> Sid {
+    let mut b = [0u8; 16];
+    let addr: [u8; 4] = match receiver {
+        IpAddr::V4(a) => a.octets(),
+        IpAddr::V6(a) => {
+            let o = a.octets();
+            [o[12], o[13], o[14], o[15]]
+        }
+    };
+    b[..4].copy_from_slice(&addr);
+    b[4..12].copy_from_slice(&now.to_be_bytes());
+    b[12..].copy_from_slice(&random);
+    Sid(b)
+}
+
+/// v4-mapped IPv6 addresses compare as IPv4 (spec §2.1.3, §7.5).
+pub fn canonical_ip(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V6(a) => a.to_ipv4_mapped().map(IpAddr::V4).unwrap_or(IpAddr::V6(a)),
+        v4 => v4,
+    }
+}
+
+/// One accepted test session and everything it holds.
+struct TestSession {
+    /// Unique on this connection: events of testers from an earlier test period can
+    /// still be queued and must not be taken for a later session's.
+    id: usize,
+    sid: Sid,
+    role: TesterRole,
+    request: RequestSession,
+    link: Box<dyn TesterLink>,
+    log: Logger,
+    /// Local endpoint finished its part (sender reported, receiver's time is over or
+    /// it reported), or the tester is gone.
+    done: bool,
+    gone: bool,
+    /// Stop was sent: only the final report (or death) completes it now.
+    stop_sent: bool,
+    /// The tester reported failure: the data is discarded, not kept as incomplete.
+    failed: bool,
+    /// A sender's own Stop-Sessions record (spec §2.5).
+    sender_result: Option<(u32, Vec<SkipRange>)>,
+    /// A receiver's report after finalisation: finished word, file length.
+    receiver_result: Option<(u32, u64)>,
+    /// Control's own handle on the receiver's file, to finalise it as incomplete if
+    /// the tester dies (design.md "Processes").
+    file: Option<File>,
+    disk: Option<DiskGuard>,
+    _bandwidth: BandwidthGuard,
+    _port: PortLease,
+}
+
+pub async fn serve_connection<S>(stream: S, peer: SocketAddr, ctx: Arc<ServerCtx>)
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send,
+{
+    let log = ctx.log.peer(peer);
+    // maxcontrolsessions: close before the greeting (spec §7.1, §9).
+    let _guard = match ctx.policy.open_connection() {
+        Ok(g) => g,
+        Err(e) => {
+            log.warn(format!("connection refused: {e}"));
+            return;
+        }
+    };
+    let mut conn = ControlConn::new(stream, peer, ctx.config.control_timeout);
+    let (tx, rx) = mpsc::unbounded_channel();
+    let mut c = Connection {
+        ctx: &ctx,
+        log: log.clone(),
+        peer,
+        mode: Mode::Open,
+        user: None,
+        class: 0,
+        keys: None,
+        counts: TestSessionCount::default(),
+        sessions: Vec::new(),
+        next_id: 0,
+        events_tx: tx,
+        events_rx: rx,
+    };
+    match c.run(&mut conn).await {
+        Ok(()) => log.debug("connection closed"),
+        Err(SessionError::Conn(ConnError::Closed { .. })) => log.debug("client closed"),
+        Err(e) => log.info(format!("connection closed: {e}")),
+    }
+    c.abandon_all().await;
+    conn.shutdown().await;
+}
+
+struct Connection<'a> {
+    ctx: &'a ServerCtx,
+    log: Logger,
+    peer: SocketAddr,
+    mode: Mode,
+    user: Option<String>,
+    class: ClassIdx,
+    keys: Option<SessionKeys>,
+    counts: TestSessionCount,
+    sessions: Vec<TestSession>,
+    next_id: usize,
+    events_tx: EventTx,
+    events_rx: EventRx,
+}
+
+impl Connection<'_> {
+    async fn run<S: AsyncRead + AsyncWrite + Unpin>(
+        &mut self,
+        conn: &mut ControlConn<S>,
+    ) -> Result<(), SessionError> {
+        if !self.handshake(conn).await? {
+            return Ok(());
+        }
+        loop {
+            let block = conn.read_block("command", true).await?;
+            let cmd = CommandKind::from_block(&block);
+            if !CommandState::Idle.allows(cmd) {
+                return Err(SessionError::Protocol(format!(
+                    "command {} is not allowed now",
+                    cmd.as_byte()
+                )));
+            }
+            match cmd {
+                CommandKind::RequestSession => self.handle_request_session(conn, block).await?,
+                CommandKind::StartSessions => {
+                    conn.read_hmac("Start-Sessions").await?;
+                    self.handle_start_sessions(conn).await?;
+                }
+                CommandKind::FetchSession => {
+                    let rest = conn.read_blocks(1, "Fetch-Session").await?;
+                    conn.read_hmac("Fetch-Session").await?;
+                    let mut b = [0u8; FetchSession::LEN];
+                    b[..16].copy_from_slice(&block);
+                    b[16..].copy_from_slice(rest.get(..16).unwrap_or(&[0; 16]));
+                    let req = FetchSession::decode(&b).map_err(wire_err("Fetch-Session"))?;
+                    fetch::handle_fetch(conn, self.ctx, &self.log, &req).await?;
+                }
+                CommandKind::StopSessions | CommandKind::Unknown(_) => {
+                    // Unreachable: `allows` refused these above.
+                    return Err(SessionError::Protocol("unexpected command".into()));
+                }
+            }
+        }
+    }
+}
+
+mod handshake;
+mod period;
+mod request;
+
+#[cfg(test)]
+mod flow_tests;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::net::{Ipv4Addr, Ipv6Addr};
+
+    #[test]
+    fn command_states() {
+        use CommandKind::*;
+        let idle = CommandState::Idle;
+        let run = CommandState::Running;
+        for c in [RequestSession, StartSessions, FetchSession] {
+            assert!(idle.allows(c));
+            assert!(!run.allows(c));
+        }
+        assert!(!idle.allows(StopSessions));
+        assert!(run.allows(StopSessions));
+        assert!(!idle.allows(Unknown(5)));
+        assert!(!run.allows(Unknown(0)));
+    }
+
+    #[test]
+    fn sid_layout() {
+        let sid = make_sid(
+            IpAddr::V4(Ipv4Addr::new(127, 0, 0, 1)),
+            Num64(0xdd12_e59f_f0d3_41db),
+            [0x48, 0xde, 0xe1, 0xc4],
+        );
+        assert_eq!(sid.to_hex(), "7f000001dd12e59ff0d341db48dee1c4");
+        let v6 = make_sid(
+            IpAddr::V6("2001:db8::a:b0c:d0e".parse::<Ipv6Addr>().unwrap()),
+            Num64(1),
+            [0; 4],
+        );
+        assert_eq!(&v6.0[..4], &[0x0b, 0x0c, 0x0d, 0x0e]);
+    }
+
+    #[test]
+    fn v4_mapped_compares_as_v4() {
+        let m: IpAddr = "::ffff:10.1.2.3".parse().unwrap();
+        assert_eq!(canonical_ip(m), IpAddr::V4(Ipv4Addr::new(10, 1, 2, 3)));
+        let v6: IpAddr = "::1".parse().unwrap();
+        assert_eq!(canonical_ip(v6), v6);
+    }
+}

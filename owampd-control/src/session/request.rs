@@ -1,0 +1,244 @@
+//! Request-Session and Accept-Session (RFC 4656 §3.5, spec §2.1–2.2, §7.3–7.4, §9).
+
+use super::*;
+
+impl Connection<'_> {
+    async fn send_accept<S: AsyncRead + AsyncWrite + Unpin>(
+        &mut self,
+        conn: &mut ControlConn<S>,
+        accept: AcceptCode,
+        port: u16,
+        sid: Sid,
+    ) -> Result<(), SessionError> {
+        let (port, sid) = if accept == AcceptCode::Ok {
+            (port, sid)
+        } else {
+            (0, Sid([0; 16]))
+        };
+        let msg = AcceptSession { accept, port, sid }.encode();
+        conn.send(&[&msg]).await?;
+        Ok(())
+    }
+
+    /// Request-Session (spec §2.1, §7.3): read the whole message whatever it says, then
+    /// answer; only unreadable input (bad HMAC, absurd slot count) closes.
+    pub(super) async fn handle_request_session<S: AsyncRead + AsyncWrite + Unpin>(
+        &mut self,
+        conn: &mut ControlConn<S>,
+        first: [u8; 16],
+    ) -> Result<(), SessionError> {
+        let rest = conn.read_blocks(5, "Request-Session").await?;
+        conn.read_hmac("Request-Session").await?;
+        let mut pre = [0u8; 96];
+        pre[..16].copy_from_slice(&first);
+        pre[16..].copy_from_slice(rest.get(..80).unwrap_or(&[0; 80]));
+        let preamble =
+            RequestSession::decode_preamble(&pre).map_err(wire_err("Request-Session"))?;
+        if preamble.num_slots > MAX_SLOTS {
+            return Err(SessionError::Protocol(format!(
+                "Request-Session with {} slots (at most {MAX_SLOTS} are read)",
+                preamble.num_slots
+            )));
+        }
+        let mut slot_bytes = Vec::new();
+        let mut left = preamble.num_slots as usize;
+        while left > 0 {
+            let n = left.min(crate::conn::MAX_READ / 16);
+            slot_bytes.extend_from_slice(&conn.read_blocks(n, "Request-Session slots").await?);
+            left -= n;
+        }
+        conn.read_hmac("Request-Session slots").await?;
+        let slots =
+            RequestSession::decode_slots(&slot_bytes).map_err(wire_err("Request-Session"))?;
+        let req = match preamble.into_request_in_mode(&slots, Some(self.mode)) {
+            Ok(r) => r,
+            Err(problem) => {
+                self.log
+                    .info(format!("Request-Session refused: {problem:?}"));
+                return self
+                    .send_accept(conn, problem.accept_code(), 0, Sid([0; 16]))
+                    .await;
+            }
+        };
+        match self.accept_session(req).await {
+            Ok((port, sid)) => self.send_accept(conn, AcceptCode::Ok, port, sid).await,
+            Err((code, why)) => {
+                self.log
+                    .info(format!("Request-Session refused ({code}): {why}"));
+                self.send_accept(conn, code, 0, Sid([0; 16])).await
+            }
+        }
+    }
+
+    /// Policy, port, file and tester for one session (spec §7.3, §7.4).
+    async fn accept_session(
+        &mut self,
+        mut req: RequestSession,
+    ) -> Result<(u16, Sid), (AcceptCode, String)> {
+        let ctx = self.ctx;
+        let role = if req.conf_receiver {
+            TesterRole::Receiver
+        } else {
+            TesterRole::Sender
+        };
+        let (local_ip, peer) = match role {
+            TesterRole::Receiver => (
+                req.receiver_addr,
+                SocketAddr::new(req.sender_addr, req.sender_port),
+            ),
+            TesterRole::Sender => (
+                req.sender_addr,
+                SocketAddr::new(req.receiver_addr, req.receiver_port),
+            ),
+        };
+        if [local_ip, peer.ip()].iter().any(is_link_local_v6) {
+            // The reference accepts these only over a link-local control connection,
+            // copying its scope id (spec §2.1.3); we do not carry scope ids: Accept=3.
+            return Err((
+                AcceptCode::NotSupported,
+                "IPv6 link-local test addresses are not supported".into(),
+            ));
+        }
+        if role == TesterRole::Sender
+            && !self.mode.is_secure()
+            && canonical_ip(req.receiver_addr) != canonical_ip(self.peer.ip())
+        {
+            // Open-mode DoS guard (spec §2.1.3).
+            return Err((
+                AcceptCode::Failure,
+                format!(
+                    "open mode: the server sends only to the client's own address, not {}",
+                    req.receiver_addr
+                ),
+            ));
+        }
+        let refuse = |e: crate::policy::PolicyError| (AcceptCode::Failure, e.to_string());
+        let tree = ctx.policy.tree();
+        self.counts.take(&tree, self.class).map_err(refuse)?;
+        let bps = session_bandwidth_bps(
+            &req.slots,
+            req.padding,
+            local_ip.is_ipv6(),
+            self.mode.is_secure(),
+        );
+        let bandwidth = ctx
+            .policy
+            .reserve_bandwidth(self.class, bps)
+            .map_err(refuse)?;
+        let disk = match role {
+            TesterRole::Receiver => Some(
+                ctx.policy
+                    .reserve_disk(
+                        self.class,
+                        session_disk_estimate(req.slots.len() as u32, req.num_packets),
+                    )
+                    .map_err(refuse)?,
+            ),
+            TesterRole::Sender => None,
+        };
+        let (socket, lease) = ctx
+            .ports
+            .bind(local_ip)
+            .map_err(|e| (e.accept_code(), e.to_string()))?;
+        let port = lease.port();
+        match role {
+            TesterRole::Receiver => {
+                req.receiver_port = port;
+                let random = crypto::random_bytes::<4>("SID")
+                    .map_err(|e| (AcceptCode::InternalError, e.to_string()))?;
+                req.sid = make_sid(local_ip, now_ntp(ctx.config.debug_time_offset), random);
+            }
+            TesterRole::Sender => req.sender_port = port,
+        }
+        let sid = req.sid;
+        let log = self.log.sid(&sid.to_hex());
+        let (file, tester_file) = match role {
+            TesterRole::Receiver => {
+                let (f, _path) = ctx
+                    .store
+                    .create_async(&sid, self.class)
+                    .await
+                    .map_err(|e| (AcceptCode::InternalError, e.to_string()))?;
+                let dup = f
+                    .try_clone()
+                    .map_err(|e| (AcceptCode::InternalError, format!("dup data file: {e}")));
+                match dup {
+                    Ok(d) => (Some(f), Some(d)),
+                    Err(e) => {
+                        let _ = ctx.store.delete_async(&sid).await;
+                        return Err(e);
+                    }
+                }
+            }
+            TesterRole::Sender => (None, None),
+        };
+        let setup = TesterSetup {
+            role,
+            request: req.encode_stored(),
+            mode: self.mode.bit(),
+            keys: self.keys.as_ref().map(|k| SessionKeyBytes {
+                aes: k.aes,
+                hmac: k.hmac,
+            }),
+            peer,
+            end_delay_s: ctx.config.end_delay_s,
+            debug_time_offset: ctx.config.debug_time_offset,
+            seccomp_log_only: ctx.config.seccomp_log_only,
+        };
+        let index = self.next_id;
+        self.next_id += 1;
+        let launched = tokio::time::timeout(
+            TESTER_REPLY_TIMEOUT,
+            ctx.testers
+                .launch(setup, socket, tester_file, index, self.events_tx.clone()),
+        )
+        .await;
+        let link = match launched {
+            Ok(Ok(link)) => link,
+            Ok(Err(e)) => {
+                if role == TesterRole::Receiver {
+                    let _ = ctx.store.delete_async(&sid).await;
+                }
+                return Err((AcceptCode::InternalError, e.to_string()));
+            }
+            Err(_) => {
+                if role == TesterRole::Receiver {
+                    let _ = ctx.store.delete_async(&sid).await;
+                }
+                return Err((AcceptCode::InternalError, "tester did not start".into()));
+            }
+        };
+        log.info(format!(
+            "session accepted: server is {}, port {port}, peer {peer}, {} packets",
+            match role {
+                TesterRole::Sender => "sender",
+                TesterRole::Receiver => "receiver",
+            },
+            req.num_packets
+        ));
+        self.sessions.push(TestSession {
+            id: index,
+            sid,
+            role,
+            request: req,
+            link,
+            log,
+            done: false,
+            gone: false,
+            stop_sent: false,
+            failed: false,
+            sender_result: None,
+            receiver_result: None,
+            file,
+            disk,
+            _bandwidth: bandwidth,
+            _port: lease,
+        });
+        Ok((port, sid))
+    }
+}
+
+/// fe80::/10.
+fn is_link_local_v6(ip: &IpAddr) -> bool {
+    matches!(ip, IpAddr::V6(a) if (a.segments()[0] & 0xffc0) == 0xfe80)
+}

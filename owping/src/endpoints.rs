@@ -1,0 +1,203 @@
+//! owping's local test endpoints (spec §3.3, §3.4, §8.2): the sender and receiver
+//! threads running the shared engine, the SID the client generates as receiver, the
+//! start time, and the clock with the kernel's NTP status.
+
+use owamp::engine::{
+    ReceiverParams, ReceiverReport, SenderParams, SenderReport, SocketOptions, StopFlag,
+    UdpTestSocket, run_receiver, run_sender,
+};
+use owamp::packet::{PacketFormat, TestKeys};
+use owamp::schedule::Schedule;
+use owamp::time::{Clock, KernelClockStatus, StatusProvider};
+use owamp::{Mode, Num64, PacketRecord, Sid, Slot, Timestamp};
+use std::net::{IpAddr, SocketAddr, UdpSocket};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+/// The kernel's NTP status (adjtimex, read only) for the S bit and the error estimates
+/// (spec §4.3); `sandbox` holds the `unsafe` call.
+fn kernel_status() -> Option<KernelClockStatus> {
+    sandbox::kernel_clock().map(|k| KernelClockStatus {
+        synchronized: k.synchronized,
+        esterror_us: k.esterror_us,
+        offset_ns: k.offset_ns,
+    })
+}
+
+pub const CLOCK_STATUS: Option<StatusProvider> = Some(kernel_status);
+
+/// Mean packets per second of a schedule (the reference's `OWPTestPacketRate`).
+pub fn packet_rate(slots: &[Slot]) -> f64 {
+    let total: f64 = slots.iter().map(|s| s.param.as_secs_f64()).sum();
+    if total > 0.0 {
+        slots.len() as f64 / total
+    } else {
+        0.0
+    }
+}
+
+/// A receiver-generated SID (spec §2.1.4): the receiver's IPv4 address (or the last 4
+/// bytes of its IPv6 address), the current timestamp, 4 random bytes.
+pub fn make_sid(receiver: IpAddr, now: Timestamp) -> Sid {
+    let mut s = [0u8; 16];
+    match receiver {
+        IpAddr::V4(a) => s[..4].copy_from_slice(&a.octets()),
+        IpAddr::V6(a) => s[..4].copy_from_slice(&a.octets()[12..]),
+    }
+    s[4..12].copy_from_slice(&now.to_be_bytes());
+    let r = owamp::crypto::random_bytes::<4>("SID").unwrap_or([0x5a; 4]);
+    s[12..].copy_from_slice(&r);
+    Sid(s)
+}
+
+/// Start time (spec §8.2): now + max(rtt_bound·(1 + directions) + 1 s, -z).
+pub fn start_time(
+    now: Timestamp,
+    rtt_bound: Num64,
+    directions: u32,
+    delay_start: f64,
+) -> Timestamp {
+    let min = rtt_bound
+        .fixed_mul(Num64(u64::from(1 + directions) << 32))
+        .wrapping_add(Num64(1 << 32));
+    let z = Num64::from_secs_f64(delay_start);
+    now.wrapping_add(if z > min { z } else { min })
+}
+
+/// What a session thread needs to build its format and schedule.
+#[derive(Clone)]
+pub(crate) struct SessionSetup {
+    pub(crate) sid: Sid,
+    pub(crate) mode: Mode,
+    pub(crate) keys: Option<TestKeys>,
+    pub(crate) padding: u32,
+    pub(crate) start: Timestamp,
+    pub(crate) slots: Vec<Slot>,
+    pub(crate) count: u32,
+    pub(crate) timeout: Num64,
+    pub(crate) debug_offset: f64,
+    pub(crate) dscp: Option<u8>,
+}
+
+impl SessionSetup {
+    fn socket(&self, udp: UdpSocket, peer: SocketAddr) -> std::io::Result<UdpTestSocket> {
+        let len = PacketFormat::new(self.mode, self.keys.as_ref(), self.padding)
+            .map(|f| f.len())
+            .unwrap_or(0);
+        UdpTestSocket::new(
+            udp,
+            peer,
+            SocketOptions {
+                dscp: self.dscp,
+                packet_len: len,
+                packets_per_second: packet_rate(&self.slots),
+            },
+        )
+    }
+
+    fn format(&self) -> std::io::Result<PacketFormat> {
+        PacketFormat::new(self.mode, self.keys.as_ref(), self.padding)
+            .map_err(|e| std::io::Error::other(e.to_string()))
+    }
+}
+
+pub(crate) type RecvResult = std::io::Result<(ReceiverReport, Vec<PacketRecord>)>;
+
+pub(crate) fn spawn_receiver(
+    s: SessionSetup,
+    udp: UdpSocket,
+    peer: SocketAddr,
+    stop: StopFlag,
+) -> std::io::Result<JoinHandle<RecvResult>> {
+    std::thread::Builder::new()
+        .name("receiver".into())
+        .spawn(move || {
+            let clock = Clock::new(CLOCK_STATUS, s.debug_offset);
+            let mut sock = s.socket(udp, peer)?;
+            let fmt = s.format()?;
+            let mut sched = Schedule::new(s.sid, s.start, &s.slots, s.count);
+            let mut recs = Vec::new();
+            let mut ctl = stop;
+            let rep = run_receiver(
+                &mut sock,
+                &clock,
+                &fmt,
+                &mut sched,
+                ReceiverParams {
+                    num_packets: s.count,
+                    timeout: s.timeout,
+                    expected_src: peer,
+                },
+                &mut recs,
+                &mut ctl,
+            )?;
+            Ok((rep, recs))
+        })
+}
+
+pub(crate) fn spawn_sender(
+    s: SessionSetup,
+    udp: UdpSocket,
+    peer: SocketAddr,
+    end_delay: Duration,
+    stop: StopFlag,
+) -> std::io::Result<JoinHandle<std::io::Result<SenderReport>>> {
+    std::thread::Builder::new()
+        .name("sender".into())
+        .spawn(move || {
+            let clock = Clock::new(CLOCK_STATUS, s.debug_offset);
+            let mut sock = s.socket(udp, peer)?;
+            let mut fmt = s.format()?;
+            let mut sched = Schedule::new(s.sid, s.start, &s.slots, s.count);
+            let mut ctl = stop;
+            run_sender(
+                &mut sock,
+                &clock,
+                &mut fmt,
+                &mut sched,
+                SenderParams {
+                    num_packets: s.count,
+                    timeout: s.timeout,
+                    end_delay,
+                },
+                &mut ctl,
+            )
+        })
+}
+
+pub(crate) fn join_sender(
+    tx: Option<JoinHandle<std::io::Result<SenderReport>>>,
+) -> Option<std::io::Result<SenderReport>> {
+    tx.map(|h| {
+        h.join()
+            .unwrap_or_else(|_| Err(std::io::Error::other("sender thread panicked")))
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sid_layout() {
+        let sid = make_sid("127.0.0.1".parse().unwrap(), Num64(0xdd12_e59f_f0d3_41db));
+        assert_eq!(
+            &sid.0[..12],
+            &[127, 0, 0, 1, 0xdd, 0x12, 0xe5, 0x9f, 0xf0, 0xd3, 0x41, 0xdb]
+        );
+        let v6 = make_sid("::1".parse().unwrap(), Num64(0));
+        assert_eq!(&v6.0[..4], &[0, 0, 0, 1]);
+    }
+
+    #[test]
+    fn start_and_rate() {
+        let now = Num64(1000 << 32);
+        // rtt 0.5 s, two directions: 1.5 s + 1 s.
+        assert_eq!(
+            start_time(now, Num64(1 << 31), 2, 0.0),
+            Num64((1002 << 32) + (1 << 31))
+        );
+        assert_eq!(start_time(now, Num64(1 << 31), 2, 10.0), Num64(1010 << 32));
+        assert!((packet_rate(&crate::parse::default_slots()) - 10.0).abs() < 1e-6);
+    }
+}

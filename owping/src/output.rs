@@ -1,0 +1,256 @@
+//! What the clients print from a session's data (owping.c `do_stats`): raw records
+//! (`-R`), per-packet lines (`-v`), the human or machine summary, per sub-session with
+//! `-N`, to files with `-p`/`-d`, or JSON (`--json`). The formats themselves are
+//! `owamp::report`'s; this module only chooses and sequences them.
+
+use crate::opts::OutOpts;
+use owamp::owp::{OwpError, OwpFile, SessionHeader};
+use owamp::report::{
+    Endpoints, SummaryOptions, TimeZone, Unit, human_summary, json_summary, machine_summary,
+    per_packet_section, raw_line,
+};
+use owamp::schedule::Schedule;
+use owamp::stats::{Stats, StatsError, StatsOptions};
+use owamp::{PacketRecord, SkipRange};
+use std::io::{self, Read, Seek, Write};
+use std::path::{Path, PathBuf};
+use thiserror::Error;
+
+#[derive(Debug, Error)]
+pub enum OutputError {
+    #[error(transparent)]
+    File(#[from] OwpError),
+    #[error("{path}: {source}")]
+    Stats {
+        path: String,
+        #[source]
+        source: StatsError,
+    },
+    #[error("{path}: writing output: {source}")]
+    Write {
+        path: String,
+        #[source]
+        source: io::Error,
+    },
+}
+
+/// One session's data, whole in memory (a few million records at most, 25 bytes each).
+#[derive(Clone, Debug)]
+pub struct SessionData {
+    /// For messages: the file name, or a description.
+    pub label: String,
+    pub session: SessionHeader,
+    pub finished: u32,
+    pub records: Vec<PacketRecord>,
+    pub skips: Vec<SkipRange>,
+}
+
+impl SessionData {
+    /// Reads an `.owp` file (v0, v2, v3) from any seekable source.
+    pub fn read<R: Read + Seek>(reader: R, label: &Path) -> Result<SessionData, OwpError> {
+        let mut f = OwpFile::from_reader(reader, label)?;
+        Self::from_file(&mut f)
+    }
+
+    pub fn open(path: &Path) -> Result<SessionData, OwpError> {
+        let mut f = OwpFile::open(path)?;
+        Self::from_file(&mut f)
+    }
+
+    fn from_file<R: Read + Seek>(f: &mut OwpFile<R>) -> Result<SessionData, OwpError> {
+        let session = f.session()?.clone();
+        let finished = f.header().finished;
+        let skips = f.skips()?;
+        let records = f.read_records()?;
+        Ok(SessionData {
+            label: f.path().display().to_string(),
+            session,
+            finished,
+            records,
+            skips,
+        })
+    }
+}
+
+/// Host names to print instead of the numeric addresses, when owping knows them.
+#[derive(Clone, Debug, Default)]
+pub struct Names {
+    pub from: Option<String>,
+    pub to: Option<String>,
+}
+
+impl Names {
+    /// The names owstats and owfetch print. They pass no host names to
+    /// `OWPStatsCreate` (owping.c `do_stats(ctx, fp, NULL, NULL, NULL)`), so stats.c asks
+    /// `getnameinfo(3)` with flags 0 for each address in the file header: the resolver's
+    /// name when it has one (127.0.0.1 prints as "localhost" through /etc/hosts), the
+    /// numeric address otherwise, and "***" when the call fails (spec §8.3 "fromhost").
+    pub fn resolved(session: &SessionHeader) -> Names {
+        let f = session.fields();
+        Names {
+            from: Some(host_name(f.sender_addr, f.sender_port)),
+            to: Some(host_name(f.receiver_addr, f.receiver_port)),
+        }
+    }
+}
+
+/// `getnameinfo(addr, NULL serv, 0)` as stats.c calls it; the service is asked
+/// numerically only because the binding always asks for one (it is discarded).
+fn host_name(addr: std::net::IpAddr, port: u16) -> String {
+    let sa = std::net::SocketAddr::new(addr, port);
+    dns_lookup::getnameinfo(&sa, libc::NI_NUMERICSERV)
+        .map(|(host, _)| host)
+        .unwrap_or_else(|_| "***".to_string())
+}
+
+fn endpoints(s: &SessionHeader, names: &Names) -> Endpoints {
+    let mut e = Endpoints::numeric(s);
+    if let Some(f) = &names.from {
+        e.from_host = f.clone();
+    }
+    if let Some(t) = &names.to {
+        e.to_host = t.clone();
+    }
+    e
+}
+
+/// The sub-session boundaries of `-N` (owping.c `do_stats`): `None` = whole session.
+pub fn sub_sessions(npackets: u32, n: u32) -> Vec<(u32, Option<u32>)> {
+    if n == 0 || n >= npackets {
+        return vec![(0, None)];
+    }
+    let count = npackets.div_ceil(n);
+    (0..count)
+        .map(|i| {
+            let begin = n * i;
+            let end = n.saturating_mul(i + 1);
+            (begin, (end <= npackets).then_some(end))
+        })
+        .collect()
+}
+
+/// Prints one session as owping/owstats/owfetch do. With `-p`, each summary goes to
+/// `<dir>/<start>_<end>.txt` (`.sum` with `-M`) and the file name is printed instead.
+pub fn print_session(
+    out: &mut dyn Write,
+    data: &SessionData,
+    names: &Names,
+    opts: &OutOpts,
+) -> Result<(), OutputError> {
+    let werr = |e| OutputError::Write {
+        path: data.label.clone(),
+        source: e,
+    };
+    let ends = endpoints(&data.session, names);
+    if opts.raw && !opts.json {
+        let mut s = String::new();
+        for r in &data.records {
+            s.push_str(&raw_line(r));
+        }
+        return out.write_all(s.as_bytes()).map_err(werr);
+    }
+    let f = data.session.fields();
+    let mut sched = Schedule::new(f.sid, f.start_time, &f.slots, f.npackets);
+    let mut sched_fn = |i: u32| sched.send_time(i).unwrap_or(f.start_time);
+    let unit = Unit::from_letter(opts.units).unwrap_or(Unit::Milliseconds);
+    let pct: Vec<f32> = opts.percentiles.iter().map(|p| *p as f32).collect();
+    let limit = (opts.records && opts.record_limit > 0).then_some(u64::from(opts.record_limit));
+    let mut begin_record = 0u64;
+    // "first:"/"last:" are local times, as the reference's localtime_r prints them.
+    let zone = TimeZone::from_env();
+    for (first, last) in sub_sessions(f.npackets, opts.sub_session) {
+        let so = StatsOptions {
+            bucket_width: opts.bucket_width,
+            first,
+            last,
+            record_limit: limit,
+            begin_record,
+        };
+        let stats = Stats::compute(
+            &data.session,
+            data.records.iter().copied(),
+            &data.skips,
+            &so,
+            Some(&mut sched_fn),
+        )
+        .map_err(|e| OutputError::Stats {
+            path: data.label.clone(),
+            source: e,
+        })?;
+        begin_record = stats.next_record;
+        let mut text = String::new();
+        let ext;
+        if opts.json {
+            let recs = opts.raw.then_some(data.records.as_slice());
+            let doc = json_summary(&stats, &data.session, data.finished, &ends, &pct, recs);
+            text.push_str(&doc.to_string());
+            text.push('\n');
+            ext = ".json";
+        } else {
+            if opts.records {
+                let n = limit.map_or(usize::MAX, |l| l as usize);
+                text.push_str(&per_packet_section(
+                    &data.session,
+                    &ends,
+                    data.records.iter().take(n),
+                    &data.skips,
+                    stats.first,
+                    stats.last,
+                    unit,
+                    opts.unix_ts,
+                ));
+            }
+            if opts.machine {
+                text.push_str(&machine_summary(
+                    &stats,
+                    &data.session,
+                    data.finished,
+                    &ends,
+                    opts.unix_ts,
+                ));
+                ext = ".sum";
+            } else {
+                let so = SummaryOptions {
+                    unit,
+                    percentiles: pct.clone(),
+                    zone: zone.clone(),
+                };
+                text.push_str(&human_summary(&stats, &data.session, &ends, &so));
+                ext = ".txt";
+            }
+        }
+        if opts.print_files {
+            let start = stats.start_time.unwrap_or(f.start_time).0;
+            let end = stats.end_time.unwrap_or(f.start_time).0;
+            let name = format!("{start:020}_{end:020}{ext}");
+            let path = match &opts.savedir {
+                Some(d) => d.join(name),
+                None => PathBuf::from(name),
+            };
+            std::fs::write(&path, text.as_bytes()).map_err(|e| OutputError::Write {
+                path: path.display().to_string(),
+                source: e,
+            })?;
+            writeln!(out, "{}", path.display()).map_err(werr)?;
+        } else {
+            out.write_all(text.as_bytes()).map_err(werr)?;
+        }
+    }
+    out.flush().map_err(werr)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::sub_sessions;
+
+    #[test]
+    fn sub_session_bounds() {
+        assert_eq!(sub_sessions(100, 0), vec![(0, None)]);
+        assert_eq!(sub_sessions(100, 100), vec![(0, None)]);
+        assert_eq!(
+            sub_sessions(10, 4),
+            vec![(0, Some(4)), (4, Some(8)), (8, None)]
+        );
+        assert_eq!(sub_sessions(10, 5), vec![(0, Some(5)), (5, Some(10))]);
+    }
+}

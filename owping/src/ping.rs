@@ -1,0 +1,433 @@
+//! owping itself (spec §8.2): open the control connection, request the "to" and/or
+//! "from" sessions, run the local sender/receiver in threads with the engine, exchange
+//! Stop-Sessions, fetch the "to" session and print both.
+
+use crate::control::{Control, ControlError};
+use crate::endpoints::{
+    CLOCK_STATUS, RecvResult, SessionSetup, join_sender, make_sid, packet_rate, spawn_receiver,
+    spawn_sender, start_time,
+};
+use crate::net::{Family, bind_test_socket, resolve, split_host};
+use crate::opts::{CommandLine, Program};
+use crate::output::{Names, SessionData, print_session};
+use crate::recvdata::finish_from;
+use crate::signals::Interrupt;
+use crate::tools::{command_line, fetch_to_file};
+use crate::{connect_params, log};
+use owamp::engine::{SenderReport, StopFlag};
+use owamp::packet::TestKeys;
+use owamp::time::Clock;
+use owamp::wire::{RequestSession, SessionStop, StopLimits};
+use owamp::{AcceptCode, Num64, Sid};
+use std::io::Cursor;
+use std::net::{SocketAddr, UdpSocket};
+use std::path::Path;
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+const PROG: Program = Program::Owping;
+
+/// The "to" and "from" sessions once requested.
+struct Planned {
+    to: Option<(Sid, UdpSocket, SocketAddr)>,
+    from: Option<(Sid, UdpSocket, SocketAddr, RequestSession)>,
+}
+
+fn fail(msg: &str) -> i32 {
+    log(PROG, msg);
+    1
+}
+
+/// owping's `main`.
+pub fn owping_main(args: &[String], intr: &Interrupt) -> i32 {
+    let cl = match command_line(PROG, args) {
+        Ok(c) => c,
+        Err(code) => return code,
+    };
+    let Some(testpeer) = cl.operands.first().cloned() else {
+        return 1;
+    };
+    let server = cl
+        .operands
+        .get(1)
+        .cloned()
+        .unwrap_or_else(|| testpeer.clone());
+    let params = match connect_params(PROG, &cl, &server) {
+        Ok(p) => p,
+        Err(code) => return code,
+    };
+    let clock = match Clock::from_env(CLOCK_STATUS) {
+        Ok(c) => c,
+        Err(e) => return fail(&e.to_string()),
+    };
+    if intr.is_set() {
+        return 2;
+    }
+    let ctl = match Control::connect(&params) {
+        Ok(c) => c,
+        Err(e) => {
+            return fail(&format!(
+                "Unable to open control connection to {server}: {e}"
+            ));
+        }
+    };
+    run(&cl, ctl, &clock, &testpeer, &server, intr)
+}
+
+fn run(
+    cl: &CommandLine,
+    mut ctl: Control,
+    clock: &Clock,
+    testpeer: &str,
+    server: &str,
+    intr: &Interrupt,
+) -> i32 {
+    let t = &cl.test;
+    let rtt = ctl.rtt_bound;
+    let loss = t.loss_threshold.unwrap_or(rtt.as_secs_f64() + 2.0);
+    if loss < cl.out.bucket_width {
+        return fail(&format!(
+            "Invalid test specification: LossThreshold({loss:.6}) '-L' < BucketWidth ({:.6}) '-b'",
+            cl.out.bucket_width
+        ));
+    }
+    let timeout = Num64::from_secs_f64(loss);
+    let directions = u32::from(t.to) + u32::from(t.from);
+    let start = start_time(clock.now().0, rtt, directions, t.delay_start);
+    let local_ip = ctl.local.ip();
+    let peer_ip = if testpeer == server {
+        ctl.peer.ip()
+    } else {
+        let fam = if local_ip.is_ipv4() {
+            Family::V4
+        } else {
+            Family::V6
+        };
+        match resolve(testpeer, 0, fam) {
+            Ok(a) => a.first().map(|a| a.ip()).unwrap_or(ctl.peer.ip()),
+            Err(e) => return fail(&e.to_string()),
+        }
+    };
+    let type_p = t.dscp.map_or(0, |d| u32::from(d) << 24);
+    let base = RequestSession {
+        conf_sender: false,
+        conf_receiver: false,
+        num_packets: t.count,
+        sender_port: 0,
+        receiver_port: 0,
+        sender_addr: local_ip,
+        receiver_addr: peer_ip,
+        sid: Sid([0; 16]),
+        padding: t.padding,
+        start_time: start,
+        timeout,
+        type_p,
+        slots: t.slots.clone(),
+    };
+    // Checked as a "to" request: the direction does not change what can be wrong.
+    let probe = RequestSession {
+        conf_receiver: true,
+        ..base.clone()
+    };
+    if let Err(p) = probe.validate_in_mode(Some(ctl.mode)) {
+        return fail(&format!("Invalid test specification: {p}"));
+    }
+    let (_, device) = crate::source(cl);
+    let device = device.as_deref();
+    let mut plan = Planned {
+        to: None,
+        from: None,
+    };
+    if t.to {
+        let udp = match bind_test_socket(local_ip, t.ports, device) {
+            Ok(u) => u,
+            Err(e) => return fail(&e.to_string()),
+        };
+        let port = udp.local_addr().map(|a| a.port()).unwrap_or(0);
+        let req = RequestSession {
+            conf_receiver: true,
+            sender_port: port,
+            ..base.clone()
+        };
+        match ctl.request_session(&req) {
+            Ok(acc) => plan.to = Some((acc.sid, udp, SocketAddr::new(peer_ip, acc.port))),
+            Err(e) => return fail(&e.to_string()),
+        }
+    }
+    if intr.is_set() {
+        return 2;
+    }
+    if t.from {
+        let udp = match bind_test_socket(local_ip, t.ports, device) {
+            Ok(u) => u,
+            Err(e) => return fail(&e.to_string()),
+        };
+        let port = udp.local_addr().map(|a| a.port()).unwrap_or(0);
+        let sid = make_sid(local_ip, clock.now().0);
+        let req = RequestSession {
+            conf_sender: true,
+            receiver_port: port,
+            sender_addr: peer_ip,
+            receiver_addr: local_ip,
+            sid,
+            ..base.clone()
+        };
+        match ctl.request_session(&req) {
+            Ok(acc) => {
+                let peer = SocketAddr::new(peer_ip, acc.port);
+                let req = RequestSession {
+                    sender_port: acc.port,
+                    ..req
+                };
+                plan.from = Some((sid, udp, peer, req));
+            }
+            Err(e) => return fail(&e.to_string()),
+        }
+    }
+    if intr.is_set() {
+        return 2;
+    }
+    let mode = ctl.mode;
+    let to_keys = plan.to.as_ref().and_then(|(sid, ..)| ctl.test_keys(*sid));
+    let from_keys = plan.from.as_ref().and_then(|(sid, ..)| ctl.test_keys(*sid));
+    let setup = |sid: Sid, keys: Option<TestKeys>| SessionSetup {
+        sid,
+        mode,
+        keys,
+        padding: t.padding,
+        start,
+        slots: t.slots.clone(),
+        count: t.count,
+        timeout,
+        debug_offset: clock.debug_offset(),
+        dscp: t.dscp,
+    };
+    let stop = StopFlag::new();
+    // Our receiver is ready before Start-Sessions; our sender starts after Start-Ack
+    // (spec §2.3).
+    let mut from_info = None;
+    let mut rx = None;
+    if let Some((sid, udp, peer, req)) = plan.from.take() {
+        match spawn_receiver(setup(sid, from_keys.clone()), udp, peer, stop.clone()) {
+            Ok(h) => rx = Some(h),
+            Err(e) => return fail(&format!("starting the receiver thread: {e}")),
+        }
+        from_info = Some((sid, req));
+    }
+    if let Err(e) = ctl.start_sessions() {
+        stop.stop();
+        return fail(&e.to_string());
+    }
+    let mut tx = None;
+    let mut to_sid = None;
+    if let Some((sid, udp, peer)) = plan.to.take() {
+        let end_delay = Duration::from_secs_f64(t.end_delay.unwrap_or(1.0));
+        match spawn_sender(
+            setup(sid, to_keys.clone()),
+            udp,
+            peer,
+            end_delay,
+            stop.clone(),
+        ) {
+            Ok(h) => tx = Some(h),
+            Err(e) => {
+                stop.stop();
+                return fail(&format!("starting the sender thread: {e}"));
+            }
+        }
+        to_sid = Some(sid);
+    }
+    if !cl.out.quiet && !cl.out.json {
+        let rate = packet_rate(&t.slots);
+        let mut duration = if rate > 0.0 {
+            f64::from(t.count) / rate
+        } else {
+            0.0
+        };
+        duration += loss + rtt.as_secs_f64();
+        let end = start.as_secs_f64() + duration - clock.now().0.as_secs_f64();
+        println!("Approximately {end:.1} seconds until results available");
+    }
+
+    // Wait for the first of: our sessions done, the server's Stop-Sessions, a signal.
+    let local_done = |rx: &Option<JoinHandle<RecvResult>>, tx: &Option<JoinHandle<_>>| {
+        rx.as_ref().is_none_or(|h| h.is_finished())
+            && tx
+                .as_ref()
+                .is_none_or(|h: &JoinHandle<std::io::Result<SenderReport>>| h.is_finished())
+    };
+    let server_first = loop {
+        if intr.is_set() || local_done(&rx, &tx) {
+            break false;
+        }
+        let mut fds = [nix::poll::PollFd::new(
+            ctl.as_fd(),
+            nix::poll::PollFlags::POLLIN,
+        )];
+        match nix::poll::poll(&mut fds, nix::poll::PollTimeout::from(100u16)) {
+            Ok(n) if n > 0 => break true,
+            Ok(_) | Err(nix::errno::Errno::EINTR) => {}
+            Err(e) => return fail(&format!("waiting on the control connection: {e}")),
+        }
+    };
+    let limits = StopLimits {
+        max_sessions: u32::from(from_info.is_some()),
+        max_skips: t.count,
+    };
+    let interrupted = intr.is_set();
+    let (their_stop, stoptime, tx_report) = if server_first {
+        let theirs = ctl.read_stop(limits, crate::IO_TIMEOUT);
+        let stoptime = clock.now().0;
+        stop.stop();
+        let tx_report = join_sender(tx);
+        let ours = our_stop(to_sid, &tx_report, theirs.as_ref().ok().map(|s| s.accept));
+        if let Err(e) = ctl.send_stop(ours.0, ours.1) {
+            log(PROG, &e.to_string());
+        }
+        (theirs, stoptime, tx_report)
+    } else {
+        if interrupted {
+            stop.stop();
+        }
+        let tx_report = join_sender(tx);
+        let ours = our_stop(to_sid, &tx_report, None);
+        if let Err(e) = ctl.send_stop(ours.0, ours.1) {
+            return fail(&e.to_string());
+        }
+        let wait = crate::IO_TIMEOUT + Duration::from_secs_f64(loss);
+        let theirs = ctl.read_stop(limits, wait);
+        (theirs, clock.now().0, tx_report)
+    };
+    stop.stop();
+    let rx_result = rx.map(|h| h.join());
+    let theirs = match their_stop {
+        Ok(s) => s,
+        Err(e) => {
+            log(PROG, &e.to_string());
+            return fail("Test session(s) Failed...");
+        }
+    };
+    if theirs.accept != AcceptCode::Ok || tx_report.as_ref().is_some_and(|r| r.is_err()) {
+        if let Some(Err(e)) = &tx_report {
+            log(PROG, &format!("local sender: {e}"));
+        }
+        if theirs.accept != AcceptCode::Ok {
+            log(
+                PROG,
+                &format!("the server reports the sessions failed: {}", theirs.accept),
+            );
+        }
+        if let Some(p) = &t.save_from {
+            let _ = std::fs::remove_file(p);
+        }
+        return fail("Test session(s) Failed...");
+    }
+    if interrupted {
+        return 2;
+    }
+
+    // The "from" session: our own records, cut per the server's Stop-Sessions.
+    let mut status = 0;
+    let mut from_data = None;
+    if let Some((sid, req)) = from_info {
+        match finish_from(
+            &theirs,
+            sid,
+            &req,
+            rx_result,
+            stoptime,
+            timeout,
+            t.save_from.as_deref(),
+        ) {
+            Ok(d) => from_data = Some(d),
+            Err(e) => {
+                status = fail(&e);
+            }
+        }
+    }
+    let remote = split_host(testpeer, 0)
+        .map(|h| h.0)
+        .unwrap_or_else(|_| testpeer.to_string());
+    let local = local_ip.to_string();
+    let mut out = std::io::stdout().lock();
+    if let Some(sid) = to_sid
+        && (t.save_to.is_some() || cl.out.wants_data())
+    {
+        match fetch_to(&mut ctl, sid, t.save_to.as_deref()) {
+            Ok(data) => {
+                if cl.out.wants_data() {
+                    let names = Names {
+                        from: Some(local.clone()),
+                        to: Some(remote.clone()),
+                    };
+                    if let Err(e) = print_session(&mut out, &data, &names, &cl.out) {
+                        status = fail(&format!("\"to\" session: {e}"));
+                    }
+                }
+            }
+            Err(e) => {
+                log(
+                    PROG,
+                    &format!("Unable to fetch data for sid({})", sid.to_hex()),
+                );
+                status = fail(&e.to_string());
+            }
+        }
+    }
+    if let Some(data) = from_data
+        && cl.out.wants_data()
+    {
+        let names = Names {
+            from: Some(remote),
+            to: Some(local),
+        };
+        if let Err(e) = print_session(&mut out, &data, &names, &cl.out) {
+            status = fail(&format!("\"from\" session: {e}"));
+        }
+    }
+    status
+}
+
+/// Our Stop-Sessions: one record for the session we sent (spec §2.5).
+fn our_stop(
+    to_sid: Option<Sid>,
+    tx: &Option<std::io::Result<SenderReport>>,
+    peer_accept: Option<AcceptCode>,
+) -> (AcceptCode, Vec<SessionStop>) {
+    let mut accept = peer_accept.unwrap_or(AcceptCode::Ok);
+    let mut sessions = Vec::new();
+    if let Some(sid) = to_sid {
+        match tx {
+            Some(Ok(r)) => sessions.push(SessionStop {
+                sid,
+                next_seqno: r.next_seqno,
+                skips: r.skips.clone(),
+            }),
+            _ => {
+                accept = AcceptCode::InternalError;
+                sessions.push(SessionStop {
+                    sid,
+                    next_seqno: 0,
+                    skips: Vec::new(),
+                });
+            }
+        }
+    }
+    (accept, sessions)
+}
+
+/// Fetches the "to" session into `save` or into memory.
+fn fetch_to(ctl: &mut Control, sid: Sid, save: Option<&Path>) -> Result<SessionData, ControlError> {
+    match save {
+        Some(path) => {
+            fetch_to_file(ctl, sid, path)?;
+            Ok(SessionData::open(path)?)
+        }
+        None => {
+            let mut buf = Vec::new();
+            let label = Path::new("\"to\" session");
+            ctl.fetch_to(sid, &mut buf, label)?;
+            Ok(SessionData::read(Cursor::new(buf), label)?)
+        }
+    }
+}

@@ -1,0 +1,195 @@
+//! The `main` of owstats, owfetch and owup (spec §8.6), returning exit codes.
+
+use crate::control::{Control, ControlError};
+use crate::opts::{CommandLine, Program, parse_command_line, usage};
+use crate::output::{Names, SessionData, print_session};
+use crate::{connect_params, log};
+use owamp::Sid;
+use std::io::Write;
+use std::path::Path;
+
+/// Parses the command line; prints usage or the error. `Err(code)` means exit now.
+pub fn command_line(prog: Program, args: &[String]) -> Result<CommandLine, i32> {
+    match parse_command_line(prog, args) {
+        Ok(c) if c.help => {
+            eprint!("{}", usage(prog));
+            Err(0)
+        }
+        Ok(c) => {
+            for w in &c.warnings {
+                log(prog, w);
+            }
+            Ok(c)
+        }
+        Err(e) => {
+            log(prog, &e.to_string());
+            eprint!("{}", usage(prog));
+            Err(1)
+        }
+    }
+}
+
+/// The host names owstats/owfetch print: resolved as stats.c does, except for `-R`,
+/// whose lines carry no addresses (do_stats returns before `OWPStatsCreate`), so no
+/// resolver query is spent on them.
+fn stats_names(data: &SessionData, out: &crate::opts::OutOpts) -> Names {
+    if out.raw && !out.json {
+        Names::default()
+    } else {
+        Names::resolved(&data.session)
+    }
+}
+
+/// owstats: the statistics of each file in turn.
+pub fn owstats_main(args: &[String]) -> i32 {
+    let prog = Program::Owstats;
+    let cl = match command_line(prog, args) {
+        Ok(c) => c,
+        Err(code) => return code,
+    };
+    let stdout = std::io::stdout();
+    let mut out = stdout.lock();
+    for f in &cl.operands {
+        let data = match SessionData::open(Path::new(f)) {
+            Ok(d) => d,
+            Err(e) => {
+                log(prog, &e.to_string());
+                return 1;
+            }
+        };
+        if cl.out.wants_data()
+            && let Err(e) = print_session(&mut out, &data, &stats_names(&data, &cl.out), &cl.out)
+        {
+            log(prog, &e.to_string());
+            return 1;
+        }
+    }
+    0
+}
+
+/// owfetch: Fetch-Session for each SID into its save file, then its statistics.
+pub fn owfetch_main(args: &[String], intr: &crate::signals::Interrupt) -> i32 {
+    let prog = Program::Owfetch;
+    let cl = match command_line(prog, args) {
+        Ok(c) => c,
+        Err(code) => return code,
+    };
+    let Some((server, pairs)) = cl.operands.split_first() else {
+        return 1;
+    };
+    let params = match connect_params(prog, &cl, server) {
+        Ok(p) => p,
+        Err(code) => return code,
+    };
+    let mut ctl = match Control::connect(&params) {
+        Ok(c) => c,
+        Err(e) => {
+            log(prog, &e.to_string());
+            return 1;
+        }
+    };
+    let mut status = 0;
+    let stdout = std::io::stdout();
+    for pair in pairs.chunks_exact(2) {
+        let (sid_text, file) = (&pair[0], &pair[1]);
+        let sid = match Sid::from_hex(sid_text) {
+            Ok(s) => s,
+            Err(e) => {
+                log(prog, &format!("Unable to fetch sid({sid_text}): {e}"));
+                status = 1;
+                continue;
+            }
+        };
+        match fetch_to_file(&mut ctl, sid, Path::new(file)) {
+            Ok(()) => {}
+            Err(e) => {
+                log(prog, &format!("Unable to fetch sid({sid_text}): {e}"));
+                if matches!(e, ControlError::Refused { .. }) {
+                    status = 1;
+                    continue;
+                }
+                // The connection is unusable after anything but a refusal.
+                return 1;
+            }
+        }
+        if cl.out.wants_data() {
+            let r = SessionData::open(Path::new(file))
+                .map_err(|e| e.to_string())
+                .and_then(|d| {
+                    print_session(&mut stdout.lock(), &d, &stats_names(&d, &cl.out), &cl.out)
+                        .map_err(|e| e.to_string())
+                });
+            if let Err(e) = r {
+                log(prog, &e);
+                status = 1;
+            }
+        }
+        if intr.is_set() {
+            return 2;
+        }
+    }
+    status
+}
+
+/// Fetches the whole session `sid` into `path` (removed again on failure).
+pub fn fetch_to_file(ctl: &mut Control, sid: Sid, path: &Path) -> Result<(), ControlError> {
+    let file = std::fs::File::create(path).map_err(|e| ControlError::Io {
+        path: path.to_path_buf(),
+        source: e,
+    })?;
+    let mut w = std::io::BufWriter::new(file);
+    let r = ctl.fetch_to(sid, &mut w, path).and_then(|_| {
+        w.flush().map_err(|e| ControlError::Io {
+            path: path.to_path_buf(),
+            source: e,
+        })
+    });
+    if r.is_err() {
+        let _ = std::fs::remove_file(path);
+    }
+    r
+}
+
+/// `Server Up Since: %Y-%m-%dT%H:%M:%S.%03d%Z` in local time, from Server-Start's
+/// Start-Time (owping.c, owup branch).
+pub fn up_since_line(start: owamp::Timestamp) -> String {
+    let (sec, nsec) = start.to_unix();
+    let ms = nsec / 1_000_000;
+    let zoned =
+        jiff::Timestamp::from_second(sec as i64).map(|t| t.to_zoned(jiff::tz::TimeZone::system()));
+    match zoned {
+        Ok(z) => format!(
+            "Server Up Since: {}.{ms:03}{}\n",
+            z.strftime("%Y-%m-%dT%H:%M:%S"),
+            z.strftime("%Z")
+        ),
+        Err(_) => format!("Server Up Since: (invalid time {})\n", start.0),
+    }
+}
+
+/// owup: connect, print when the server started (stderr, like the reference).
+pub fn owup_main(args: &[String]) -> i32 {
+    let prog = Program::Owup;
+    let cl = match command_line(prog, args) {
+        Ok(c) => c,
+        Err(code) => return code,
+    };
+    let Some(server) = cl.operands.first() else {
+        return 1;
+    };
+    let params = match connect_params(prog, &cl, server) {
+        Ok(p) => p,
+        Err(code) => return code,
+    };
+    let ctl = match Control::connect(&params) {
+        Ok(c) => c,
+        Err(e) => {
+            log(prog, &e.to_string());
+            return 1;
+        }
+    };
+    // Only the one line: owping.c's owup branch prints nothing else (upstream and the
+    // 5.2.3 reference alike), and scripts parse this output.
+    eprint!("{}", up_since_line(ctl.server_start));
+    0
+}

@@ -1,0 +1,112 @@
+//! The clients against the real `owampd` of this workspace (spec §8.2 end to end):
+//! both directions in open, authenticated and encrypted modes, -T/-F files read back by
+//! owstats, owfetch by SID, owup.
+//!
+//! They need the workspace's binaries: `cargo build --workspace` first (the README's
+//! test command does). The same scenarios also run against the in-process mock server
+//! in `mock_e2e.rs`.
+
+use e2e::{Server, free_port, is_root, run_client};
+use std::os::unix::fs::PermissionsExt;
+use std::time::Duration;
+
+const LIMIT: Duration = Duration::from_secs(60);
+const FAST: &[&str] = &["-c", "20", "-i", "0.01f", "-L", "1", "-E", "0.2", "-P", "0"];
+
+fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+/// A confdir with a pfs for user alice (pass-phrase "secret") and open limits.
+fn confdir(dir: &std::path::Path) -> String {
+    let c = dir.join("conf");
+    std::fs::create_dir_all(&c).unwrap();
+    std::fs::write(c.join("owamp-server.conf"), "").unwrap();
+    std::fs::write(c.join("owamp-server.pfs"), "alice 736563726574\n").unwrap();
+    std::fs::write(
+        c.join("owamp-server.limits"),
+        "limit root with disk=0,bandwidth=0,delete_on_fetch=off,allow_open_mode=on\nassign default root\n",
+    )
+    .unwrap();
+    std::fs::write(dir.join("client.pfs"), "alice 736563726574\n").unwrap();
+    c.display().to_string()
+}
+
+/// owampd with the confdir in a fresh directory the run-as user (nobody, when we are
+/// root) can write; returns the server and the directory for client files.
+fn start_server() -> (Server, std::path::PathBuf, String) {
+    let dir = tempfile::tempdir().unwrap();
+    let conf = confdir(dir.path());
+    let data = dir.path().join("data");
+    std::fs::create_dir_all(&data).unwrap();
+    for d in [dir.path(), data.as_path()] {
+        std::fs::set_permissions(d, std::fs::Permissions::from_mode(0o777)).unwrap();
+    }
+    let files = dir.path().to_path_buf();
+    let mut extra = vec!["-c".to_string(), conf];
+    if is_root() {
+        extra.extend(["-U".to_string(), "nobody".to_string()]);
+    }
+    let extra: Vec<&str> = extra.iter().map(String::as_str).collect();
+    let srv = Server::start_in(dir, "127.0.0.1", free_port(), &extra);
+    let pfs = files.join("client.pfs").display().to_string();
+    (srv, files, pfs)
+}
+
+fn check_both(out: &std::process::Output) {
+    let so = text(&out.stdout);
+    assert!(
+        out.status.success(),
+        "stdout:\n{so}\nstderr:\n{}",
+        text(&out.stderr)
+    );
+    assert_eq!(so.matches("--- owping statistics from").count(), 2, "{so}");
+    assert_eq!(so.matches("20 sent, 0 lost").count(), 2, "{so}");
+}
+
+#[test]
+
+fn owping_open_auth_encrypted() {
+    let (srv, _files, pfs) = start_server();
+    let target = srv.target();
+    let mut open = FAST.to_vec();
+    open.push(&target);
+    check_both(&run_client("owping", &open, LIMIT));
+    for modes in ["A", "E"] {
+        let mut a = FAST.to_vec();
+        a.extend(["-A", modes, "-u", "alice", "-k", &pfs, &target]);
+        check_both(&run_client("owping", &a, LIMIT));
+    }
+}
+
+#[test]
+
+fn files_owstats_owfetch_owup() {
+    let (srv, files, _) = start_server();
+    let target = srv.target();
+    let to = files.join("to.owp").display().to_string();
+    let from = files.join("from.owp").display().to_string();
+    let mut a = FAST.to_vec();
+    a.extend(["-M", "-T", &to, "-F", &from, &target]);
+    let out = run_client("owping", &a, LIMIT);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let so = text(&out.stdout);
+    let to_sid = so
+        .lines()
+        .find_map(|l| l.strip_prefix("SID\t"))
+        .expect("a SID line")
+        .to_string();
+    for f in [&to, &from] {
+        let st = run_client("owstats", &["-M", f], LIMIT);
+        assert!(st.status.success(), "{}", text(&st.stderr));
+        assert!(text(&st.stdout).contains("SENT\t20\n"));
+    }
+    let fetched = files.join("fetched.owp").display().to_string();
+    let f = run_client("owfetch", &["-R", &target, &to_sid, &fetched], LIMIT);
+    assert!(f.status.success(), "{}", text(&f.stderr));
+    let raw = run_client("owstats", &["-R", &to], LIMIT);
+    assert_eq!(text(&f.stdout), text(&raw.stdout));
+    let up = run_client("owup", &[&target], LIMIT);
+    assert!(up.status.success(), "{}", text(&up.stderr));
+    assert!(text(&up.stderr).starts_with("Server Up Since: "));
+}

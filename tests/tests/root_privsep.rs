@@ -1,0 +1,139 @@
+//! Root-only end-to-end tests (CI runs as root): inside a private network namespace,
+//! owampd on the default port 861 with `-U nobody`; while a session runs, every owampd
+//! process is inspected through /proc: control and testers run as nobody in all four
+//! uid fields with no capabilities, NoNewPrivs and seccomp filtering; the master keeps
+//! at most CAP_SETUID, CAP_SETGID, CAP_KILL and CAP_NET_BIND_SERVICE.
+
+use e2e::{Server, child_pids, enter_private_netns, require_root, run_client};
+use std::os::unix::fs::chown;
+use std::time::{Duration, Instant};
+
+const NOBODY: u32 = 65534;
+const CAP_KILL: u32 = 5;
+const CAP_SETGID: u32 = 6;
+const CAP_SETUID: u32 = 7;
+const CAP_NET_BIND_SERVICE: u32 = 10;
+
+fn status_field(pid: u32, key: &str) -> String {
+    let s = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    s.lines()
+        .find_map(|l| {
+            l.strip_prefix(&format!("{key}:"))
+                .map(|v| v.trim().to_string())
+        })
+        .unwrap_or_else(|| panic!("/proc/{pid}/status has no {key}"))
+}
+
+fn caps(pid: u32, key: &str) -> u64 {
+    u64::from_str_radix(&status_field(pid, key), 16).unwrap()
+}
+
+fn assert_confined(pid: u32, what: &str) {
+    for key in ["Uid", "Gid"] {
+        let ids: Vec<u32> = status_field(pid, key)
+            .split_whitespace()
+            .map(|v| v.parse().unwrap())
+            .collect();
+        assert_eq!(ids.len(), 4);
+        let want = if key == "Uid" { NOBODY } else { ids[0] };
+        assert!(ids.iter().all(|&i| i == want), "{what} {key}: {ids:?}");
+        if key == "Uid" {
+            assert_eq!(ids[0], NOBODY, "{what} runs as nobody");
+        }
+    }
+    for key in ["CapInh", "CapPrm", "CapEff", "CapBnd", "CapAmb"] {
+        assert_eq!(caps(pid, key), 0, "{what} {key}");
+    }
+    assert_eq!(status_field(pid, "NoNewPrivs"), "1", "{what} NoNewPrivs");
+    assert_eq!(status_field(pid, "Seccomp"), "2", "{what} Seccomp");
+}
+
+#[test]
+fn default_port_as_nobody_with_every_process_confined() {
+    if !require_root("default_port_as_nobody_with_every_process_confined") {
+        return;
+    }
+    enter_private_netns();
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    std::fs::create_dir_all(&data).unwrap();
+    chown(&data, Some(NOBODY), None).unwrap();
+    let server = Server::start_in(dir, "127.0.0.1", 861, &["-U", "nobody"]);
+    let master = server.child.id();
+    // A session long enough to catch its testers alive.
+    let long = std::thread::spawn(|| {
+        run_client(
+            "owping",
+            &["-c", "300", "-i", "0.01f", "-L", "2", "-M", "127.0.0.1"],
+            Duration::from_secs(60),
+        )
+    });
+    let control = child_pids(master);
+    assert_eq!(control.len(), 1, "one control process");
+    let control = control[0];
+    let start = Instant::now();
+    let testers = loop {
+        let t = child_pids(control);
+        if !t.is_empty() {
+            break t;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "no tester appeared"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    std::thread::sleep(Duration::from_millis(300));
+    assert_confined(control, "owampd-control");
+    for t in &testers {
+        assert_confined(*t, "owampd-tester");
+    }
+    let allowed =
+        (1u64 << CAP_KILL) | (1 << CAP_SETGID) | (1 << CAP_SETUID) | (1 << CAP_NET_BIND_SERVICE);
+    for key in ["CapPrm", "CapEff"] {
+        let c = caps(master, key);
+        assert_eq!(
+            c & !allowed,
+            0,
+            "master {key} = {c:#x} holds more than the four"
+        );
+    }
+    // The bounding set may add CAP_SETPCAP (8), held in no other set of the master, so
+    // that a restarted control can empty its own bounding set (ARCHITECTURE.md).
+    let bnd = caps(master, "CapBnd");
+    assert_eq!(bnd & !(allowed | 1 << 8), 0, "master CapBnd = {bnd:#x}");
+    assert_eq!(caps(master, "CapAmb"), 0);
+    let out = long.join().unwrap();
+    assert!(
+        out.status.success(),
+        "owping against port 861: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(stdout.matches("\nLOST\t0").count(), 2, "{stdout}");
+    // The files the nobody-owned control process wrote are there.
+    let catalog: Vec<_> = std::fs::read_dir(server.datadir().join("catalog"))
+        .unwrap()
+        .collect();
+    assert!(!catalog.is_empty());
+}
+
+#[test]
+fn root_without_a_user_is_refused() {
+    if !require_root("root_without_a_user_is_refused") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let out = std::process::Command::new(e2e::bin("owampd"))
+        .args(["-Z", "-S", &format!("127.0.0.1:{}", e2e::free_port())])
+        .arg("-R")
+        .arg(dir.path())
+        .arg("-d")
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(err.trim().lines().count(), 1, "{err}");
+    assert!(err.contains("-U") || err.contains("root"), "{err}");
+}

@@ -1,0 +1,392 @@
+//! The real owampd driven by the real owping (and by the raw client where owping can't
+//! say what the test needs): sessions in both directions in all three modes, fetch,
+//! policy refusals, port exhaustion, configuration errors, signals, and the loss of a
+//! tester or of the control process.
+
+use e2e::raw::{Raw, receive_request};
+use e2e::{Server, child_pids, free_port, run_client};
+use owamp::Mode;
+use std::net::UdpSocket;
+use std::path::Path;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+const LONG: Duration = Duration::from_secs(60);
+
+/// Writes a confdir with a pfs for alice ("testpass") and optional conf/limits files.
+fn confdir(root: &Path, conf: &str, limits: &str) -> std::path::PathBuf {
+    let c = root.join("etc");
+    std::fs::create_dir_all(&c).unwrap();
+    std::fs::write(c.join("owamp-server.pfs"), "alice 7465737470617373\n").unwrap();
+    // With -c the reference requires the conf file to exist (owampd(8)).
+    std::fs::write(c.join("owamp-server.conf"), format!("# test\n{conf}")).unwrap();
+    if !limits.is_empty() {
+        std::fs::write(c.join("owamp-server.limits"), limits).unwrap();
+    }
+    std::fs::write(root.join("client.pfs"), "alice 7465737470617373\n").unwrap();
+    c
+}
+
+/// Values of one key in owping -M output, in order (one per session).
+fn machine_values(stdout: &str, key: &str) -> Vec<String> {
+    stdout
+        .lines()
+        .filter_map(|l| l.strip_prefix(&format!("{key}\t")).map(str::to_string))
+        .collect()
+}
+
+fn owping_ok(args: &[&str]) -> String {
+    let out = run_client("owping", args, LONG);
+    let stdout = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(
+        out.status.success(),
+        "owping {args:?} failed: {}\nstdout:\n{stdout}\nstderr:\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    stdout
+}
+
+#[test]
+fn both_directions_in_every_mode() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().to_path_buf();
+    let conf = confdir(&root, "", "");
+    let server = Server::start_in(
+        dir,
+        "127.0.0.1",
+        free_port(),
+        &["-c", conf.to_str().unwrap()],
+    );
+    let pfs = root.join("client.pfs");
+    for mode in ["O", "A", "E"] {
+        let mut args = vec!["-A", mode, "-c", "20", "-i", "0.01f", "-L", "2", "-M"];
+        if mode != "O" {
+            args.extend(["-u", "alice", "-k", pfs.to_str().unwrap()]);
+        }
+        let target = server.target();
+        args.push(&target);
+        let out = owping_ok(&args);
+        assert_eq!(
+            machine_values(&out, "SENT"),
+            ["20", "20"],
+            "mode {mode}:\n{out}"
+        );
+        assert_eq!(
+            machine_values(&out, "LOST"),
+            ["0", "0"],
+            "mode {mode}:\n{out}"
+        );
+        assert_eq!(
+            machine_values(&out, "DUPS"),
+            ["0", "0"],
+            "mode {mode}:\n{out}"
+        );
+    }
+}
+
+#[test]
+fn saved_sessions_are_fetched_and_read_back() {
+    let server = Server::start(&[]);
+    let tmp = tempfile::tempdir().unwrap();
+    let to = tmp.path().join("to.owp");
+    let from = tmp.path().join("from.owp");
+    owping_ok(&[
+        "-c",
+        "15",
+        "-i",
+        "0.01f",
+        "-L",
+        "2",
+        "-Q",
+        "-T",
+        to.to_str().unwrap(),
+        "-F",
+        from.to_str().unwrap(),
+        &server.target(),
+    ]);
+    for f in [&to, &from] {
+        let out = run_client("owstats", &["-M", f.to_str().unwrap()], LONG);
+        assert!(
+            out.status.success(),
+            "owstats {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let s = String::from_utf8_lossy(&out.stdout);
+        assert_eq!(machine_values(&s, "SENT"), ["15"], "{s}");
+        assert_eq!(machine_values(&s, "LOST"), ["0"], "{s}");
+    }
+    // The server keeps the session it received; owfetch gets it again by SID.
+    let out = run_client("owstats", &["-M", to.to_str().unwrap()], LONG);
+    let s = String::from_utf8_lossy(&out.stdout).to_string();
+    let sid = machine_values(&s, "SID").pop().expect("SID line");
+    let again = tmp.path().join("again.owp");
+    let out = run_client(
+        "owfetch",
+        &["-M", &server.target(), &sid, again.to_str().unwrap()],
+        LONG,
+    );
+    assert!(
+        out.status.success(),
+        "owfetch: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(std::fs::read(&again).unwrap(), std::fs::read(&to).unwrap());
+    // The data store holds it under the class hierarchy and the catalog links it.
+    let catalog = server.datadir().join("catalog").join(format!("{sid}.owp"));
+    assert!(catalog.exists(), "{} missing", catalog.display());
+}
+
+#[test]
+fn a_bandwidth_limit_refuses_the_session() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().to_path_buf();
+    let conf = confdir(&root, "", "limit root with bandwidth=1k\n");
+    let server = Server::start_in(
+        dir,
+        "127.0.0.1",
+        free_port(),
+        &["-c", conf.to_str().unwrap()],
+    );
+    let out = run_client(
+        "owping",
+        &["-c", "100", "-i", "0.001f", "-t", &server.target()],
+        LONG,
+    );
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("Accept") || err.contains("refused") || err.contains("denied"),
+        "{err}"
+    );
+}
+
+#[test]
+fn port_range_exhaustion_answers_accept_5() {
+    let port = free_port();
+    let range = format!("{port}-{port}");
+    let server = Server::start(&["-P", &range]);
+    let mut first = Raw::connect(server.addr).unwrap();
+    assert_eq!(first.setup(Mode::Open, "", b"").unwrap(), 0);
+    let udp = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let req = receive_request(udp.local_addr().unwrap(), server.addr.ip(), 10);
+    let acc = first.request(&req).unwrap();
+    assert_eq!(acc.accept, owamp::AcceptCode::Ok);
+    assert_eq!(acc.port, port, "the only port in the range");
+    let mut second = Raw::connect(server.addr).unwrap();
+    assert_eq!(second.setup(Mode::Open, "", b"").unwrap(), 0);
+    assert_eq!(
+        second.request(&req).unwrap().accept,
+        owamp::AcceptCode::TemporaryResourceLimit
+    );
+    // Once the first connection goes away, its port is free again.
+    drop(first);
+    let start = Instant::now();
+    loop {
+        let mut third = Raw::connect(server.addr).unwrap();
+        assert_eq!(third.setup(Mode::Open, "", b"").unwrap(), 0);
+        let acc = third.request(&req).unwrap();
+        if acc.accept == owamp::AcceptCode::Ok {
+            assert_eq!(acc.port, port);
+            break;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "port never freed"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+#[test]
+fn configuration_errors_stop_the_start_with_one_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let conf = dir.path().join("etc");
+    std::fs::create_dir_all(&conf).unwrap();
+    std::fs::write(
+        conf.join("owamp-server.conf"),
+        "# a comment\nfrobnicate yes\n",
+    )
+    .unwrap();
+    let run = |args: &[&str]| {
+        Command::new(e2e::bin("owampd"))
+            .args(["-Z", "-S", &format!("127.0.0.1:{}", free_port())])
+            .args([
+                "-R",
+                dir.path().to_str().unwrap(),
+                "-d",
+                dir.path().to_str().unwrap(),
+            ])
+            .args(args)
+            .output()
+            .unwrap()
+    };
+    let out = run(&["-c", conf.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("owamp-server.conf:2"), "{err}");
+    assert!(err.contains("frobnicate"), "{err}");
+    for bad in [
+        &["-P", "9000-8000"][..],
+        &["-a", "X"],
+        &["-S", "[::1"],
+        &["-e", "nosuchfacility"],
+    ] {
+        let out = run(bad);
+        assert_eq!(out.status.code(), Some(1), "{bad:?}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            !err.trim().is_empty() && err.trim().lines().count() <= 2,
+            "{bad:?}: {err}"
+        );
+    }
+}
+
+#[test]
+fn sigterm_and_sighup_stop_everything_within_dieby() {
+    for sig in ["TERM", "HUP", "INT"] {
+        let mut server = Server::start(&[]);
+        let pid_file = server.dir.path().join("owamp-server.pid");
+        let info_file = server.dir.path().join("owamp-server.info");
+        let pid = server.child.id();
+        assert_eq!(
+            std::fs::read_to_string(&pid_file).unwrap().trim(),
+            pid.to_string()
+        );
+        let info = std::fs::read_to_string(&info_file).unwrap();
+        assert!(
+            info.starts_with("START=") && info.contains(&format!("PID={pid}")),
+            "{info}"
+        );
+        let control = child_pids(pid);
+        assert_eq!(control.len(), 1);
+        let st = Command::new("kill")
+            .args([&format!("-{sig}"), &pid.to_string()])
+            .status();
+        assert!(st.unwrap().success());
+        let start = Instant::now();
+        let status = loop {
+            if let Some(st) = server.child.try_wait().unwrap() {
+                break st;
+            }
+            assert!(
+                start.elapsed() < Duration::from_secs(8),
+                "SIG{sig}: not stopped"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        assert!(status.success(), "SIG{sig}: {status}");
+        assert!(
+            !Path::new(&format!("/proc/{}", control[0])).exists(),
+            "control survived"
+        );
+        assert!(!pid_file.exists(), "pid file left behind");
+    }
+}
+
+#[test]
+fn a_killed_control_process_is_restarted_and_stored_data_kept() {
+    let server = Server::start(&[]);
+    let tmp = tempfile::tempdir().unwrap();
+    let to = tmp.path().join("to.owp");
+    owping_ok(&[
+        "-c",
+        "10",
+        "-i",
+        "0.01f",
+        "-L",
+        "2",
+        "-Q",
+        "-T",
+        to.to_str().unwrap(),
+        &server.target(),
+    ]);
+    let out = run_client("owstats", &["-M", to.to_str().unwrap()], LONG);
+    let sid = machine_values(&String::from_utf8_lossy(&out.stdout), "SID")
+        .pop()
+        .unwrap();
+
+    let control = child_pids(server.child.id());
+    assert_eq!(control.len(), 1);
+    Command::new("kill")
+        .args(["-KILL", &control[0].to_string()])
+        .status()
+        .unwrap();
+    let start = Instant::now();
+    let new_control = loop {
+        let kids = child_pids(server.child.id());
+        if kids.len() == 1 && kids[0] != control[0] {
+            break kids[0];
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(3),
+            "control not restarted: {kids:?}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert_ne!(new_control, control[0]);
+    // Still measures, and the stored session survived the restart.
+    owping_ok(&["-c", "10", "-i", "0.01f", "-L", "2", "-Q", &server.target()]);
+    let again = tmp.path().join("again.owp");
+    let out = run_client(
+        "owfetch",
+        &["-Q", &server.target(), &sid, again.to_str().unwrap()],
+        LONG,
+    );
+    assert!(
+        out.status.success(),
+        "owfetch after restart: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+fn a_killed_tester_ends_only_its_own_session() {
+    let server = Server::start(&[]);
+    let target = server.target();
+    // A long session toward the server (its tester is a receiver)...
+    let long = std::thread::spawn(move || {
+        run_client(
+            "owping",
+            &["-c", "2000", "-i", "0.005f", "-L", "2", "-t", "-M", &target],
+            LONG,
+        )
+    });
+    let control = child_pids(server.child.id())[0];
+    let start = Instant::now();
+    let tester = loop {
+        if let Some(t) = child_pids(control).first() {
+            break *t;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "no tester appeared"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    std::thread::sleep(Duration::from_millis(1500));
+    // ps names the session, and the data file is bounded (RLIMIT_FSIZE).
+    let cmdline = std::fs::read_to_string(format!("/proc/{tester}/cmdline")).unwrap();
+    assert!(cmdline.starts_with("owampd-tester [sid="), "{cmdline:?}");
+    let limits = std::fs::read_to_string(format!("/proc/{tester}/limits")).unwrap();
+    let fsize = limits
+        .lines()
+        .find(|l| l.starts_with("Max file size"))
+        .unwrap()
+        .to_string();
+    assert!(!fsize.contains("unlimited"), "{fsize}");
+    Command::new("kill")
+        .args(["-KILL", &tester.to_string()])
+        .status()
+        .unwrap();
+    // ...meanwhile another session completes normally.
+    owping_ok(&["-c", "10", "-i", "0.01f", "-L", "2", "-M", &server.target()]);
+    let out = long.join().unwrap();
+    // The interrupted session ends (with an error or partial results), without hanging.
+    let _ = out.status;
+    assert_eq!(
+        child_pids(server.child.id()),
+        vec![control],
+        "control survived the tester"
+    );
+}
