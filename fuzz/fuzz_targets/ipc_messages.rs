@@ -1,8 +1,9 @@
 //! Internal messages as a process receives them on its IPC channel (design.md "IPC"):
 //! arbitrary datagrams written to a real `SOCK_SEQPACKET` pair and read back with
-//! `ipc::Channel::try_recv`, for each message enum the ipc crate defines
-//! (`MasterToControl`, `ControlToMaster`). A compromised control process can send the
-//! master anything, so this is the master's attack surface.
+//! `ipc::Channel::try_recv`, for each of the four message enums the ipc crate defines
+//! (`MasterToControl`, `ControlToMaster`, `ControlToTester`, `TesterToControl`). A
+//! compromised control process can send the master anything, and a compromised tester
+//! can send control anything: these decoders are the privileged side's attack surface.
 //!
 //! Invariants: no panic and no allocation beyond the 64 KiB message bound (bincode's
 //! limit); a non-empty datagram is a message or a `Decode` error, never "closed" or
@@ -13,6 +14,7 @@
 use ipc::Channel;
 use ipc::IpcError;
 use ipc::master::{ControlToMaster, MasterToControl};
+use ipc::tester::{ControlToTester, TesterToControl};
 use libfuzzer_sys::fuzz_target;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -50,9 +52,11 @@ fuzz_target!(|data: &[u8]| {
     if bytes.is_empty() {
         return;
     }
-    match which % 2 {
+    match which % 4 {
         0 => check::<MasterToControl>(bytes),
-        _ => check::<ControlToMaster>(bytes),
+        1 => check::<ControlToMaster>(bytes),
+        2 => check::<ControlToTester>(bytes),
+        _ => check::<TesterToControl>(bytes),
     }
 });
 
