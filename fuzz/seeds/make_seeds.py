@@ -167,3 +167,16 @@ opts_n = bytes([0, 5, 6, 1, 2, 1, 3, 99, 50, 10]).ljust(16, b"\0")
 put("owstats_file", "v3-finished", opts + owp_v3(1, 3, be32(1) + be32(1), recs, stored4))
 put("owstats_file", "v3-live-ns", opts_n + owp_v3(0, 0, b"", recs + record(1), stored4))
 put("owstats_file", "v2", opts + b"OwA\0" + be32(2) + struct.pack(">Q", v2_hdr_len) + be32(1) + stored4 + recs24)
+
+# A client's whole open-mode control stream (the server's greeting and replies are not
+# part of the input): Set-Up-Response (mode 1), Request-Session (+ zero HMAC blocks),
+# Start-Sessions, Stop-Sessions with no records; and one with a Fetch-Session.
+HMAC0 = bytes(16)
+setup_open = be32(1) + bytes(160)
+req_recv = preamble(4, lo4, lo4, 1, npackets=10, conf=(0, 1)) + HMAC0 + slot(0, 0.1) + HMAC0
+req_send = preamble(4, lo4, lo4, 1, npackets=10, conf=(1, 0)) + HMAC0 + slot(1, 0.1) + HMAC0
+start_cmd = b"\x02" + bytes(15) + HMAC0
+stop_cmd = b"\x03\x00\x00\x00" + be32(0) + bytes(8) + HMAC0
+put("control_session", "receive-session", setup_open + req_recv + start_cmd + stop_cmd)
+put("control_session", "send-session", setup_open + req_send + start_cmd + stop_cmd)
+put("control_session", "fetch", setup_open + fetch + HMAC0)
