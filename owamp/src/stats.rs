@@ -188,6 +188,7 @@ impl Stats {
             .map_or(usize::MAX, |n| usize::try_from(n).unwrap_or(usize::MAX));
         let begin = usize::try_from(opts.begin_record).unwrap_or(usize::MAX);
         let mut next_record: Option<u64> = None;
+        let skipped = SkipSet::new(skips);
         for (i, rec) in records.into_iter().skip(begin).take(limit).enumerate() {
             if next_record.is_none() && rec.seq >= last {
                 next_record = Some(opts.begin_record.saturating_add(i as u64));
@@ -205,10 +206,7 @@ impl Stats {
             }
             first_send = Some(first_send.map_or(rec.send_ts, |t: Timestamp| t.min(rec.send_ts)));
             last_send = Some(last_send.map_or(rec.send_ts, |t: Timestamp| t.max(rec.send_ts)));
-            if skips
-                .iter()
-                .any(|s| rec.seq >= s.first && rec.seq <= s.last)
-            {
+            if skipped.contains(rec.seq) {
                 continue;
             }
             let node = nodes.entry(rec.seq).or_default();
@@ -360,6 +358,38 @@ impl Stats {
     }
 }
 
+/// The skip ranges as sorted, merged intervals, so that testing a seqno is a binary
+/// search: the ranges come from a file (or a server) and may number millions, and a
+/// linear scan per record made owstats quadratic on a hostile file. A range with
+/// first > last contains nothing, as before.
+struct SkipSet {
+    ranges: Vec<(u32, u32)>,
+}
+
+impl SkipSet {
+    fn new(skips: &[SkipRange]) -> SkipSet {
+        let mut v: Vec<(u32, u32)> = skips
+            .iter()
+            .filter(|s| s.first <= s.last)
+            .map(|s| (s.first, s.last))
+            .collect();
+        v.sort_unstable();
+        let mut ranges: Vec<(u32, u32)> = Vec::with_capacity(v.len());
+        for (a, b) in v {
+            match ranges.last_mut() {
+                Some(last) if a <= last.1.saturating_add(1) => last.1 = last.1.max(b),
+                _ => ranges.push((a, b)),
+            }
+        }
+        SkipSet { ranges }
+    }
+
+    fn contains(&self, seq: u32) -> bool {
+        let i = self.ranges.partition_point(|&(a, _)| a <= seq);
+        i > 0 && self.ranges.get(i - 1).is_some_and(|&(_, b)| seq <= b)
+    }
+}
+
 /// The reference sizes its packet and reordering buffers as
 /// `max(⌊rate · Timeout · 3.5⌋, 10)` entries (capped at 2^31 − 1).
 fn reorder_window(session: &SessionHeader) -> usize {
@@ -372,4 +402,36 @@ fn reorder_window(session: &SessionHeader) -> usize {
         0
     };
     n.max(10)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        /// The interval set answers exactly as the linear scan it replaces, for any
+        /// ranges (overlapping, adjacent, reversed, at the u32 ends).
+        #[test]
+        fn skip_set_matches_linear_scan(
+            ranges in proptest::collection::vec((any::<u32>(), any::<u32>()), 0..20),
+            small in proptest::collection::vec((0u32..50, 0u32..50), 0..20),
+            probes in proptest::collection::vec(any::<u32>(), 0..50),
+        ) {
+            let skips: Vec<SkipRange> = ranges
+                .iter()
+                .chain(small.iter())
+                .map(|&(first, last)| SkipRange { first, last })
+                .collect();
+            let set = SkipSet::new(&skips);
+            let mut seqs = probes;
+            seqs.extend(0..60);
+            seqs.extend([u32::MAX, u32::MAX - 1]);
+            seqs.extend(skips.iter().flat_map(|s| [s.first, s.last, s.last.wrapping_add(1)]));
+            for seq in seqs {
+                let linear = skips.iter().any(|s| seq >= s.first && seq <= s.last);
+                prop_assert_eq!(set.contains(seq), linear, "seq {}", seq);
+            }
+        }
+    }
 }

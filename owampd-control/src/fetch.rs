@@ -6,27 +6,31 @@
 //!
 //! The reference sleeps 1, 2, 4, 8, 16 s when the file is locked or a full fetch finds
 //! the session unfinished. We keep those delays, but they are async sleeps: other
-//! connections carry on meanwhile. File reads run on the blocking pool; the selected
-//! records are held in memory as wire bytes (25 bytes each) while they are sent.
+//! connections carry on meanwhile. File reads run on the blocking pool. The records are
+//! counted under the lock (Fetch-Ack announces the count) and then streamed from the
+//! file in chunks, never held in memory whole: a stored session may have 2^32 records,
+//! and several clients may fetch it at once. Once the count is taken the file no longer
+//! changes (finished ≠ 0: its writer is done), so streaming needs no lock.
 
 use crate::conn::{ConnError, ControlConn};
 use crate::log::Logger;
 use crate::session::{ServerCtx, SessionError};
-use owamp::owp::{FINISHED_NORMAL, OwpFile, VERSION_V3};
+use owamp::owp::{FINISHED_NORMAL, OwpFile, V3_RECORD_LEN, VERSION_V3};
 use owamp::wire::{FetchAck, FetchSession, encode_skip_ranges};
 use owamp::{AcceptCode, PacketRecord};
 use std::fs::File;
 use std::io::BufReader;
+use std::os::unix::fs::FileExt;
 use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncWrite};
 
 /// The reference's retry delays (spec §2.8).
 pub const BACKOFF_S: [u64; 5] = [1, 2, 4, 8, 16];
 
-/// Records per streamed write: a multiple of 16 so every chunk but the last is whole
-/// blocks (16 records = 400 bytes = 25 blocks). The reference writes 16 at a time; the
-/// bytes on the wire are the same, fewer writes cost less (the socket has TCP_NODELAY).
-const CHUNK_RECORDS: usize = 16 * 64;
+/// Records read from the file per blocking-pool trip while streaming (25 KiB). Each
+/// trip's whole blocks go out in one write: the reference writes 16 records at a time;
+/// the bytes on the wire are the same, fewer writes cost less (TCP_NODELAY).
+const CHUNK_RECORDS: u64 = 1024;
 
 /// What was read from a stored file for one Fetch-Session.
 #[derive(Debug)]
@@ -37,7 +41,79 @@ pub struct Loaded {
     /// The stored Request-Session: 112-byte preamble (zero HMAC), slots, zero block.
     pub request: Vec<u8>,
     pub nslots: usize,
-    pub records: Vec<PacketRecord>,
+    /// Which records are sent, and how many.
+    pub selection: Selection,
+}
+
+/// The records a fetch sends: those with `first ≤ seq ≤ last`, in file order.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Selection {
+    /// Inclusive seqno bounds; `None` selects nothing.
+    pub range: Option<(u32, u32)>,
+    /// How many records match (Fetch-Ack's Number of Records).
+    pub count: u32,
+    /// Where the file's records start, and how many it has.
+    oset_data: u64,
+    num_records: u64,
+}
+
+impl Selection {
+    fn wants(&self, seq: u32) -> bool {
+        self.range.is_some_and(|(a, b)| a <= seq && seq <= b)
+    }
+}
+
+/// Reads the selected records of a file chunk by chunk, positionally (pread), so the
+/// file can move to the blocking pool and back between chunks.
+#[derive(Debug)]
+pub struct RecordStream {
+    file: File,
+    sel: Selection,
+    /// Index (in the file) of the next record to read.
+    next: u64,
+}
+
+impl RecordStream {
+    pub fn new(file: File, sel: Selection) -> Self {
+        RecordStream { file, sel, next: 0 }
+    }
+
+    pub fn is_done(&self) -> bool {
+        self.next >= self.sel.num_records
+    }
+
+    /// The wire bytes (25 per record, unpadded) of the selected records among the next
+    /// [`CHUNK_RECORDS`] of the file; empty once [`RecordStream::is_done`]. Blocking.
+    pub fn next_chunk(&mut self, label: &str) -> Result<Vec<u8>, String> {
+        let n = self
+            .sel
+            .num_records
+            .saturating_sub(self.next)
+            .min(CHUNK_RECORDS);
+        if n == 0 {
+            return Ok(Vec::new());
+        }
+        let mut raw = vec![0u8; (n * V3_RECORD_LEN) as usize];
+        let at = self
+            .next
+            .checked_mul(V3_RECORD_LEN)
+            .and_then(|o| o.checked_add(self.sel.oset_data))
+            .ok_or_else(|| format!("{label}: record offset overflows"))?;
+        self.file
+            .read_exact_at(&mut raw, at)
+            .map_err(|e| format!("{label}: reading records at {at}: {e}"))?;
+        self.next += n;
+        let mut out = Vec::with_capacity(raw.len());
+        for c in raw.chunks_exact(PacketRecord::WIRE_LEN) {
+            let mut b = [0u8; PacketRecord::WIRE_LEN];
+            b.copy_from_slice(c);
+            let r = PacketRecord::from_bytes(&b);
+            if self.sel.wants(r.seq) {
+                out.extend_from_slice(&r.to_bytes());
+            }
+        }
+        Ok(out)
+    }
 }
 
 /// Why a fetch is refused, with the Fetch-Ack Accept value.
@@ -104,29 +180,44 @@ fn load_locked(
     let request = session.raw().to_vec();
     let nslots = session.fields().slots.len();
     let skips = f.skips().map_err(internal)?;
-    let mut records = Vec::new();
-    let mut highest_received: Option<u32> = None;
-    for r in f.records().map_err(internal)? {
-        let r = r.map_err(internal)?;
-        if !r.is_lost() {
-            highest_received = Some(highest_received.map_or(r.seq, |h| h.max(r.seq)));
-        }
-        if r.seq >= begin && r.seq <= end {
-            records.push(r);
-        }
-    }
-    if h.finished != FINISHED_NORMAL {
+    let range = if h.finished != FINISHED_NORMAL {
         // Unfinished session, partial range: clip to the highest received seqno (§2.8).
-        let clip = highest_received.map_or(0, |hr| end.min(hr));
-        records.retain(|r| r.seq <= clip && highest_received.is_some());
+        let mut highest_received: Option<u32> = None;
+        for r in f.records().map_err(internal)? {
+            let r = r.map_err(internal)?;
+            if !r.is_lost() {
+                highest_received = Some(highest_received.map_or(r.seq, |h| h.max(r.seq)));
+            }
+        }
+        highest_received.map(|hr| (begin, end.min(hr)))
+    } else {
+        Some((begin, end))
+    };
+    let mut sel = Selection {
+        range,
+        count: 0,
+        oset_data: h.oset_data,
+        num_records: h.num_records,
+    };
+    let mut count: u64 = 0;
+    for r in f.records().map_err(internal)? {
+        if sel.wants(r.map_err(internal)?.seq) {
+            count += 1;
+        }
     }
+    sel.count = u32::try_from(count).map_err(|_| {
+        LoadError::Refused(
+            AcceptCode::InternalError,
+            format!("{label}: {count} records do not fit Fetch-Ack"),
+        )
+    })?;
     Ok(Loaded {
         finished: h.finished,
         next_seqno: h.next_seqno,
         skips,
         request,
         nslots,
-        records,
+        selection: sel,
     })
 }
 
@@ -163,16 +254,18 @@ pub async fn handle_fetch<S: AsyncRead + AsyncWrite + Unpin>(
         let (file, stored) = entry;
         let label = stored.path.display().to_string();
         let (begin, end) = (req.begin, req.end);
-        let res = tokio::task::spawn_blocking(move || load(&file, &label, begin, end, full))
-            .await
-            .unwrap_or_else(|e| {
-                Err(LoadError::Refused(
-                    AcceptCode::InternalError,
-                    format!("reader task: {e}"),
-                ))
-            });
+        let res = tokio::task::spawn_blocking(move || {
+            load(&file, &label, begin, end, full).map(|l| (l, file))
+        })
+        .await
+        .unwrap_or_else(|e| {
+            Err(LoadError::Refused(
+                AcceptCode::InternalError,
+                format!("reader task: {e}"),
+            ))
+        });
         match res {
-            Ok(l) => break (l, stored),
+            Ok((l, file)) => break (l, file, stored),
             Err(LoadError::Refused(code, why)) => {
                 log.info(format!("Fetch-Session refused ({code}): {why}"));
                 send_reject(conn, code).await?;
@@ -195,13 +288,13 @@ pub async fn handle_fetch<S: AsyncRead + AsyncWrite + Unpin>(
             }
         }
     };
-    let (l, stored) = loaded;
+    let (l, file, stored) = loaded;
     let ack = FetchAck {
         accept: AcceptCode::Ok,
         finished: u8::try_from(l.finished).unwrap_or(2),
         next_seqno: l.next_seqno,
         num_skips: l.skips.len() as u32,
-        num_records: l.records.len() as u32,
+        num_records: l.selection.count,
     };
     conn.send(&[&ack.encode()]).await?;
     // 1. The stored Request-Session: preamble (HMAC recomputed), slots, HMAC (§2.8).
@@ -211,24 +304,46 @@ pub async fn handle_fetch<S: AsyncRead + AsyncWrite + Unpin>(
     conn.send(&[pre, slots]).await?;
     // 2. Skip ranges. 3. Records, streamed, one HMAC at the end.
     conn.send(&[&encode_skip_ranges(&l.skips)]).await?;
-    let mut pending: Vec<u8> = Vec::with_capacity(CHUNK_RECORDS * PacketRecord::WIRE_LEN);
-    for chunk in l.records.chunks(CHUNK_RECORDS) {
-        pending.clear();
-        for r in chunk {
-            pending.extend_from_slice(&r.to_bytes());
+    let label = stored.path.display().to_string();
+    let mut stream = RecordStream::new(file, l.selection);
+    let mut pending: Vec<u8> = Vec::new();
+    let mut sent: u64 = 0;
+    while !stream.is_done() {
+        let lbl = label.clone();
+        let (back, chunk) = tokio::task::spawn_blocking(move || {
+            let r = stream.next_chunk(&lbl);
+            (stream, r)
+        })
+        .await
+        .map_err(|e| SessionError::Protocol(format!("Fetch-Session: reader task: {e}")))?;
+        stream = back;
+        // Fetch-Ack is out: a read error can only end the connection.
+        let chunk = chunk.map_err(|e| SessionError::Protocol(format!("Fetch-Session: {e}")))?;
+        sent += (chunk.len() / PacketRecord::WIRE_LEN) as u64;
+        pending.extend_from_slice(&chunk);
+        // Whole blocks go now; the rest waits for the next records (§2.8).
+        let whole = pending.len() / 16 * 16;
+        if whole > 0 {
+            conn.send_clear_then_sealed(&[], pending.get(..whole).unwrap_or(&[]))
+                .await?;
+            pending.drain(..whole);
         }
-        if !pending.len().is_multiple_of(16) {
-            // Only the last chunk can be short: pad it to a block (§2.8).
-            pending.resize(pending.len().div_ceil(16) * 16, 0);
-        }
+    }
+    if sent != u64::from(l.selection.count) {
+        return Err(SessionError::Protocol(format!(
+            "Fetch-Session: {label} changed while it was sent ({sent} records, {} announced)",
+            l.selection.count
+        )));
+    }
+    if !pending.is_empty() {
+        // Only the end can be short: pad it to a block (§2.8).
+        pending.resize(pending.len().div_ceil(16) * 16, 0);
         conn.send_clear_then_sealed(&[], &pending).await?;
     }
     conn.send(&[&[]]).await?;
     log.info(format!(
         "fetched records {}..{}: {} records",
-        req.begin,
-        req.end,
-        l.records.len()
+        req.begin, req.end, l.selection.count
     ));
     // delete_on_fetch after a successful full fetch, by the creating class (§7.9).
     let tree = ctx.policy.tree();
@@ -257,10 +372,14 @@ mod tests {
     use std::fs::OpenOptions;
 
     fn session() -> SessionHeader {
+        session_of(10)
+    }
+
+    fn session_of(num_packets: u32) -> SessionHeader {
         let req = RequestSession {
             conf_sender: false,
             conf_receiver: true,
-            num_packets: 10,
+            num_packets,
             sender_port: 5000,
             receiver_port: 5001,
             sender_addr: "127.0.0.1".parse().unwrap(),
@@ -293,6 +412,22 @@ mod tests {
         }
     }
 
+    /// The seqnos a fetch streams for `l`, checked against its announced count.
+    fn seqs(f: &File, l: &Loaded) -> Vec<u32> {
+        let mut st = RecordStream::new(f.try_clone().unwrap(), l.selection);
+        let mut bytes = Vec::new();
+        while !st.is_done() {
+            bytes.extend(st.next_chunk("t").unwrap());
+        }
+        assert!(st.next_chunk("t").unwrap().is_empty());
+        let out: Vec<u32> = bytes
+            .chunks_exact(PacketRecord::WIRE_LEN)
+            .map(|c| PacketRecord::from_bytes(c.try_into().unwrap()).seq)
+            .collect();
+        assert_eq!(out.len(), l.selection.count as usize);
+        out
+    }
+
     /// A receive file with records 0..6 (3 lost), live or finalised.
     fn file(dir: &std::path::Path, finish: bool) -> File {
         let path = dir.join("s.owp");
@@ -322,18 +457,12 @@ mod tests {
         let l = load(&f, "t", 0, u32::MAX, true).unwrap();
         assert_eq!((l.finished, l.next_seqno), (1, 6));
         assert_eq!(l.skips, vec![SkipRange { first: 8, last: 9 }]);
-        assert_eq!(
-            l.records.iter().map(|r| r.seq).collect::<Vec<_>>(),
-            vec![0, 1, 2, 3, 4, 5]
-        );
+        assert_eq!(seqs(&f, &l), vec![0, 1, 2, 3, 4, 5]);
         assert_eq!(l.nslots, 1);
         assert_eq!(l.request.len(), 112 + 16 + 16);
         // A partial range is filtered by seqno.
         let l = load(&f, "t", 2, 4, false).unwrap();
-        assert_eq!(
-            l.records.iter().map(|r| r.seq).collect::<Vec<_>>(),
-            vec![2, 3, 4]
-        );
+        assert_eq!(seqs(&f, &l), vec![2, 3, 4]);
     }
 
     #[test]
@@ -375,10 +504,7 @@ mod tests {
         ));
         let l = load(&f, "t", 0, u32::MAX - 1, false).unwrap();
         assert_eq!(l.finished, 2);
-        assert_eq!(
-            l.records.iter().map(|r| r.seq).collect::<Vec<_>>(),
-            vec![0, 1, 2, 3]
-        );
+        assert_eq!(seqs(&f, &l), vec![0, 1, 2, 3]);
     }
 
     /// What control does for a dead tester: resume the live file from another
@@ -406,7 +532,33 @@ mod tests {
         let f = File::open(&path).unwrap();
         let l = load(&f, "t", 0, u32::MAX - 1, false).unwrap();
         assert_eq!(l.finished, 2);
-        assert_eq!(l.records.len(), 5);
+        assert_eq!(seqs(&f, &l).len(), 5);
+    }
+
+    /// More records than one streamed chunk, selected from the middle: every chunk
+    /// boundary is crossed and nothing is held beyond a chunk.
+    #[test]
+    fn streams_many_records_in_chunks() {
+        let d = tempfile::tempdir().unwrap();
+        let path = d.path().join("big.owp");
+        let f = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .open(&path)
+            .unwrap();
+        let n = 2 * CHUNK_RECORDS as u32 + 7;
+        let mut w = ReceiveWriter::create(f, &path, &session_of(n)).unwrap();
+        for s in 0..n {
+            w.record(&rec(s, false)).unwrap();
+        }
+        w.finalize_with_stop(Num64(u64::MAX), n, &[]).unwrap();
+        let f = File::open(&path).unwrap();
+        let l = load(&f, "t", 5, n - 3, false).unwrap();
+        assert_eq!(seqs(&f, &l), (5..=n - 3).collect::<Vec<_>>());
+        let l = load(&f, "t", 0, u32::MAX, true).unwrap();
+        assert_eq!(l.selection.count, n);
     }
 
     #[test]

@@ -240,7 +240,9 @@ fn run(
             let params = SenderParams {
                 num_packets: req.num_packets,
                 timeout: req.timeout,
-                end_delay: Duration::from_secs_f64(setup.end_delay_s.clamp(0.0, 3600.0)),
+                // try_: a NaN from a compromised control must not abort us.
+                end_delay: Duration::try_from_secs_f64(setup.end_delay_s.clamp(0.0, 3600.0))
+                    .unwrap_or(Duration::ZERO),
             };
             let rep = run_sender(&mut sock, &clock, &mut fmt, &mut sched, params, &mut ctl)
                 .map_err(|e| format!("sender: {e}"))?;

@@ -3,8 +3,8 @@
 //! start time, and the clock with the kernel's NTP status.
 
 use owamp::engine::{
-    ReceiverParams, ReceiverReport, SenderParams, SenderReport, SocketOptions, StopFlag,
-    UdpTestSocket, run_receiver, run_sender,
+    ReceiverParams, ReceiverReport, RecordSink, SenderParams, SenderReport, SocketOptions,
+    StopFlag, UdpTestSocket, run_receiver, run_sender,
 };
 use owamp::packet::{PacketFormat, TestKeys};
 use owamp::schedule::Schedule;
@@ -103,6 +103,43 @@ impl SessionSetup {
 
 pub(crate) type RecvResult = std::io::Result<(ReceiverReport, Vec<PacketRecord>)>;
 
+/// The receive records held in memory, at most four per packet plus 1024: duplicates
+/// are recorded again (spec §3.4), so a peer (or, in open mode, anyone who can spoof
+/// its address) flooding duplicates would otherwise grow owping's memory for the
+/// whole session. The same allowance as the server's data-file limit; past it the
+/// receive fails with a message saying why.
+pub(crate) struct BoundedRecords {
+    pub(crate) recs: Vec<PacketRecord>,
+    max: u64,
+}
+
+impl BoundedRecords {
+    pub(crate) fn new(num_packets: u32) -> Self {
+        BoundedRecords {
+            recs: Vec::new(),
+            max: u64::from(num_packets)
+                .saturating_mul(4)
+                .saturating_add(1024),
+        }
+    }
+}
+
+impl RecordSink for BoundedRecords {
+    fn record(&mut self, r: &PacketRecord) -> std::io::Result<()> {
+        if self.recs.len() as u64 >= self.max {
+            return Err(std::io::Error::other(format!(
+                "more than {} records (duplicates included) received: refusing a duplicate flood",
+                self.max
+            )));
+        }
+        self.recs.push(*r);
+        Ok(())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
 pub(crate) fn spawn_receiver(
     s: SessionSetup,
     udp: UdpSocket,
@@ -116,7 +153,7 @@ pub(crate) fn spawn_receiver(
             let mut sock = s.socket(udp, peer)?;
             let fmt = s.format()?;
             let mut sched = Schedule::new(s.sid, s.start, &s.slots, s.count);
-            let mut recs = Vec::new();
+            let mut recs = BoundedRecords::new(s.count);
             let mut ctl = stop;
             let rep = run_receiver(
                 &mut sock,
@@ -131,7 +168,7 @@ pub(crate) fn spawn_receiver(
                 &mut recs,
                 &mut ctl,
             )?;
-            Ok((rep, recs))
+            Ok((rep, recs.recs))
         })
 }
 
@@ -187,6 +224,25 @@ mod tests {
         );
         let v6 = make_sid("::1".parse().unwrap(), Num64(0));
         assert_eq!(&v6.0[..4], &[0, 0, 0, 1]);
+    }
+
+    #[test]
+    fn received_records_are_bounded() {
+        let r = PacketRecord {
+            seq: 0,
+            send_err: owamp::ErrorEstimate::UNSYNC,
+            recv_err: owamp::ErrorEstimate::UNSYNC,
+            send_ts: Num64(1),
+            recv_ts: Num64(2),
+            ttl: 255,
+        };
+        let mut sink = BoundedRecords::new(2);
+        for _ in 0..4 * 2 + 1024 {
+            sink.record(&r).unwrap();
+        }
+        let e = sink.record(&r).unwrap_err();
+        assert!(e.to_string().contains("duplicate flood"), "{e}");
+        assert_eq!(sink.recs.len(), 4 * 2 + 1024);
     }
 
     #[test]

@@ -33,6 +33,13 @@ struct Planned {
     from: Option<(Sid, UdpSocket, SocketAddr, RequestSession)>,
 }
 
+/// Seconds from the command line (-E, -L: finite and non-negative, but unbounded) as a
+/// `Duration`, saturating: `Duration::from_secs_f64` panics past 2^64 s, and `-L 1e300`
+/// must not abort owping.
+fn secs(s: f64) -> Duration {
+    Duration::try_from_secs_f64(s).unwrap_or(Duration::MAX)
+}
+
 fn fail(msg: &str) -> i32 {
     log(PROG, msg);
     1
@@ -221,7 +228,7 @@ fn run(
     let mut tx = None;
     let mut to_sid = None;
     if let Some((sid, udp, peer)) = plan.to.take() {
-        let end_delay = Duration::from_secs_f64(t.end_delay.unwrap_or(1.0));
+        let end_delay = secs(t.end_delay.unwrap_or(1.0));
         match spawn_sender(
             setup(sid, to_keys.clone()),
             udp,
@@ -294,7 +301,7 @@ fn run(
         if let Err(e) = ctl.send_stop(ours.0, ours.1) {
             return fail(&e.to_string());
         }
-        let wait = crate::IO_TIMEOUT + Duration::from_secs_f64(loss);
+        let wait = crate::IO_TIMEOUT.saturating_add(secs(loss));
         let theirs = ctl.read_stop(limits, wait);
         (theirs, clock.now().0, tx_report)
     };
@@ -429,5 +436,18 @@ fn fetch_to(ctl: &mut Control, sid: Sid, save: Option<&Path>) -> Result<SessionD
             ctl.fetch_to(sid, &mut buf, label)?;
             Ok(SessionData::read(Cursor::new(buf), label)?)
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn huge_seconds_saturate() {
+        assert_eq!(secs(1.5), Duration::from_millis(1500));
+        assert_eq!(secs(1e300), Duration::MAX);
+        // The Stop-Sessions wait of `-L 1e300`: no overflow in the addition either.
+        assert_eq!(crate::IO_TIMEOUT.saturating_add(secs(1e300)), Duration::MAX);
     }
 }

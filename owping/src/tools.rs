@@ -132,22 +132,57 @@ pub fn owfetch_main(args: &[String], intr: &crate::signals::Interrupt) -> i32 {
 }
 
 /// Fetches the whole session `sid` into `path` (removed again on failure).
+/// The file is created (truncating an existing one) only when the first byte of the
+/// session arrives: a refused fetch (an unknown or mistyped SID) must not destroy what
+/// `path` held. Once written to, a failed fetch removes the partial file.
 pub fn fetch_to_file(ctl: &mut Control, sid: Sid, path: &Path) -> Result<(), ControlError> {
-    let file = std::fs::File::create(path).map_err(|e| ControlError::Io {
-        path: path.to_path_buf(),
-        source: e,
-    })?;
-    let mut w = std::io::BufWriter::new(file);
+    let mut w = LazyFile::new(path);
     let r = ctl.fetch_to(sid, &mut w, path).and_then(|_| {
         w.flush().map_err(|e| ControlError::Io {
             path: path.to_path_buf(),
             source: e,
         })
     });
-    if r.is_err() {
+    if r.is_err() && w.is_open() {
         let _ = std::fs::remove_file(path);
     }
     r
+}
+
+/// A buffered file writer that creates its file on the first write.
+pub(crate) struct LazyFile<'a> {
+    path: &'a Path,
+    file: Option<std::io::BufWriter<std::fs::File>>,
+}
+
+impl<'a> LazyFile<'a> {
+    pub(crate) fn new(path: &'a Path) -> Self {
+        LazyFile { path, file: None }
+    }
+
+    pub(crate) fn is_open(&self) -> bool {
+        self.file.is_some()
+    }
+
+    fn get(&mut self) -> std::io::Result<&mut std::io::BufWriter<std::fs::File>> {
+        let f = match self.file.take() {
+            Some(f) => f,
+            None => std::io::BufWriter::new(std::fs::File::create(self.path)?),
+        };
+        Ok(self.file.insert(f))
+    }
+}
+
+impl Write for LazyFile<'_> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.get()?.write(buf)
+    }
+
+    /// Creates the file even if nothing was written: a fetch that succeeded with no
+    /// records still has a header, but an empty session must leave a file too.
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.get()?.flush()
+    }
 }
 
 /// `Server Up Since: %Y-%m-%dT%H:%M:%S.%03d%Z` in local time, from Server-Start's
@@ -192,4 +227,26 @@ pub fn owup_main(args: &[String]) -> i32 {
     // 5.2.3 reference alike), and scripts parse this output.
     eprint!("{}", up_since_line(ctl.server_start));
     0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lazy_file_leaves_an_existing_file_alone_until_written() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("keep.owp");
+        std::fs::write(&p, b"old data").unwrap();
+        let w = LazyFile::new(&p);
+        assert!(!w.is_open());
+        drop(w);
+        assert_eq!(std::fs::read(&p).unwrap(), b"old data");
+        let mut w = LazyFile::new(&p);
+        w.write_all(b"new").unwrap();
+        w.flush().unwrap();
+        assert!(w.is_open());
+        drop(w);
+        assert_eq!(std::fs::read(&p).unwrap(), b"new");
+    }
 }

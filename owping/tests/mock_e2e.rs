@@ -410,4 +410,17 @@ fn owfetch_several_sids_continues_after_a_refusal() {
         "{}",
         text(&out.stdout)
     );
+    // A refused fetch into an existing file keeps what it held.
+    std::fs::write(&a, b"precious").unwrap();
+    let out = run(
+        env!("CARGO_BIN_EXE_owfetch"),
+        &[
+            "-M",
+            &addr,
+            "ffffffffffffffffffffffffffffffff",
+            a.to_str().unwrap(),
+        ],
+    );
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(std::fs::read(&a).unwrap(), b"precious");
 }

@@ -138,6 +138,25 @@ impl Server {
         }
     }
 
+    /// The pid of the control process (the master's only child), waiting for it to be
+    /// started: the master listens before it spawns control.
+    pub fn control_pid(&self) -> u32 {
+        let start = Instant::now();
+        loop {
+            let kids = child_pids(self.child.id());
+            if kids.len() == 1 {
+                return kids[0];
+            }
+            assert!(
+                start.elapsed() < Duration::from_secs(10),
+                "the master has {} children, want 1 (control): {}",
+                kids.len(),
+                self.stderr()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
     /// `host:port` for owping's command line.
     pub fn target(&self) -> String {
         match self.addr {

@@ -12,13 +12,7 @@ use std::net::{SocketAddr, TcpStream, UdpSocket};
 use std::time::{Duration, Instant};
 
 fn control_pid(server: &Server) -> u32 {
-    let kids = child_pids(server.child.id());
-    assert_eq!(
-        kids.len(),
-        1,
-        "the master has exactly one child, the control process: {kids:?}"
-    );
-    kids[0]
+    server.control_pid()
 }
 
 /// A good open-mode Request-Session is accepted (the server can still measure).

@@ -68,9 +68,7 @@ fn default_port_as_nobody_with_every_process_confined() {
             Duration::from_secs(60),
         )
     });
-    let control = child_pids(master);
-    assert_eq!(control.len(), 1, "one control process");
-    let control = control[0];
+    let control = server.control_pid();
     let start = Instant::now();
     let testers = loop {
         let t = child_pids(control);

@@ -258,8 +258,7 @@ fn sigterm_and_sighup_stop_everything_within_dieby() {
             info.starts_with("START=") && info.contains(&format!("PID={pid}")),
             "{info}"
         );
-        let control = child_pids(pid);
-        assert_eq!(control.len(), 1);
+        let control = [server.control_pid()];
         let st = Command::new("kill")
             .args([&format!("-{sig}"), &pid.to_string()])
             .status();
@@ -306,8 +305,7 @@ fn a_killed_control_process_is_restarted_and_stored_data_kept() {
         .pop()
         .unwrap();
 
-    let control = child_pids(server.child.id());
-    assert_eq!(control.len(), 1);
+    let control = [server.control_pid()];
     Command::new("kill")
         .args(["-KILL", &control[0].to_string()])
         .status()
@@ -352,7 +350,7 @@ fn a_killed_tester_ends_only_its_own_session() {
             LONG,
         )
     });
-    let control = child_pids(server.child.id())[0];
+    let control = server.control_pid();
     let start = Instant::now();
     let tester = loop {
         if let Some(t) = child_pids(control).first() {

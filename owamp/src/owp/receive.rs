@@ -179,14 +179,22 @@ impl ReceiveWriter {
         next_seqno: u32,
         skips: &[SkipRange],
     ) -> Result<FinalizeOutcome, OwpError> {
+        let kept = self.apply_stop_rule(stoptime, next_seqno)?;
+        self.complete(kept, skips, FINISHED_NORMAL, next_seqno)
+    }
+
+    /// The Stop-Sessions rule of spec §7.8: keep a record only if `seq < next` and
+    /// `send_ts ≤ stoptime − Timeout`; a *received* record with `seq ≥ next` makes the
+    /// whole session invalid (the file is marked finished=0 and the error returned).
+    fn apply_stop_rule(&mut self, stoptime: Timestamp, next: u32) -> Result<u64, OwpError> {
         let limit = stoptime.saturating_sub(self.timeout);
         let mut invalid: Option<u32> = None;
         let kept = self.compact(|r| {
-            if !r.is_lost() && r.seq >= next_seqno {
+            if !r.is_lost() && r.seq >= next {
                 invalid.get_or_insert(r.seq);
                 return false;
             }
-            r.seq < next_seqno && r.send_ts <= limit
+            r.seq < next && r.send_ts <= limit
         })?;
         if let Some(seq) = invalid {
             self.write_finished(FINISHED_ERROR, 0)?;
@@ -194,10 +202,10 @@ impl ReceiveWriter {
             return Err(OwpError::SessionInvalid {
                 path: self.path.clone(),
                 seq,
-                next_seqno,
+                next_seqno: next,
             });
         }
-        self.complete(kept, skips, FINISHED_NORMAL, next_seqno)
+        Ok(kept)
     }
 
     /// Finalise without Stop-Sessions information (the connection dropped; spec §7.8),
@@ -217,24 +225,7 @@ impl ReceiveWriter {
 
     fn incomplete_locked(&mut self, stoptime: Timestamp) -> Result<FinalizeOutcome, OwpError> {
         let npackets = self.npackets;
-        let limit = stoptime.saturating_sub(self.timeout);
-        let mut invalid: Option<u32> = None;
-        self.compact(|r| {
-            if !r.is_lost() && r.seq >= npackets {
-                invalid.get_or_insert(r.seq);
-                return false;
-            }
-            r.seq < npackets && r.send_ts <= limit
-        })?;
-        if let Some(seq) = invalid {
-            self.write_finished(FINISHED_ERROR, 0)?;
-            self.sync()?;
-            return Err(OwpError::SessionInvalid {
-                path: self.path.clone(),
-                seq,
-                next_seqno: npackets,
-            });
-        }
+        self.apply_stop_rule(stoptime, npackets)?;
         let mut highest: Option<u32> = None;
         self.scan(|r| {
             if !r.is_lost() {

@@ -61,7 +61,8 @@ impl TesterLink for FakeLink {
                         finished: if next_seqno.is_some() { 1 } else { 2 },
                         records: 3,
                         lost: 0,
-                        file_len: 500,
+                        // A lie: the file is 500 octets (set at launch).
+                        file_len: 1,
                     },
                     drops: vec![],
                 }))
@@ -81,10 +82,13 @@ impl TesterLauncher for FakeLauncher {
         &self,
         setup: TesterSetup,
         _socket: std::net::UdpSocket,
-        _file: Option<File>,
+        file: Option<File>,
         index: usize,
         events: EventTx,
     ) -> LaunchFuture<'_> {
+        if let Some(f) = file {
+            f.set_len(500).unwrap();
+        }
         let stored = RequestSession::decode_stored(&setup.request).unwrap();
         let link = FakeLink {
             index,
@@ -479,7 +483,7 @@ async fn full_test_period_server_stops_first() {
             skips: vec![],
         })
     )));
-    // The kept file is accounted at the reported size.
+    // The kept file is accounted at its real size, whatever the tester reported.
     assert_eq!(h.ctx.policy.disk_used(0), 500);
     let setups = h.launcher.setups.lock().unwrap();
     assert_eq!(setups[0].role, TesterRole::Receiver);

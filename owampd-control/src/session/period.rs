@@ -400,7 +400,15 @@ impl Connection<'_> {
                 continue;
             }
             if keep {
-                let len = s.receiver_result.map(|(_, l)| l).unwrap_or(0);
+                // The file's real size, not the tester's word for it: a compromised
+                // tester could report 0 and free its class's disk allowance.
+                let reported = s.receiver_result.map(|(_, l)| l).unwrap_or(0);
+                let len = self
+                    .ctx
+                    .store
+                    .file_size_async(&s.sid)
+                    .await
+                    .unwrap_or(reported);
                 if let Some(g) = s.disk.take()
                     && let Err(e) = g.commit(len)
                 {
