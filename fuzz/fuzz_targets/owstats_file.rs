@@ -54,9 +54,9 @@ fuzz_target!(|data: &[u8]| {
     let firsts = stats.sent - stats.lost;
     let in_hist: u64 = stats.buckets.iter().map(|(_, c)| u64::from(*c)).sum();
     let in_ttl: u64 = stats.ttl_count.iter().map(|c| u64::from(*c)).sum();
-    // Received first copies: in the histogram and the TTL table alike. Against sent −
-    // lost only `<=`: two lost records for one seqno count twice in `sent` but once
-    // in `lost` (reported; spec §8.3 says sent counts distinct seqnos).
+    // Received first copies: in the histogram and the TTL table alike, and never more
+    // than sent − lost (a duplicated lost record once counted twice in `sent`: fixed,
+    // see stats_compute::a_duplicated_lost_record_counts_once).
     assert_eq!(in_hist, in_ttl, "histogram vs TTL count");
     assert!(
         in_hist <= u64::from(firsts),

@@ -218,6 +218,11 @@ impl Stats {
                 if node.seen > 0 {
                     return Err(StatsError::UnexpectedLost { seq: rec.seq });
                 }
+                if node.lost {
+                    // A second lost record for the same seqno (only a damaged or
+                    // hostile file has one): sent counts distinct seqnos (spec §8.3).
+                    continue;
+                }
                 node.lost = true;
                 sent = sent.saturating_add(1);
                 if !rec.recv_err.synchronized {

@@ -323,3 +323,13 @@ fn sub_sessions_chain_through_next_record() {
     assert_eq!((s2.sent, s2.lost), (4, 1));
     assert_eq!(s2.next_record, 0);
 }
+
+/// A second lost record for one seqno (a damaged or hostile file; found by the
+/// owstats_file fuzz target) does not count that packet twice: sent counts distinct
+/// seqnos (spec §8.3).
+#[test]
+fn a_duplicated_lost_record_counts_once() {
+    let recs = vec![lost(0), lost(0), got(1, 100, 64), got(2, 100, 64)];
+    let st = Stats::compute(&session(3), recs, &[], &StatsOptions::default(), None).unwrap();
+    assert_eq!((st.sent, st.lost), (3, 1));
+}
