@@ -220,7 +220,10 @@ mod tests {
         p.signal();
         assert!(!p.should_stop(&mut ctl, t));
         assert_eq!(ctl.asks, 2);
-        assert!(p.fd(&ctl, t).is_none(), "descriptor left out while backing off");
+        assert!(
+            p.fd(&ctl, t).is_none(),
+            "descriptor left out while backing off"
+        );
         assert_eq!(p.recheck_at(), Some(t.wrapping_add(BACKOFF_SLICE)));
         assert!(!p.should_stop(&mut ctl, t.wrapping_add(Num64(1))));
         assert_eq!(ctl.asks, 2);
