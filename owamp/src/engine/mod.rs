@@ -9,7 +9,9 @@
 //!
 //! System calls made while a session runs (for the tester's seccomp policy):
 //! `clock_gettime` (vDSO), `clock_nanosleep`, `nanosleep` (fallback only),
-//! `prctl(PR_SET_TIMERSLACK)`, `sendto`, `recvmsg`, `poll`/`ppoll`. Building a
+//! `prctl(PR_SET_TIMERSLACK)`, `sendto`, `recvmsg`, `poll` (receiver: socket and control
+//! descriptor), `ppoll` (sender: control descriptor). [`StopFlag::new`] (owping, not the
+//! tester) makes a pipe (`pipe2`) and `stop` writes to it. Building a
 //! [`crate::packet::PacketFormat`] calls `getrandom` once. [`UdpTestSocket::new`] also
 //! calls `getsockname`, `ioctl(FIONBIO)` and `setsockopt` (SOL_SOCKET: SO_SNDBUF,
 //! SO_RCVBUF, SO_TIMESTAMPNS; IPPROTO_IP: IP_TTL, IP_RECVTTL, IP_TOS; IPPROTO_IPV6:
@@ -64,7 +66,8 @@ pub trait TestSocket {
 /// Where the receiver's records go (an `.owp` writer, owping's in-memory list, …).
 pub trait RecordSink {
     fn record(&mut self, r: &PacketRecord) -> io::Result<()>;
-    /// Makes the records so far durable/visible; called at least every 100 ms and at the end.
+    /// Makes the records so far durable/visible; called within 100 ms of a new record
+    /// and at the end (not while nothing new was recorded: an idle session stays asleep).
     fn flush(&mut self) -> io::Result<()>;
 }
 
