@@ -542,6 +542,50 @@ mod tests {
         assert_eq!(rx.window.slots.len(), MAX_WINDOW);
     }
 
+    /// The window holds what is due and no more: a packet extends it to its own seqno,
+    /// not to `recv + 2 × Timeout` (which held ~3 × Timeout × rate entries).
+    #[test]
+    fn window_extends_only_as_far_as_needed() {
+        let clock = Clock::new(None, 0.0);
+        let start = Num64(1 << 40);
+        let slot = Slot {
+            kind: SlotKind::Fixed,
+            param: Num64(1 << 22), // ~1 ms
+        };
+        let mut sched = Schedule::new(Sid([1; 16]), start, &[slot], 1_000_000);
+        let mut sink: Vec<PacketRecord> = Vec::new();
+        let src: SocketAddr = "192.0.2.1:1".parse().unwrap();
+        let mut fmt = PacketFormat::new(crate::types::Mode::Open, None, 0).unwrap();
+        let mut rx = Receiver {
+            clock: &clock,
+            sched: &mut sched,
+            sink: &mut sink,
+            params: ReceiverParams {
+                num_packets: 1_000_000,
+                timeout: Num64(1 << 32), // 1 s: ~1000 packets per Timeout
+                expected_src: src,
+            },
+            window: Window {
+                head: 0,
+                slots: VecDeque::new(),
+                scan: 0,
+            },
+            report: ReceiverReport::default(),
+        };
+        // Packet q is scheduled at start + (q + 1) × interval.
+        let at = |q: u64| start.wrapping_add(Num64((q + 1) << 22));
+        let mut buf = vec![0u8; fmt.len()];
+        fmt.prepare(5, &mut buf).unwrap();
+        fmt.stamp(&mut buf, at(5), ErrorEstimate::UNSYNC).unwrap();
+        rx.handle(&fmt, &buf, src, at(5), None).unwrap();
+        assert_eq!(rx.report.received, 1, "{:?}", rx.report);
+        assert_eq!(rx.window.slots.len(), 6);
+        rx.extend_to(at(10));
+        assert_eq!(rx.window.slots.len(), 11);
+        // The next wake-up is for the first packet that can still be lost (seq 0).
+        assert_eq!(rx.next_expiry(), Some(at(0).wrapping_add(Num64(1 << 32))));
+    }
+
     #[test]
     fn endpoints_compare_v4_mapped_as_v4() {
         let a: SocketAddr = "127.0.0.1:5000".parse().unwrap();
