@@ -27,6 +27,7 @@ use owamp::{Mode, Num64, PacketRecord, SkipRange};
 use std::fs::File;
 use std::io;
 use std::net::UdpSocket;
+use std::os::fd::{AsFd, BorrowedFd};
 use std::process::ExitCode;
 use std::time::Duration;
 
@@ -72,14 +73,19 @@ impl Ipc {
     }
 }
 
-/// Polls the IPC socket without blocking whenever the engine asks (spec: at least
-/// every 10 ms), remembering the Stop that ended the session.
+/// Reads the IPC socket without blocking whenever the engine asks, remembering the Stop
+/// that ended the session. The engine waits on the socket itself (fd 3): readable means
+/// a message (or control hung up), so an idle session does not poll.
 struct IpcControl<'a> {
     ipc: &'a Ipc,
     stop: Option<StopInfo>,
 }
 
 impl SessionControl for IpcControl<'_> {
+    fn wait_fd(&self) -> Option<BorrowedFd<'_>> {
+        Some(self.ipc.chan.as_fd())
+    }
+
     fn poll_stop(&mut self) -> bool {
         if self.stop.is_some() {
             return true;

@@ -2,12 +2,16 @@
 //! `owampd-tester` and `owping` run, over the small [`TestSocket`] trait.
 //!
 //! The loops are synchronous and single-threaded: a session is one process (the tester)
-//! or one thread (owping). They sleep with absolute `CLOCK_REALTIME` deadlines, wake at
-//! least every 10 ms to ask their [`SessionControl`] whether to stop, and never busy-wait.
+//! or one thread (owping). They sleep with absolute `CLOCK_REALTIME` deadlines and never
+//! busy-wait. A [`SessionControl`] with a descriptor ([`SessionControl::wait_fd`]) is
+//! waited on together with the socket, so an idle session wakes only for its packets and
+//! its stop; one without is asked at every wake-up and at least every 200 ms.
 //!
 //! System calls made while a session runs (for the tester's seccomp policy):
 //! `clock_gettime` (vDSO), `clock_nanosleep`, `nanosleep` (fallback only),
-//! `prctl(PR_SET_TIMERSLACK)`, `sendto`, `recvmsg`, `poll`/`ppoll`. Building a
+//! `prctl(PR_SET_TIMERSLACK)`, `sendto`, `recvmsg`, `poll` (receiver: socket and control
+//! descriptor), `ppoll` (sender: control descriptor). [`StopFlag::new`] (owping, not the
+//! tester) makes a pipe (`pipe2`) and `stop` writes to it. Building a
 //! [`crate::packet::PacketFormat`] calls `getrandom` once. [`UdpTestSocket::new`] also
 //! calls `getsockname`, `ioctl(FIONBIO)` and `setsockopt` (SOL_SOCKET: SO_SNDBUF,
 //! SO_RCVBUF, SO_TIMESTAMPNS; IPPROTO_IP: IP_TTL, IP_RECVTTL, IP_TOS; IPPROTO_IPV6:
@@ -24,8 +28,9 @@ pub use sender::{SenderParams, SenderReport, run_sender};
 pub use udp::{SocketOptions, UdpTestSocket, buffer_size_for};
 
 use crate::types::{PacketRecord, Timestamp};
-use std::io;
+use std::io::{self, Write};
 use std::net::SocketAddr;
+use std::os::fd::{AsFd, BorrowedFd};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
@@ -47,14 +52,22 @@ pub struct Received {
 pub trait TestSocket {
     /// Sends one test packet to the session's peer (connected socket or a fixed peer).
     fn send(&mut self, buf: &[u8]) -> io::Result<()>;
-    /// Waits up to `timeout` for one datagram; `Ok(None)` when none came in time.
+    /// Waits up to `timeout` for one datagram; `Ok(None)` when none came in time. A zero
+    /// `timeout` only takes what is already queued.
     fn recv(&mut self, buf: &mut [u8], timeout: Duration) -> io::Result<Option<Received>>;
+    /// A descriptor that is readable whenever [`TestSocket::recv`] has a datagram, so the
+    /// receiver can wait on it together with the control's. `None` (the default): the
+    /// receiver waits in `recv` itself, asking the control at least every 200 ms.
+    fn poll_fd(&self) -> Option<BorrowedFd<'_>> {
+        None
+    }
 }
 
 /// Where the receiver's records go (an `.owp` writer, owping's in-memory list, …).
 pub trait RecordSink {
     fn record(&mut self, r: &PacketRecord) -> io::Result<()>;
-    /// Makes the records so far durable/visible; called at least every 100 ms and at the end.
+    /// Makes the records so far durable/visible; called within 100 ms of a new record
+    /// and at the end (not while nothing new was recorded: an idle session stays asleep).
     fn flush(&mut self) -> io::Result<()>;
 }
 
@@ -70,12 +83,20 @@ impl RecordSink for Vec<PacketRecord> {
 
 /// How a running session learns that it must stop (Stop-Sessions, a signal, IPC).
 ///
-/// Called at every wakeup of a loop and at least every 10 ms while it waits, so an
-/// implementation must be cheap and must not block (a non-blocking poll of an IPC
-/// socket is fine).
+/// With a [`SessionControl::wait_fd`], `poll_stop` is called when the loop starts and
+/// whenever that descriptor becomes readable (and at most every 10 ms while it stays
+/// readable without meaning "stop"). Without one, it is called at every wake-up of a loop
+/// and at least every 200 ms. Either way it must be cheap and must not block (a
+/// non-blocking read of an IPC socket is fine).
 pub trait SessionControl {
     /// True once the session must stop; must stay true afterwards.
     fn poll_stop(&mut self) -> bool;
+    /// A descriptor that becomes readable when `poll_stop` may have news (a message on an
+    /// IPC socket, a hang-up, a byte in a pipe). While it is not readable, `poll_stop`'s
+    /// answer must not change. `None` (the default): the slice-based fallback.
+    fn wait_fd(&self) -> Option<BorrowedFd<'_>> {
+        None
+    }
 }
 
 /// Never stops: the session runs to its natural end.
@@ -88,24 +109,58 @@ impl SessionControl for Never {
     }
 }
 
-/// Stops when a shared flag is set (from another thread or a signal handler's flag).
-#[derive(Clone, Debug, Default)]
-pub struct StopFlag(pub Arc<AtomicBool>);
+/// Stops when a shared flag is set from another thread. Clones share the flag.
+///
+/// The flag comes with a pipe whose read end is the [`SessionControl::wait_fd`]: `stop`
+/// writes one byte, so a waiting session wakes at once instead of polling the flag.
+#[derive(Clone, Debug)]
+pub struct StopFlag(Arc<StopShared>);
+
+#[derive(Debug)]
+struct StopShared {
+    flag: AtomicBool,
+    /// `None` if no pipe could be made (out of descriptors): the sessions then poll.
+    pipe: Option<(io::PipeReader, io::PipeWriter)>,
+}
+
+impl Default for StopFlag {
+    fn default() -> StopFlag {
+        StopFlag::new()
+    }
+}
 
 impl StopFlag {
     pub fn new() -> StopFlag {
-        StopFlag::default()
+        StopFlag(Arc::new(StopShared {
+            flag: AtomicBool::new(false),
+            pipe: io::pipe().ok(),
+        }))
     }
 
-    /// Asks the session to stop.
+    /// Asks the session to stop. Only the first call writes to the pipe (one byte never
+    /// fills it, so this never blocks); nobody reads it, so it stays readable.
     pub fn stop(&self) {
-        self.0.store(true, Ordering::SeqCst);
+        if !self.0.flag.swap(true, Ordering::SeqCst)
+            && let Some((_, w)) = &self.0.pipe
+        {
+            // If the write fails the flag is still set; a waiting session then
+            // notices at its next packet or its end.
+            let _ = (&*w).write(&[1]);
+        }
+    }
+
+    /// True once `stop` was called.
+    pub fn is_stopped(&self) -> bool {
+        self.0.flag.load(Ordering::SeqCst)
     }
 }
 
 impl SessionControl for StopFlag {
     fn poll_stop(&mut self) -> bool {
-        self.0.load(Ordering::SeqCst)
+        self.is_stopped()
+    }
+    fn wait_fd(&self) -> Option<BorrowedFd<'_>> {
+        self.0.pipe.as_ref().map(|(r, _)| r.as_fd())
     }
 }
 

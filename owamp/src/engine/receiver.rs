@@ -1,12 +1,14 @@
 //! The receiver loop (spec §3.4): timestamps, checks and records each datagram, and
 //! declares packets lost once they are more than Timeout overdue.
 
-use super::wait::{POLL_SLICE, tighten_timer_slack};
+use super::wait::{FALLBACK_SLICE, StopPoller, is_ready, tighten_timer_slack};
 use super::{Received, RecordSink, SessionControl, TestSocket, abs_gap};
 use crate::packet::{PacketError, PacketFormat};
 use crate::schedule::Schedule;
 use crate::time::{Clock, num64_to_duration};
 use crate::types::{ErrorEstimate, Num64, PacketRecord, Timestamp};
+use nix::errno::Errno;
+use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
 use std::collections::VecDeque;
 use std::io;
 use std::net::SocketAddr;
@@ -15,15 +17,22 @@ use std::time::Duration;
 /// At most this many already-queued datagrams are still processed after a stop request.
 const MAX_DRAIN_ON_STOP: usize = 100_000;
 
+/// At most this many queued datagrams are read before the loop expires packets and asks
+/// the control again, so a flood cannot starve either.
+const MAX_DRAIN_BATCH: usize = 256;
+
 /// Most packets the lost-packet window holds (16 octets each: 64 MiB). The window spans
-/// the packets scheduled within 3 × Timeout, and both the rate and Timeout come from the
-/// peer's Request-Session: 1 packet/s with a Timeout of years would otherwise make the
-/// tester allocate 16 octets for every one of up to 2^32 packets. A session really that
-/// dense sees its packets past the cap counted as off schedule (and later lost).
+/// the packets scheduled within about one Timeout (up to 2 × Timeout ahead for a packet
+/// that arrives early), and both the rate and Timeout come from the peer's
+/// Request-Session: 1 packet/s with a Timeout of years would otherwise make the tester
+/// allocate 16 octets for every one of up to 2^32 packets. A session really that dense
+/// sees its packets past the cap counted as off schedule (and later lost).
 const MAX_WINDOW: usize = 1 << 22;
 
-/// Records are flushed to the sink at least this often (design.md: ≤ 100 ms).
-const FLUSH_EVERY: Num64 = Num64(429_496_730); // 100 ms in 2^-32 s
+/// New records are flushed once the last flush is this old, so none waits longer than
+/// 2 × this (design.md: ≤ 100 ms). At low rates every packet's wake-up flushes, and no
+/// extra wake-up is needed for it.
+const FLUSH_AFTER: Num64 = Num64(214_748_365); // 50 ms in 2^-32 s
 
 /// What the receiver needs besides its socket, clock, format, schedule and sink.
 #[derive(Clone, Copy, Debug)]
@@ -74,11 +83,15 @@ struct Expected {
 }
 
 /// The packets that are scheduled but not yet overdue: seqnos `head .. head+len`, where
-/// `head + len` is the schedule's next position. Its size is bounded by the send rate
-/// times 3 × Timeout, never by `num_packets`.
+/// `head + len` is the schedule's next position. It is extended only as far as needed
+/// (to the present, or to a received packet's seqno), so its size is bounded by the send
+/// rate times about Timeout, never by `num_packets`.
 struct Window {
     head: u32,
     slots: VecDeque<Expected>,
+    /// Every packet in `head .. scan` was received (a hint, so finding the next packet
+    /// that can be lost is amortised O(1)).
+    scan: u32,
 }
 
 impl Window {
@@ -99,7 +112,14 @@ struct Receiver<'a> {
 impl Receiver<'_> {
     /// Extends the window with every packet scheduled at or before `until`.
     fn extend_to(&mut self, until: Timestamp) {
+        self.extend(until, u32::MAX);
+    }
+
+    /// Extends the window with the packets scheduled at or before `until`, up to seqno
+    /// `last` at most.
+    fn extend(&mut self, until: Timestamp, last: u32) {
         while self.window.frontier() < self.params.num_packets
+            && self.window.frontier() <= last
             && self.window.slots.len() < MAX_WINDOW
         {
             let Some(t) = self.sched.send_time(self.window.frontier()) else {
@@ -145,6 +165,32 @@ impl Receiver<'_> {
         Ok(())
     }
 
+    /// When the loop must next wake for the window: when the first packet not yet
+    /// received becomes overdue (its lost record is due), or, when all have arrived so
+    /// far, when the next scheduled one would, or at the end when the last one does. A
+    /// received packet needs no wake-up of its own: it leaves the window at the next one.
+    fn next_expiry(&mut self) -> Option<Timestamp> {
+        let t = self.params.timeout;
+        let w = &mut self.window;
+        w.scan = w.scan.max(w.head);
+        while let Some(e) = w.slots.get((w.scan - w.head) as usize) {
+            if !e.received {
+                return Some(e.sched.wrapping_add(t));
+            }
+            w.scan += 1;
+        }
+        let f = w.frontier();
+        if f < self.params.num_packets && w.slots.len() < MAX_WINDOW {
+            if let Some(s) = self.sched.send_time(f) {
+                return Some(s.wrapping_add(t));
+            }
+        } else if w.slots.len() >= MAX_WINDOW {
+            // Full: nothing can join until the front leaves.
+            return w.slots.front().map(|e| e.sched.wrapping_add(t));
+        }
+        w.slots.back().map(|e| e.sched.wrapping_add(t))
+    }
+
     /// Steps 3–10 of spec §3.4 for one datagram.
     fn handle(
         &mut self,
@@ -187,9 +233,13 @@ impl Receiver<'_> {
             drops.send_recv_gap += 1;
             return Ok(());
         }
-        // A valid packet has sched ≤ send + T ≤ recv + 2T: extending that far is bounded,
-        // and a seqno still beyond the window is necessarily off schedule.
-        self.extend_to(recv_ts.wrapping_add(Num64(timeout.saturating_mul(2))));
+        // A valid packet has sched ≤ send + T ≤ recv + 2T: extending that far (and no
+        // further than its own seqno) is bounded, and a seqno still beyond the window is
+        // necessarily off schedule.
+        self.extend(
+            recv_ts.wrapping_add(Num64(timeout.saturating_mul(2))),
+            pkt.seq,
+        );
         let idx = (pkt.seq - self.window.head) as usize;
         let Some(slot) = self.window.slots.get_mut(idx) else {
             self.report.drops.schedule_gap += 1;
@@ -223,19 +273,54 @@ fn same_endpoint(a: SocketAddr, b: SocketAddr) -> bool {
 }
 
 /// Timestamps one received datagram (kernel time if there is one) and handles it.
+/// Returns the receive time.
 fn receive_one(
     rx: &mut Receiver<'_>,
     clock: &Clock,
     fmt: &PacketFormat,
     buf: &[u8],
     m: Received,
-) -> io::Result<()> {
+) -> io::Result<Timestamp> {
     let recv_ts = match m.kernel_ts {
         Some(k) => clock.from_realtime(k),
         None => clock.now().0,
     };
     let data = buf.get(..m.len.min(fmt.len())).unwrap_or_default();
-    rx.handle(fmt, data, m.src, recv_ts, m.ttl)
+    rx.handle(fmt, data, m.src, recv_ts, m.ttl)?;
+    Ok(recv_ts)
+}
+
+/// Reads up to `max` datagrams already queued (no waiting). Returns whether the queue
+/// was emptied and the receive time of the last datagram read.
+fn drain(
+    rx: &mut Receiver<'_>,
+    sock: &mut dyn TestSocket,
+    clock: &Clock,
+    fmt: &PacketFormat,
+    buf: &mut [u8],
+    max: usize,
+) -> io::Result<(bool, Option<Timestamp>)> {
+    let mut last = None;
+    for _ in 0..max {
+        match sock.recv(buf, Duration::ZERO) {
+            Ok(Some(m)) => last = Some(receive_one(rx, clock, fmt, buf, m)?),
+            Ok(None) => return Ok((true, last)),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok((false, last))
+}
+
+/// `poll` timeout for waiting from `now` until `wake` (rounded up to the millisecond, so
+/// a sub-millisecond wait does not become a busy loop; `None`: no timeout).
+fn poll_timeout(now: Timestamp, wake: Option<Timestamp>) -> PollTimeout {
+    let Some(w) = wake else {
+        return PollTimeout::NONE;
+    };
+    let d = num64_to_duration(w.saturating_sub(now));
+    let ms = d.as_nanos().div_ceil(1_000_000);
+    PollTimeout::try_from(ms.min(i32::MAX as u128) as i32).unwrap_or(PollTimeout::MAX)
 }
 
 /// Runs a receiving session until the last packet's `sched + Timeout` has passed, or
@@ -264,50 +349,96 @@ pub fn run_receiver(
         window: Window {
             head: 0,
             slots: VecDeque::new(),
+            scan: 0,
         },
         report: ReceiverReport::default(),
     };
     // One byte more than a packet is enough: longer datagrams are truncated and accepted.
     let mut buf = vec![0u8; fmt.len() + 1];
-    let two_t = Num64(params.timeout.0.saturating_mul(2));
+    // Waiting on the control's descriptor needs the socket's too (one poll on both).
+    let use_fd = ctl.wait_fd().is_some() && sock.poll_fd().is_some();
+    let mut poller = StopPoller::new(use_fd);
     let mut last_flush = clock.now().0;
+    let mut flushed = 0u64;
     loop {
         let (now, _) = clock.now();
-        rx.extend_to(now.wrapping_add(two_t));
-        rx.expire(now, false)?;
+        // Datagrams already queued are read before anything is declared lost: after a
+        // long descheduling they arrived in time (their kernel timestamps say so) and
+        // expiring first would count them lost and then drop them as `already_lost`.
+        // Packets are judged by receive time, so the window is expired only up to the
+        // last datagram read when more are still queued.
+        let (drained, last_ts) = drain(&mut rx, sock, clock, fmt, &mut buf, MAX_DRAIN_BATCH)?;
+        let horizon = match (drained, last_ts) {
+            (false, Some(t)) => t.min(now),
+            _ => now,
+        };
+        rx.extend_to(horizon);
+        rx.expire(horizon, false)?;
         if rx.window.frontier() >= params.num_packets && rx.window.slots.is_empty() {
             break;
         }
-        if ctl.poll_stop() {
+        if poller.should_stop(ctl, now) {
             rx.report.stopped = true;
             // Packets that already arrived are results, not losses: take what is queued
             // (bounded, so a flood cannot hold the stop) before flushing the rest.
-            for _ in 0..MAX_DRAIN_ON_STOP {
-                match sock.recv(&mut buf, Duration::ZERO) {
-                    Ok(Some(m)) => receive_one(&mut rx, clock, fmt, &buf, m)?,
-                    Ok(None) => break,
-                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                    Err(e) => return Err(e),
-                }
-            }
+            drain(&mut rx, sock, clock, fmt, &mut buf, MAX_DRAIN_ON_STOP)?;
+            // Everything due by now, and nothing later: the cleanup of spec §7.8 keeps
+            // only records with send_ts ≤ stoptime − Timeout.
+            rx.extend_to(now);
             rx.expire(now, true)?;
             break;
         }
-        if now.saturating_sub(last_flush) >= FLUSH_EVERY {
+        let written = rx.report.received + rx.report.lost;
+        if written != flushed && now.saturating_sub(last_flush) >= FLUSH_AFTER {
             rx.sink.flush()?;
             last_flush = now;
+            flushed = written;
         }
-        // Wake for the next expiry, the next flush, or the control poll, whichever is first.
-        let mut wake = now.wrapping_add(POLL_SLICE);
-        if let Some(e) = rx.window.slots.front() {
-            wake = wake.min(e.sched.wrapping_add(params.timeout).wrapping_add(Num64(1)));
+        if !drained {
+            continue;
         }
-        let wait = num64_to_duration(wake.saturating_sub(now));
-        match sock.recv(&mut buf, wait) {
-            Ok(Some(m)) => receive_one(&mut rx, clock, fmt, &buf, m)?,
-            Ok(None) => {}
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(e),
+        // Sleep until a datagram, the control's news, the next possible loss, the next
+        // flush or the fallback's next ask, whichever is first.
+        let mut wake = rx.next_expiry().map(|t| t.wrapping_add(Num64(1)));
+        let mut earliest = |t: Timestamp| wake = Some(wake.map_or(t, |w| w.min(t)));
+        if written != flushed {
+            earliest(last_flush.wrapping_add(FLUSH_AFTER));
+        }
+        if let Some(t) = poller.recheck_at() {
+            earliest(t);
+        }
+        if use_fd {
+            let ctl_ready = {
+                let (Some(sfd), cfd) = (sock.poll_fd(), poller.fd(&*ctl, now)) else {
+                    continue;
+                };
+                let mut fds = [
+                    PollFd::new(sfd, PollFlags::POLLIN),
+                    PollFd::new(cfd.unwrap_or(sfd), PollFlags::POLLIN),
+                ];
+                let n = if cfd.is_some() { 2 } else { 1 };
+                let set = fds.get_mut(..n).unwrap_or_default();
+                match poll(set, poll_timeout(now, wake)) {
+                    Ok(_) => set.get(1).is_some_and(is_ready),
+                    Err(Errno::EINTR) => false,
+                    Err(e) => return Err(e.into()),
+                }
+            };
+            if ctl_ready {
+                poller.signal();
+            }
+        } else {
+            let wait = wake.map_or(num64_to_duration(FALLBACK_SLICE), |w| {
+                num64_to_duration(w.saturating_sub(now))
+            });
+            match sock.recv(&mut buf, wait) {
+                Ok(Some(m)) => {
+                    receive_one(&mut rx, clock, fmt, &buf, m)?;
+                }
+                Ok(None) => {}
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
         }
     }
     rx.sink.flush()?;
@@ -347,7 +478,7 @@ mod tests {
                 sched: &mut sched,
                 sink: &mut sink,
                 params,
-                window: Window { head: 0, slots: VecDeque::new() },
+                window: Window { head: 0, slots: VecDeque::new(), scan: 0 },
                 report: ReceiverReport::default(),
             };
             for (mut data, seq, ts, near) in packets {
@@ -401,6 +532,7 @@ mod tests {
             window: Window {
                 head: 0,
                 slots: VecDeque::new(),
+                scan: 0,
             },
             report: ReceiverReport::default(),
         };
@@ -408,6 +540,50 @@ mod tests {
         assert_eq!(rx.window.slots.len(), MAX_WINDOW);
         rx.expire(start, false).unwrap();
         assert_eq!(rx.window.slots.len(), MAX_WINDOW);
+    }
+
+    /// The window holds what is due and no more: a packet extends it to its own seqno,
+    /// not to `recv + 2 × Timeout` (which held ~3 × Timeout × rate entries).
+    #[test]
+    fn window_extends_only_as_far_as_needed() {
+        let clock = Clock::new(None, 0.0);
+        let start = Num64(1 << 40);
+        let slot = Slot {
+            kind: SlotKind::Fixed,
+            param: Num64(1 << 22), // ~1 ms
+        };
+        let mut sched = Schedule::new(Sid([1; 16]), start, &[slot], 1_000_000);
+        let mut sink: Vec<PacketRecord> = Vec::new();
+        let src: SocketAddr = "192.0.2.1:1".parse().unwrap();
+        let mut fmt = PacketFormat::new(crate::types::Mode::Open, None, 0).unwrap();
+        let mut rx = Receiver {
+            clock: &clock,
+            sched: &mut sched,
+            sink: &mut sink,
+            params: ReceiverParams {
+                num_packets: 1_000_000,
+                timeout: Num64(1 << 32), // 1 s: ~1000 packets per Timeout
+                expected_src: src,
+            },
+            window: Window {
+                head: 0,
+                slots: VecDeque::new(),
+                scan: 0,
+            },
+            report: ReceiverReport::default(),
+        };
+        // Packet q is scheduled at start + (q + 1) × interval.
+        let at = |q: u64| start.wrapping_add(Num64((q + 1) << 22));
+        let mut buf = vec![0u8; fmt.len()];
+        fmt.prepare(5, &mut buf).unwrap();
+        fmt.stamp(&mut buf, at(5), ErrorEstimate::UNSYNC).unwrap();
+        rx.handle(&fmt, &buf, src, at(5), None).unwrap();
+        assert_eq!(rx.report.received, 1, "{:?}", rx.report);
+        assert_eq!(rx.window.slots.len(), 6);
+        rx.extend_to(at(10));
+        assert_eq!(rx.window.slots.len(), 11);
+        // The next wake-up is for the first packet that can still be lost (seq 0).
+        assert_eq!(rx.next_expiry(), Some(at(0).wrapping_add(Num64(1 << 32))));
     }
 
     #[test]

@@ -1,6 +1,6 @@
 //! The sender loop (spec §3.3).
 
-use super::wait::{sleep_until, tighten_timer_slack};
+use super::wait::{StopPoller, sleep_until, tighten_timer_slack};
 use super::{SessionControl, TestSocket};
 use crate::packet::PacketFormat;
 use crate::schedule::Schedule;
@@ -70,6 +70,7 @@ pub fn run_sender(
 ) -> io::Result<SenderReport> {
     tighten_timer_slack();
     sched.reset();
+    let mut poller = StopPoller::new(ctl.wait_fd().is_some());
     let mut report = SenderReport::default();
     let mut buf = vec![0u8; fmt.len()];
     let mut last_sched = None;
@@ -81,7 +82,7 @@ pub fn run_sender(
         last_sched = Some(t);
         // Everything but the timestamp is done before the wait.
         fmt.prepare(seq, &mut buf).map_err(io::Error::other)?;
-        if sleep_until(clock, t, ctl) {
+        if sleep_until(clock, t, ctl, &mut poller) {
             report.stopped = true;
             report.next_seqno = seq;
             return Ok(report);
@@ -121,7 +122,7 @@ pub fn run_sender(
         let end = t
             .wrapping_add(params.timeout)
             .wrapping_add(duration_to_num64(params.end_delay));
-        report.stopped = sleep_until(clock, end, ctl);
+        report.stopped = sleep_until(clock, end, ctl, &mut poller);
     }
     Ok(report)
 }

@@ -9,7 +9,7 @@ use nix::sys::socket::{
 };
 use std::io::{self, IoSliceMut};
 use std::net::{SocketAddr, UdpSocket};
-use std::os::fd::{AsFd, AsRawFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd};
 use std::time::Duration;
 
 /// Socket buffers never go above this (the kernel caps them at `rmem_max`/`wmem_max`
@@ -185,6 +185,10 @@ impl TestSocket for UdpTestSocket {
         if let Some(r) = self.try_recv(buf)? {
             return Ok(Some(r));
         }
+        // Only what is queued: no poll(0) syscall on top of the recvmsg.
+        if timeout.is_zero() {
+            return Ok(None);
+        }
         let ms = timeout.as_millis();
         // Round up so a sub-millisecond wait does not become a busy loop.
         let ms = if !timeout.subsec_nanos().is_multiple_of(1_000_000) {
@@ -199,6 +203,10 @@ impl TestSocket for UdpTestSocket {
             Ok(_) => self.try_recv(buf),
             Err(e) => Err(e.into()),
         }
+    }
+
+    fn poll_fd(&self) -> Option<BorrowedFd<'_>> {
+        Some(self.sock.as_fd())
     }
 }
 

@@ -1,14 +1,33 @@
-//! Absolute sleeps on `CLOCK_REALTIME`, in slices short enough to keep polling the
-//! session control.
+//! Waiting without burning CPU: absolute sleeps on `CLOCK_REALTIME`, and when to ask the
+//! [`SessionControl`] whether to stop.
+//!
+//! A control that exposes a descriptor ([`SessionControl::wait_fd`]) is asked only when
+//! that descriptor becomes readable, so an idle session wakes only for its packets or its
+//! stop message (bench/README.md "Performance bugs found": the old 10 ms poll slice cost
+//! ~4,000 threads × 100 wake-ups/s at 1,000 sessions). A control without one is asked at
+//! every wake-up of a loop and at least every [`FALLBACK_SLICE`].
 
 use super::SessionControl;
-use crate::time::{Clock, timespec_from_timestamp};
+use crate::time::{Clock, num64_to_duration, timespec_from_timestamp};
 use crate::types::{Num64, Timestamp};
 use nix::errno::Errno;
+use nix::poll::{PollFd, PollFlags, ppoll};
+use nix::sys::time::TimeSpec;
 use nix::time::{ClockId, ClockNanosleepFlags, clock_nanosleep};
+use std::os::fd::BorrowedFd;
 
-/// The longest a loop sleeps without asking its [`SessionControl`] (spec: ≥ every 10 ms).
-pub(crate) const POLL_SLICE: Num64 = Num64(42_949_673); // 10 ms in 2^-32 s
+/// The longest a loop sleeps without asking a control that has no descriptor.
+pub(crate) const FALLBACK_SLICE: Num64 = Num64(858_993_459); // 200 ms in 2^-32 s
+
+/// After a readable descriptor that did not mean "stop", the descriptor is left out of
+/// the waits this long: a descriptor stuck readable (say, a message the control does not
+/// consume) then costs at most 100 wake-ups/s instead of a busy loop.
+pub(crate) const BACKOFF_SLICE: Num64 = Num64(42_949_673); // 10 ms
+
+/// The last stretch before a send time is slept with `clock_nanosleep(TIMER_ABSTIME)`,
+/// not with a poll timeout, so send accuracy does not depend on poll's timer (spec
+/// §3.3: timestamp immediately before sending, as close to the schedule as possible).
+pub(crate) const FINAL_APPROACH: Num64 = Num64(8_589_935); // 2 ms
 
 /// Lowers this thread's timer slack to 1 ns, so absolute sleeps end on time rather than
 /// up to the default 50 µs late (prctl(2) PR_SET_TIMERSLACK). Best effort.
@@ -16,38 +35,213 @@ pub(crate) fn tighten_timer_slack() {
     let _ = nix::sys::prctl::set_timerslack(1);
 }
 
+/// Decides when a loop must call [`SessionControl::poll_stop`].
+#[derive(Debug)]
+pub(crate) struct StopPoller {
+    /// Both the control and (for the receiver) the socket can be waited on.
+    use_fd: bool,
+    /// Ask at the next opportunity (at the start, and after the descriptor was readable).
+    due: bool,
+    /// `due` was set by the descriptor (not by the start).
+    signalled: bool,
+    /// Leave the descriptor out of waits until then (see [`BACKOFF_SLICE`]).
+    ignore_fd_until: Timestamp,
+    /// Ask again at this time even if nothing signalled (fallback and backoff).
+    recheck_at: Option<Timestamp>,
+}
+
+impl StopPoller {
+    /// `use_fd`: the control's descriptor is usable (the receiver also needs its socket's).
+    pub(crate) fn new(use_fd: bool) -> StopPoller {
+        StopPoller {
+            use_fd,
+            due: true,
+            signalled: false,
+            ignore_fd_until: Num64::ZERO,
+            recheck_at: None,
+        }
+    }
+
+    /// Asks the control if it is time to; true when the session must stop.
+    pub(crate) fn should_stop(&mut self, ctl: &mut dyn SessionControl, now: Timestamp) -> bool {
+        let ask = !self.use_fd || self.due || self.recheck_at.is_some_and(|t| now >= t);
+        if !ask {
+            return false;
+        }
+        let signalled = self.signalled;
+        self.due = false;
+        self.signalled = false;
+        if ctl.poll_stop() {
+            return true;
+        }
+        self.recheck_at = if !self.use_fd {
+            Some(now.wrapping_add(FALLBACK_SLICE))
+        } else if signalled {
+            self.ignore_fd_until = now.wrapping_add(BACKOFF_SLICE);
+            Some(self.ignore_fd_until)
+        } else {
+            None
+        };
+        false
+    }
+
+    /// The control's descriptor, when the next wait should include it.
+    pub(crate) fn fd<'a>(
+        &self,
+        ctl: &'a dyn SessionControl,
+        now: Timestamp,
+    ) -> Option<BorrowedFd<'a>> {
+        if self.use_fd && now >= self.ignore_fd_until {
+            ctl.wait_fd()
+        } else {
+            None
+        }
+    }
+
+    /// The descriptor was readable: ask at the next opportunity.
+    pub(crate) fn signal(&mut self) {
+        self.due = true;
+        self.signalled = true;
+    }
+
+    /// When the loop must wake to ask even if nothing happens.
+    pub(crate) fn recheck_at(&self) -> Option<Timestamp> {
+        self.recheck_at
+    }
+}
+
+/// True when `poll` reported something on the descriptor (data, hang-up, error: every
+/// one of them is news the control must look at).
+pub(crate) fn is_ready(fd: &PollFd<'_>) -> bool {
+    fd.revents().is_some_and(|r| !r.is_empty())
+}
+
 /// Sleeps until `deadline` on `clock`'s time scale. Returns `true` if the control asked to
 /// stop (then possibly before the deadline).
+///
+/// With a control descriptor: `ppoll` on it until [`FINAL_APPROACH`] before the deadline,
+/// then `clock_nanosleep(TIMER_ABSTIME)` for the rest. Without: `clock_nanosleep` in
+/// slices of at most [`FALLBACK_SLICE`], asking the control between them.
 pub(crate) fn sleep_until(
     clock: &Clock,
     deadline: Timestamp,
     ctl: &mut dyn SessionControl,
+    poller: &mut StopPoller,
 ) -> bool {
     loop {
-        if ctl.poll_stop() {
+        let (now, _) = clock.now();
+        if poller.should_stop(ctl, now) {
             return true;
         }
-        let (now, _) = clock.now();
         if now >= deadline {
             return false;
         }
-        let slice_end = if deadline.0 - now.0 > POLL_SLICE.0 {
-            now.wrapping_add(POLL_SLICE)
-        } else {
-            deadline
-        };
-        let ts = timespec_from_timestamp(clock.to_realtime(slice_end));
-        match clock_nanosleep(
-            ClockId::CLOCK_REALTIME,
-            ClockNanosleepFlags::TIMER_ABSTIME,
-            &ts,
-        ) {
-            Ok(_) | Err(Errno::EINTR) => {}
-            // Cannot happen with a valid timespec; fall back to a relative sleep so a
-            // broken clock never turns into a busy loop.
-            Err(_) => std::thread::sleep(crate::time::num64_to_duration(
-                slice_end.saturating_sub(now),
-            )),
+        let mut until = deadline;
+        if let Some(t) = poller.recheck_at() {
+            until = until.min(t.max(now));
         }
+        let coarse_end = deadline.saturating_sub(FINAL_APPROACH).min(until);
+        if coarse_end > now
+            && let Some(fd) = poller.fd(&*ctl, now)
+        {
+            let mut fds = [PollFd::new(fd, PollFlags::POLLIN)];
+            let left = num64_to_duration(coarse_end.saturating_sub(now));
+            match ppoll(&mut fds, Some(TimeSpec::from_duration(left)), None) {
+                Ok(_) if is_ready(&fds[0]) => poller.signal(),
+                Ok(_) | Err(Errno::EINTR) => {}
+                // Cannot happen with a valid descriptor; ask the control instead of
+                // spinning on a broken one.
+                Err(_) => poller.signal(),
+            }
+            continue;
+        }
+        sleep_abs(clock, now, until);
+    }
+}
+
+/// One `clock_nanosleep(TIMER_ABSTIME)` until `until` (or an interruption).
+fn sleep_abs(clock: &Clock, now: Timestamp, until: Timestamp) {
+    let ts = timespec_from_timestamp(clock.to_realtime(until));
+    match clock_nanosleep(
+        ClockId::CLOCK_REALTIME,
+        ClockNanosleepFlags::TIMER_ABSTIME,
+        &ts,
+    ) {
+        Ok(_) | Err(Errno::EINTR) => {}
+        // Cannot happen with a valid timespec; fall back to a relative sleep so a
+        // broken clock never turns into a busy loop.
+        Err(_) => std::thread::sleep(num64_to_duration(until.saturating_sub(now))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Counts its asks; stops at the `stop_at`-th. Has a descriptor (a pipe's read end).
+    struct Counting {
+        asks: u32,
+        stop_at: u32,
+        fd: std::io::PipeReader,
+    }
+
+    impl SessionControl for Counting {
+        fn poll_stop(&mut self) -> bool {
+            self.asks += 1;
+            self.asks >= self.stop_at
+        }
+        fn wait_fd(&self) -> Option<BorrowedFd<'_>> {
+            use std::os::fd::AsFd;
+            Some(self.fd.as_fd())
+        }
+    }
+
+    fn counting(stop_at: u32) -> Counting {
+        let (fd, _) = std::io::pipe().unwrap();
+        Counting {
+            asks: 0,
+            stop_at,
+            fd,
+        }
+    }
+
+    #[test]
+    fn with_a_descriptor_only_the_start_and_signals_ask() {
+        let mut ctl = counting(3);
+        let mut p = StopPoller::new(true);
+        let t = Num64(1 << 40);
+        assert!(p.fd(&ctl, t).is_some());
+        assert!(!p.should_stop(&mut ctl, t));
+        for i in 0..100 {
+            assert!(!p.should_stop(&mut ctl, t.wrapping_add(Num64(i << 32))));
+        }
+        assert_eq!(ctl.asks, 1);
+        // A readable descriptor that was not a stop: asked once, then backed off.
+        p.signal();
+        assert!(!p.should_stop(&mut ctl, t));
+        assert_eq!(ctl.asks, 2);
+        assert!(
+            p.fd(&ctl, t).is_none(),
+            "descriptor left out while backing off"
+        );
+        assert_eq!(p.recheck_at(), Some(t.wrapping_add(BACKOFF_SLICE)));
+        assert!(!p.should_stop(&mut ctl, t.wrapping_add(Num64(1))));
+        assert_eq!(ctl.asks, 2);
+        assert!(p.fd(&ctl, t.wrapping_add(BACKOFF_SLICE)).is_some());
+        assert!(p.should_stop(&mut ctl, t.wrapping_add(BACKOFF_SLICE)));
+        assert_eq!(ctl.asks, 3);
+    }
+
+    #[test]
+    fn without_a_descriptor_every_wakeup_asks() {
+        let mut ctl = counting(u32::MAX);
+        let mut p = StopPoller::new(false);
+        let t = Num64(1 << 40);
+        assert!(p.fd(&ctl, t).is_none(), "not usable: the fallback");
+        for _ in 0..5 {
+            assert!(!p.should_stop(&mut ctl, t));
+        }
+        assert_eq!(ctl.asks, 5);
+        assert_eq!(p.recheck_at(), Some(t.wrapping_add(FALLBACK_SLICE)));
     }
 }
