@@ -371,7 +371,12 @@ fn serve(conn: TcpStream, cfg: &MockConfig, store: &Mutex<HashMap<Sid, Stored>>)
                     sessions: ours,
                 }
                 .encode();
-                s.write_message(&[&msg]).map_err(e)?;
+                // Store what we received before our Stop-Sessions goes out when we can
+                // (the client may exit, and a test look at the store, right after it).
+                let wrote_first = theirs.is_none();
+                if wrote_first {
+                    s.write_message(&[&msg]).map_err(e)?;
+                }
                 let theirs = match theirs {
                     Some(t) => t,
                     None => read_theirs(&mut s, nrx)?,
@@ -393,6 +398,9 @@ fn serve(conn: TcpStream, cfg: &MockConfig, store: &Mutex<HashMap<Sid, Stored>>)
                             skips: st.skips.clone(),
                         },
                     );
+                }
+                if !wrote_first {
+                    s.write_message(&[&msg]).map_err(e)?;
                 }
                 locals.clear();
             }
