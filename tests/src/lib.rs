@@ -84,6 +84,17 @@ impl Server {
 
     /// Like [`Server::start`], with a given directory, host and port.
     pub fn start_in(dir: tempfile::TempDir, host: &str, port: u16, extra: &[&str]) -> Server {
+        Server::start_env(dir, host, port, extra, &[])
+    }
+
+    /// Like [`Server::start_in`], with extra environment variables for owampd.
+    pub fn start_env(
+        dir: tempfile::TempDir,
+        host: &str,
+        port: u16,
+        extra: &[&str],
+        env: &[(&str, &str)],
+    ) -> Server {
         let data = dir.path().join("data");
         std::fs::create_dir_all(&data).expect("create datadir");
         let stderr_path = dir.path().join("owampd.stderr");
@@ -101,6 +112,7 @@ impl Server {
             .arg("-R")
             .arg(dir.path())
             .args(extra)
+            .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(stderr);
