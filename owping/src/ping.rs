@@ -329,9 +329,10 @@ fn run(
         }
         return fail("Test session(s) Failed...");
     }
-    // A first signal only cuts the sessions short: like owping.c (which exits 2 only
-    // once owp_intr > 1) we still fetch and print the partial results and exit 0.
-    // A second signal exits 2 at once (signals.rs).
+    // A first signal only cuts the sessions short: like owping.c we still fetch and
+    // print the partial results. The exit status then says the run was interrupted
+    // (2, owping's documented meaning), where owping.c exits 0; a second signal exits 2
+    // at once (signals.rs).
 
     // The "from" session: our own records, cut per the server's Stop-Sessions.
     let mut status = 0;
@@ -392,7 +393,11 @@ fn run(
             status = fail(&format!("\"from\" session: {e}"));
         }
     }
-    status
+    if status == 0 && interrupted {
+        2
+    } else {
+        status
+    }
 }
 
 /// Our Stop-Sessions: one record for the session we sent (spec §2.5).
