@@ -12,7 +12,7 @@ use crate::records;
 use crate::summary::{Summary, diff_ns};
 use owamp::crypto::random_bytes;
 use owamp::engine::{
-    Never, ReceiverParams, ReceiverReport, SenderParams, SenderReport, SocketOptions,
+    ReceiverParams, ReceiverReport, SenderParams, SenderReport, SocketOptions, StopFlag,
     UdpTestSocket, run_receiver, run_sender,
 };
 use owamp::packet::{PacketError, PacketFormat, TestKeys};
@@ -98,6 +98,11 @@ impl owamp::engine::TestSocket for StallSocket {
             self.seen += 1;
         }
         Ok(r)
+    }
+
+    /// The receiver waits on the real socket, as the tester does.
+    fn poll_fd(&self) -> Option<std::os::fd::BorrowedFd<'_>> {
+        self.inner.poll_fd()
     }
 }
 
@@ -234,7 +239,7 @@ pub fn run(spec: SessionSpec) -> Result<SessionResult, SessionError> {
                 &mut rx_sched,
                 rx_params,
                 &mut records,
-                &mut Never,
+                &mut StopFlag::new(),
             )
             .map_err(|source| SessionError::Engine {
                 role: "receiver",
@@ -262,7 +267,7 @@ pub fn run(spec: SessionSpec) -> Result<SessionResult, SessionError> {
                 &mut tx_fmt,
                 &mut tx_sched,
                 tx_params,
-                &mut Never,
+                &mut StopFlag::new(),
             )
             .map_err(|source| SessionError::Engine {
                 role: "sender",
