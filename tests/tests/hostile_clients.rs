@@ -8,7 +8,7 @@ use e2e::{Server, child_pids, fd_count};
 use owamp::Mode;
 use owamp::wire::RequestSession;
 use std::io::Write;
-use std::net::{SocketAddr, TcpStream, UdpSocket};
+use std::net::{TcpStream, UdpSocket};
 use std::time::{Duration, Instant};
 
 fn control_pid(server: &Server) -> u32 {
@@ -279,5 +279,4 @@ fn controltimeout_closes_idle_connections() {
         waited >= Duration::from_millis(1500),
         "closed too early: {waited:?}"
     );
-    let _: SocketAddr = server.addr;
 }
