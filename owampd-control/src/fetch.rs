@@ -412,6 +412,17 @@ mod tests {
         }
     }
 
+    /// A fresh read-write data file, as control creates one for a receiver.
+    fn rw_file(path: &std::path::Path) -> File {
+        OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .open(path)
+            .unwrap()
+    }
+
     /// The seqnos a fetch streams for `l`, checked against its announced count.
     fn seqs(f: &File, l: &Loaded) -> Vec<u32> {
         let mut st = RecordStream::new(f.try_clone().unwrap(), l.selection);
@@ -431,13 +442,7 @@ mod tests {
     /// A receive file with records 0..6 (3 lost), live or finalised.
     fn file(dir: &std::path::Path, finish: bool) -> File {
         let path = dir.join("s.owp");
-        let f = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .open(&path)
-            .unwrap();
+        let f = rw_file(&path);
         let mut w = ReceiveWriter::create(f.try_clone().unwrap(), &path, &session()).unwrap();
         for s in 0..6 {
             w.record(&rec(s, s == 3)).unwrap();
@@ -484,13 +489,7 @@ mod tests {
     fn incomplete_session_partial_range_is_clipped_to_highest_received() {
         let d = tempfile::tempdir().unwrap();
         let path = d.path().join("s.owp");
-        let f = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .open(&path)
-            .unwrap();
+        let f = rw_file(&path);
         let mut w = ReceiveWriter::create(f, &path, &session()).unwrap();
         for s in 0..4 {
             w.record(&rec(s, false)).unwrap();
@@ -513,13 +512,7 @@ mod tests {
     fn resumed_file_finalised_incomplete_keeps_old_records() {
         let d = tempfile::tempdir().unwrap();
         let path = d.path().join("s.owp");
-        let f = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .open(&path)
-            .unwrap();
+        let f = rw_file(&path);
         let control_copy = f.try_clone().unwrap();
         let mut w = ReceiveWriter::create(f, &path, &session()).unwrap();
         for s in 0..5 {
@@ -541,13 +534,7 @@ mod tests {
     fn streams_many_records_in_chunks() {
         let d = tempfile::tempdir().unwrap();
         let path = d.path().join("big.owp");
-        let f = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .open(&path)
-            .unwrap();
+        let f = rw_file(&path);
         let n = 2 * CHUNK_RECORDS as u32 + 7;
         let mut w = ReceiveWriter::create(f, &path, &session_of(n)).unwrap();
         for s in 0..n {
