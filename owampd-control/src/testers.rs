@@ -2,10 +2,15 @@
 //! process per session (design.md "Processes"), behind a small trait so the connection
 //! state machine can be tested with in-process fakes.
 //!
-//! A launcher starts the tester, completes the `Hello`/`Setup`/`Ready` exchange, and
-//! from then on forwards every message the tester sends (or its death) as a
-//! [`TesterEvent`] tagged with the session's index, into the connection's one event
-//! queue. A dead tester ends only its own session (design.md "Processes").
+//! A launcher starts the tester and returns at once; the `Hello`/`Setup`/`Ready`
+//! exchange completes in the background, and the link reports its outcome through
+//! [`TesterLink::take_ready`]. Accept-Session therefore does not wait for the tester to
+//! exec and enter its sandbox (about 1 ms, most of an open-mode setup): its socket is
+//! already bound, so nothing it should receive is lost, and Start-Sessions waits for
+//! every tester to be ready before it answers (a tester that failed makes Start-Ack
+//! non-zero). After `Ready`, every message the tester sends (or its death) is forwarded
+//! as a [`TesterEvent`] tagged with the session's index, into the connection's one
+//! event queue. A dead tester ends only its own session (design.md "Processes").
 
 use ipc::tester::{ControlToTester, TesterSetup, TesterToControl};
 use std::fs::File;
@@ -36,11 +41,19 @@ pub enum TesterEvent {
 pub type EventTx = mpsc::UnboundedSender<(usize, TesterEvent)>;
 pub type EventRx = mpsc::UnboundedReceiver<(usize, TesterEvent)>;
 
+/// Resolves with the outcome of a tester's start-up exchange (`Ready`, or why not).
+pub type ReadyRx = tokio::sync::oneshot::Receiver<Result<(), TesterError>>;
+
 /// Control's handle on a running tester.
 pub trait TesterLink: Send + Sync {
     fn send(&mut self, msg: &ControlToTester) -> Result<(), TesterError>;
     /// Kill the process now (the session is abandoned).
     fn kill(&mut self);
+    /// The pending start-up outcome, once: `None` when the link was ready at launch
+    /// (or the outcome was already taken).
+    fn take_ready(&mut self) -> Option<ReadyRx> {
+        None
+    }
 }
 
 pub type LaunchFuture<'a> =
@@ -48,7 +61,8 @@ pub type LaunchFuture<'a> =
 
 pub trait TesterLauncher: Send + Sync {
     /// Start a tester for `setup` with its bound `socket` (fd 4) and, for a receiver,
-    /// its data `file` (fd 5); return once it said `Ready`.
+    /// its data `file` (fd 5). Returns once it is started; whether it got as far as
+    /// `Ready` comes later, through [`TesterLink::take_ready`].
     fn launch(
         &self,
         setup: TesterSetup,
@@ -87,6 +101,7 @@ pub mod process {
     pub(super) struct ProcessLink {
         chan: Arc<AsyncFd<Channel>>,
         child: Arc<Mutex<Option<Child>>>,
+        ready: Option<ReadyRx>,
     }
 
     impl TesterLink for ProcessLink {
@@ -105,6 +120,16 @@ pub mod process {
             {
                 let _ = c.kill();
             }
+        }
+        fn take_ready(&mut self) -> Option<ReadyRx> {
+            self.ready.take()
+        }
+    }
+
+    /// Kills the child behind `child`, if it is still ours to kill.
+    fn kill_child(child: &Mutex<Option<Child>>) {
+        if let Some(c) = child.lock().unwrap_or_else(|e| e.into_inner()).as_mut() {
+            let _ = c.kill();
         }
     }
 
@@ -233,24 +258,49 @@ pub mod process {
         let child = ipc::spawn::spawn_child(&l.tester_path, &argv0, &[], &env, fds)
             .map_err(|e| TesterError::Spawn(format!("{}: {e}", l.tester_path.display())))?;
         let child = Arc::new(Mutex::new(Some(child)));
+        let (ready_tx, ready_rx) = tokio::sync::oneshot::channel();
         let mut link = ProcessLink {
             chan: chan.clone(),
-            child,
+            child: child.clone(),
+            ready: Some(ready_rx),
         };
+        // Queued on the socket pair before the tester reads anything: it answers once
+        // its sandbox is up.
         link.send(&ControlToTester::Hello {
             version: PROTOCOL_VERSION,
         })?;
         link.send(&ControlToTester::Setup(Box::new(setup)))?;
-        match recv(&chan).await? {
+        tokio::spawn(async move {
+            match start_up(&chan, index, &events).await {
+                Ok(budget) => {
+                    let _ = ready_tx.send(Ok(()));
+                    // From now on every message is an event of this session.
+                    forward(chan, index, events, child, budget).await;
+                }
+                Err(e) => {
+                    kill_child(&child);
+                    let _ = ready_tx.send(Err(e));
+                }
+            }
+        });
+        Ok(Box::new(link))
+    }
+
+    /// The tester's side of the start-up exchange: `Hello` with our version, any log
+    /// lines, then `Ready`. Returns what is left of the message budget.
+    async fn start_up(
+        chan: &AsyncFd<Channel>,
+        index: usize,
+        events: &EventTx,
+    ) -> Result<usize, TesterError> {
+        match recv(chan).await? {
             TesterToControl::Hello { version } if version == PROTOCOL_VERSION => {}
             TesterToControl::Hello { version } => {
-                link.kill();
                 return Err(TesterError::Protocol(format!(
                     "IPC version {version}, ours {PROTOCOL_VERSION}"
                 )));
             }
             other => {
-                link.kill();
                 return Err(TesterError::Protocol(format!(
                     "expected Hello, got {other:?}"
                 )));
@@ -258,11 +308,10 @@ pub mod process {
         }
         let mut budget = MAX_TESTER_MESSAGES;
         loop {
-            match recv(&chan).await? {
-                TesterToControl::Ready => break,
+            match recv(chan).await? {
+                TesterToControl::Ready => return Ok(budget),
                 TesterToControl::Log(l) => {
                     if budget == 0 {
-                        link.kill();
                         return Err(TesterError::Protocol(format!(
                             "more than {MAX_TESTER_MESSAGES} messages before Ready"
                         )));
@@ -270,22 +319,17 @@ pub mod process {
                     budget -= 1;
                     let _ = events.send((index, TesterEvent::Msg(TesterToControl::Log(l))));
                 }
+                // It could not set up the session.
                 TesterToControl::Finished(rep) => {
-                    // It could not set up the session.
-                    link.kill();
                     return Err(TesterError::Protocol(format!("{:?}", rep.outcome)));
                 }
                 other => {
-                    link.kill();
                     return Err(TesterError::Protocol(format!(
                         "expected Ready, got {other:?}"
                     )));
                 }
             }
         }
-        // From now on every message is an event of this session.
-        tokio::spawn(forward(chan, index, events, link.child.clone(), budget));
-        Ok(Box::new(link))
     }
 
     /// Forward a tester's messages as events of session `index`, at most `budget` of
@@ -303,9 +347,7 @@ pub mod process {
         loop {
             match recv(&chan).await {
                 Ok(_) if budget == 0 => {
-                    if let Some(c) = child.lock().unwrap_or_else(|e| e.into_inner()).as_mut() {
-                        let _ = c.kill();
-                    }
+                    kill_child(&child);
                     let why = format!("sent more than {MAX_TESTER_MESSAGES} messages: killed");
                     let _ = events.send((index, TesterEvent::Gone(why)));
                     return;

@@ -5,11 +5,12 @@ use super::*;
 use crate::directory::SimpleDirectory;
 use crate::log::MemorySink;
 use crate::policy::ClassTree;
-use crate::testers::{LaunchFuture, TesterError};
+use crate::testers::{LaunchFuture, ReadyRx, TesterError};
 use ipc::tester::TesterReport;
 use owamp::wire::{FetchAck, StartSessions};
 use owamp::{Slot, SlotKind};
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
 use tokio::io::{AsyncReadExt, AsyncWriteExt, DuplexStream};
 
 /// Scripted testers: a sender finishes right after Start; a receiver says ReceiveDone
@@ -18,6 +19,8 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt, DuplexStream};
 struct FakeLauncher {
     sent: Arc<Mutex<Vec<(usize, ControlToTester)>>>,
     setups: Mutex<Vec<TesterSetup>>,
+    /// The next testers fail their start-up exchange (after Accept-Session).
+    fail_start: AtomicBool,
 }
 
 struct FakeLink {
@@ -26,6 +29,7 @@ struct FakeLink {
     npackets: u32,
     events: EventTx,
     sent: Arc<Mutex<Vec<(usize, ControlToTester)>>>,
+    ready: Option<ReadyRx>,
 }
 
 impl TesterLink for FakeLink {
@@ -75,6 +79,9 @@ impl TesterLink for FakeLink {
         Ok(())
     }
     fn kill(&mut self) {}
+    fn take_ready(&mut self) -> Option<ReadyRx> {
+        self.ready.take()
+    }
 }
 
 impl TesterLauncher for FakeLauncher {
@@ -90,12 +97,19 @@ impl TesterLauncher for FakeLauncher {
             f.set_len(500).unwrap();
         }
         let stored = RequestSession::decode_stored(&setup.request).unwrap();
+        let ready = self.fail_start.load(Ordering::SeqCst).then(|| {
+            let (tx, rx) = tokio::sync::oneshot::channel();
+            tx.send(Err(TesterError::Protocol("sandbox refused".into())))
+                .unwrap();
+            rx
+        });
         let link = FakeLink {
             index,
             role: setup.role,
             npackets: stored.preamble.num_packets,
             events,
             sent: self.sent.clone(),
+            ready,
         };
         self.setups.lock().unwrap().push(setup);
         Box::pin(async move { Ok(Box::new(link) as Box<dyn TesterLink>) })
@@ -749,6 +763,43 @@ async fn failed_receiver_data_is_deleted() {
     );
     assert!(h.ctx.store.is_empty());
     assert_eq!(h.ctx.policy.disk_used(0), 0);
+}
+
+/// A tester that fails after Accept-Session (its start-up finishes in the background)
+/// makes Start-Ack non-zero: no tester is started, the connection closes, and the
+/// sessions' data files, ports and disk are released.
+#[tokio::test]
+async fn a_tester_that_fails_to_start_fails_start_sessions() {
+    let h = harness(7);
+    let (mut c, g, task) = Client::start(&h).await;
+    c.setup(&g, 1, None).await;
+    assert_eq!(c.request(&request(false)).await.accept, AcceptCode::Ok);
+    h.launcher.fail_start.store(true, Ordering::SeqCst);
+    let recv = c.request(&request(true)).await;
+    assert_eq!(recv.accept, AcceptCode::Ok, "the failure is not known yet");
+    assert_eq!(h.ctx.store.len(), 1);
+    c.send(&[&StartSessions.encode()]).await;
+    let ack = c.recv(1).await;
+    assert_eq!(ack[0], AcceptCode::InternalError.as_u8(), "Start-Ack");
+    assert!(c.closed().await);
+    task.await.unwrap();
+    let sent = h.launcher.sent.lock().unwrap().clone();
+    assert!(
+        !sent
+            .iter()
+            .any(|(_, m)| matches!(m, ControlToTester::Start)),
+        "no tester may start when one failed: {sent:?}"
+    );
+    assert!(h.ctx.store.is_empty());
+    assert_eq!(h.ctx.ports.in_use(), 0);
+    assert_eq!(h.ctx.policy.disk_used(0), 0);
+    let lines = h.sink.take();
+    assert!(
+        lines
+            .iter()
+            .any(|(_, l)| l.contains("cannot start: owampd-tester: sandbox refused")),
+        "{lines:?}"
+    );
 }
 
 #[tokio::test]

@@ -10,11 +10,31 @@ impl Connection<'_> {
         &mut self,
         conn: &mut ControlConn<S>,
     ) -> Result<(), SessionError> {
+        // Testers finish starting in the background after Accept-Session (testers.rs):
+        // every one must be ready before any is started.
         let mut accept = AcceptCode::Ok;
         for s in &mut self.sessions {
-            if let Err(e) = s.link.send(&ControlToTester::Start) {
-                s.log.warn(format!("cannot start: {e}"));
-                accept = AcceptCode::InternalError;
+            let Some(ready) = s.link.take_ready() else {
+                continue;
+            };
+            let why = match tokio::time::timeout(TESTER_REPLY_TIMEOUT, ready).await {
+                Ok(Ok(Ok(()))) => continue,
+                Ok(Ok(Err(e))) => e.to_string(),
+                Ok(Err(_)) => "owampd-tester ended before it was ready".to_string(),
+                Err(_) => format!(
+                    "owampd-tester not ready within {} s",
+                    TESTER_REPLY_TIMEOUT.as_secs()
+                ),
+            };
+            s.log.warn(format!("cannot start: {why}"));
+            accept = AcceptCode::InternalError;
+        }
+        if accept == AcceptCode::Ok {
+            for s in &mut self.sessions {
+                if let Err(e) = s.link.send(&ControlToTester::Start) {
+                    s.log.warn(format!("cannot start: {e}"));
+                    accept = AcceptCode::InternalError;
+                }
             }
         }
         conn.send(&[&StartAck { accept }.encode()]).await?;

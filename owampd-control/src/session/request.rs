@@ -205,7 +205,10 @@ impl Connection<'_> {
                 if role == TesterRole::Receiver {
                     let _ = ctx.store.delete_async(&sid).await;
                 }
-                return Err((AcceptCode::InternalError, "tester did not start".into()));
+                return Err((
+                    AcceptCode::InternalError,
+                    "tester could not be started".into(),
+                ));
             }
         };
         log.info(format!(
