@@ -198,6 +198,9 @@ async fn serve(
                     continue;
                 };
                 let std_stream = std::net::TcpStream::from(fd);
+                // The master's copy of the address went through bincode, which keeps
+                // no IPv6 scope; a link-local client's test addresses need it.
+                let peer = std_stream.peer_addr().unwrap_or(peer);
                 // Every control message is written whole; Nagle would only hold the
                 // next one back for the peer's delayed ACK.
                 let stream = match std_stream

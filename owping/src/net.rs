@@ -165,13 +165,17 @@ pub fn connect_control(
 
 /// Binds a UDP test socket on `ip` with a port from `range` (0 = ephemeral), trying
 /// the ports in order from a random start like the reference, and `device` if given.
+///
+/// `scope_id` is the IPv6 scope (interface) a link-local `ip` needs, that of the
+/// control connection (spec §2.1.3); other addresses ignore it.
 pub fn bind_test_socket(
     ip: IpAddr,
+    scope_id: u32,
     range: PortRange,
     device: Option<&str>,
 ) -> Result<UdpSocket, NetError> {
     let bind = |port: u16| -> io::Result<UdpSocket> {
-        let addr = SocketAddr::new(ip, port);
+        let addr = scoped(SocketAddr::new(ip, port), scope_id);
         let s = new_socket(&addr, Type::DGRAM, Protocol::UDP)?;
         if let Some(d) = device {
             s.bind_device(Some(d.as_bytes()))?;
@@ -204,6 +208,25 @@ pub fn bind_test_socket(
     Err(no_port(last))
 }
 
+/// `addr` with `scope_id` when it is an IPv6 link-local address (fe80::/10), which can
+/// only be bound or reached through one interface; unchanged otherwise.
+pub fn scoped(addr: SocketAddr, scope_id: u32) -> SocketAddr {
+    match addr {
+        SocketAddr::V6(a) if (a.ip().segments()[0] & 0xffc0) == 0xfe80 => {
+            SocketAddr::V6(std::net::SocketAddrV6::new(*a.ip(), a.port(), 0, scope_id))
+        }
+        other => other,
+    }
+}
+
+/// The IPv6 scope of a socket address (0 for IPv4 and global addresses).
+pub fn scope_of(addr: &SocketAddr) -> u32 {
+    match addr {
+        SocketAddr::V6(a) => a.scope_id(),
+        SocketAddr::V4(_) => 0,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -220,9 +243,22 @@ mod tests {
     }
 
     #[test]
+    fn only_link_local_addresses_take_a_scope() {
+        let ll: SocketAddr = "[fe80::1]:5000".parse().unwrap();
+        assert_eq!(scoped(ll, 7).to_string(), "[fe80::1%7]:5000");
+        assert_eq!(scope_of(&scoped(ll, 7)), 7);
+        for other in ["[2001:db8::1]:5000", "[::1]:5000", "127.0.0.1:5000"] {
+            let a: SocketAddr = other.parse().unwrap();
+            assert_eq!(scoped(a, 7), a);
+            assert_eq!(scope_of(&scoped(a, 7)), 0);
+        }
+    }
+
+    #[test]
     fn test_port_in_range() {
         let s = bind_test_socket(
             "127.0.0.1".parse().unwrap(),
+            0,
             PortRange {
                 low: 20000,
                 high: 20100,
@@ -232,7 +268,8 @@ mod tests {
         .unwrap();
         let p = s.local_addr().unwrap().port();
         assert!((20000..=20100).contains(&p));
-        let e = bind_test_socket("127.0.0.1".parse().unwrap(), PortRange::EPHEMERAL, None).unwrap();
+        let e =
+            bind_test_socket("127.0.0.1".parse().unwrap(), 0, PortRange::EPHEMERAL, None).unwrap();
         assert_ne!(e.local_addr().unwrap().port(), 0);
     }
 }

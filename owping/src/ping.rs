@@ -7,7 +7,7 @@ use crate::endpoints::{
     CLOCK_STATUS, RecvResult, SessionSetup, join_sender, make_sid, spawn_receiver, spawn_sender,
     start_time,
 };
-use crate::net::{Family, bind_test_socket, resolve, split_host};
+use crate::net::{Family, bind_test_socket, resolve, scope_of, scoped, split_host};
 use crate::opts::{CommandLine, Program};
 use crate::output::{Names, SessionData, print_session};
 use crate::recvdata::finish_from;
@@ -72,6 +72,12 @@ pub fn owping_main(args: &[String], intr: &Interrupt) -> i32 {
     }
     let ctl = match Control::connect(&params) {
         Ok(c) => c,
+        // The connect error already names the server: not said twice.
+        Err(ControlError::Net(crate::net::NetError::Connect { detail, .. })) => {
+            return fail(&format!(
+                "Unable to open control connection to {server}: {detail}"
+            ));
+        }
         Err(e) => {
             return fail(&format!(
                 "Unable to open control connection to {server}: {e}"
@@ -102,6 +108,8 @@ fn run(
     let directions = u32::from(t.to) + u32::from(t.from);
     let start = start_time(clock.now().0, rtt, directions, t.delay_start);
     let local_ip = ctl.local.ip();
+    // Link-local test addresses go through the control connection's interface.
+    let scope = scope_of(&ctl.local);
     let peer_ip = if testpeer == server {
         ctl.peer.ip()
     } else {
@@ -146,7 +154,7 @@ fn run(
         from: None,
     };
     if t.to {
-        let udp = match bind_test_socket(local_ip, t.ports, device) {
+        let udp = match bind_test_socket(local_ip, scope, t.ports, device) {
             Ok(u) => u,
             Err(e) => return fail(&e.to_string()),
         };
@@ -157,7 +165,10 @@ fn run(
             ..base.clone()
         };
         match ctl.request_session(&req) {
-            Ok(acc) => plan.to = Some((acc.sid, udp, SocketAddr::new(peer_ip, acc.port))),
+            Ok(acc) => {
+                let peer = scoped(SocketAddr::new(peer_ip, acc.port), scope);
+                plan.to = Some((acc.sid, udp, peer));
+            }
             Err(e) => return fail(&e.to_string()),
         }
     }
@@ -165,7 +176,7 @@ fn run(
         return 2;
     }
     if t.from {
-        let udp = match bind_test_socket(local_ip, t.ports, device) {
+        let udp = match bind_test_socket(local_ip, scope, t.ports, device) {
             Ok(u) => u,
             Err(e) => return fail(&e.to_string()),
         };
@@ -181,7 +192,7 @@ fn run(
         };
         match ctl.request_session(&req) {
             Ok(acc) => {
-                let peer = SocketAddr::new(peer_ip, acc.port);
+                let peer = scoped(SocketAddr::new(peer_ip, acc.port), scope);
                 let req = RequestSession {
                     sender_port: acc.port,
                     ..req

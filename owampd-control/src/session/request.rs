@@ -1,6 +1,7 @@
 //! Request-Session and Accept-Session (RFC 4656 §3.5, spec §2.1–2.2, §7.3–7.4, §9).
 
 use super::*;
+use crate::ports::{is_link_local_v6, with_scope};
 
 impl Connection<'_> {
     async fn send_accept<S: AsyncRead + AsyncWrite + Unpin>(
@@ -91,14 +92,20 @@ impl Connection<'_> {
                 SocketAddr::new(req.receiver_addr, req.receiver_port),
             ),
         };
-        if [local_ip, peer.ip()].iter().any(is_link_local_v6) {
-            // The reference accepts these only over a link-local control connection,
-            // copying its scope id (spec §2.1.3); we do not carry scope ids: Accept=3.
+        // Link-local test addresses name an interface only with a scope: they are
+        // accepted over a link-local control connection, whose scope they share (spec
+        // §2.1.3, as the reference does); otherwise Accept=3.
+        let scope_id = match self.peer {
+            SocketAddr::V6(a) if is_link_local_v6(&IpAddr::V6(*a.ip())) => a.scope_id(),
+            _ => 0,
+        };
+        if [local_ip, peer.ip()].iter().any(is_link_local_v6) && scope_id == 0 {
             return Err((
                 AcceptCode::NotSupported,
-                "IPv6 link-local test addresses are not supported".into(),
+                "IPv6 link-local test addresses need a link-local control connection".into(),
             ));
         }
+        let peer = with_scope(peer, scope_id);
         if role == TesterRole::Sender
             && !self.mode.is_secure()
             && canonical_ip(req.receiver_addr) != canonical_ip(self.peer.ip())
@@ -138,7 +145,7 @@ impl Connection<'_> {
         };
         let (socket, lease) = ctx
             .ports
-            .bind(local_ip)
+            .bind_scoped(local_ip, scope_id)
             .map_err(|e| (e.accept_code(), e.to_string()))?;
         let port = lease.port();
         match role {
@@ -239,9 +246,4 @@ impl Connection<'_> {
         });
         Ok((port, sid))
     }
-}
-
-/// fe80::/10.
-fn is_link_local_v6(ip: &IpAddr) -> bool {
-    matches!(ip, IpAddr::V6(a) if (a.segments()[0] & 0xffc0) == 0xfe80)
 }
