@@ -88,7 +88,7 @@ fn main() -> ExitCode {
         Ok(t) => t,
         Err(e) => return fail(e),
     };
-    let (store, found) = match Store::open(&settings.datadir, &tree) {
+    let (store, found, removed) = match Store::open_reporting(&settings.datadir, &tree) {
         Ok(x) => x,
         Err(e) => return fail(e),
     };
@@ -110,7 +110,15 @@ fn main() -> ExitCode {
         limits: settings.limits.clone(),
         pfs: settings.pfs.clone(),
     };
-    rt.block_on(serve(chan, settings, directory, store, policy, found.len()))
+    rt.block_on(serve(
+        chan,
+        settings,
+        directory,
+        store,
+        policy,
+        found.len(),
+        removed,
+    ))
 }
 
 /// `Hello` both ways, then `Configure` (blocking: nothing else is running yet).
@@ -149,12 +157,19 @@ async fn serve(
     store: Store,
     policy: Policy,
     nfiles: usize,
+    removed: Vec<std::path::PathBuf>,
 ) -> ExitCode {
     let chan = match async_channel(chan) {
         Ok(c) => Arc::new(c),
         Err(e) => return fail(e),
     };
     let log = Logger::new(Arc::new(MasterSink { chan: chan.clone() }));
+    for path in &removed {
+        log.info(format!(
+            "removed {}: empty (a session accepted but never started)",
+            path.display()
+        ));
+    }
     let ctx = Arc::new(ServerCtx {
         config: ServerConfig {
             authmodes: ModeSet(settings.authmodes),

@@ -104,7 +104,20 @@ pub fn file_name(sid: &Sid) -> String {
 impl Store {
     /// Open `datadir`, wipe and rebuild the catalog. Returns the store and, per file
     /// found, its class and size (for [`crate::policy::Policy::add_existing_disk`]).
+    ///
+    /// Empty session files are removed instead (see [`Store::open_reporting`]).
     pub fn open(datadir: &Path, tree: &ClassTree) -> Result<(Store, Vec<FoundFile>), StoreError> {
+        Store::open_reporting(datadir, tree).map(|(s, f, _)| (s, f))
+    }
+
+    /// [`Store::open`], also returning the empty session files it removed. A file is
+    /// empty only when its session was accepted but never started (a receiving tester
+    /// writes the header at Start-Sessions, spec §7.8) and control died before it could
+    /// delete it: it holds no data, and left in place it would be fetchable as garbage.
+    pub fn open_reporting(
+        datadir: &Path,
+        tree: &ClassTree,
+    ) -> Result<(Store, Vec<FoundFile>, Vec<PathBuf>), StoreError> {
         let hierarchy = datadir.join("hierarchy");
         let catalog = datadir.join("catalog");
         fs::create_dir_all(&hierarchy).map_err(io_err("create", &hierarchy))?;
@@ -117,9 +130,15 @@ impl Store {
 
         let mut files = HashMap::new();
         let mut found = Vec::new();
+        let mut removed = Vec::new();
         for root in tree.children(None) {
             let Some(c) = tree.get(root) else { continue };
-            scan(tree, root, &hierarchy.join(&c.name), &mut files, &mut found)?;
+            let mut out = Scan {
+                files: &mut files,
+                found: &mut found,
+                removed: &mut removed,
+            };
+            scan(tree, root, &hierarchy.join(&c.name), &mut out)?;
         }
         let store = Store {
             inner: Arc::new(Inner {
@@ -132,7 +151,7 @@ impl Store {
             store.link(&sid, &f.path)?;
             store.lock().insert(sid, f);
         }
-        Ok((store, found))
+        Ok((store, found, removed))
     }
 
     fn lock(&self) -> MutexGuard<'_, HashMap<Sid, StoredFile>> {
@@ -275,12 +294,18 @@ impl Store {
     }
 }
 
+/// What a rebuild collects.
+struct Scan<'a> {
+    files: &'a mut HashMap<Sid, StoredFile>,
+    found: &'a mut Vec<FoundFile>,
+    removed: &'a mut Vec<PathBuf>,
+}
+
 fn scan(
     tree: &ClassTree,
     class: ClassIdx,
     dir: &Path,
-    files: &mut HashMap<Sid, StoredFile>,
-    found: &mut Vec<FoundFile>,
+    out: &mut Scan<'_>,
 ) -> Result<(), StoreError> {
     let rd = match fs::read_dir(dir) {
         Ok(rd) => rd,
@@ -300,18 +325,25 @@ fn scan(
                 .children(Some(class))
                 .find(|&c| tree.get(c).is_some_and(|c| c.name == name))
             {
-                scan(tree, child, &path, files, found)?;
+                scan(tree, child, &path, out)?;
             }
         } else if meta.is_file()
             && let Some(sid) = parse_file_name(&name)
         {
+            if meta.len() == 0 {
+                // Accepted, never started (see `open_reporting`); best effort.
+                if fs::remove_file(&path).is_ok() {
+                    out.removed.push(path);
+                }
+                continue;
+            }
             // The same SID under two classes: keep the first one seen.
-            if let std::collections::hash_map::Entry::Vacant(v) = files.entry(sid) {
+            if let std::collections::hash_map::Entry::Vacant(v) = out.files.entry(sid) {
                 v.insert(StoredFile {
                     class,
                     path: path.clone(),
                 });
-                found.push((sid, class, meta.len()));
+                out.found.push((sid, class, meta.len()));
             }
         }
     }
@@ -437,13 +469,16 @@ mod tests {
         let stale = d.path().join("catalog").join(file_name(&sid(9)));
         std::os::unix::fs::symlink("/nonexistent", &stale).unwrap();
 
-        let (store, mut found) = Store::open(d.path(), &tree()).unwrap();
+        let (store, mut found, removed) = Store::open_reporting(d.path(), &tree()).unwrap();
         found.sort_by_key(|(s, _, _)| s.0);
-        assert_eq!(
-            found,
-            vec![(sid(1), 0, 10), (sid(2), 1, 20), (sid(3), 2, 0)]
-        );
-        assert_eq!(store.len(), 3);
+        assert_eq!(found, vec![(sid(1), 0, 10), (sid(2), 1, 20)]);
+        assert_eq!(store.len(), 2);
+        // sid(3) was created and never written: a session that never started.
+        assert_eq!(removed.len(), 1);
+        assert!(removed[0].ends_with(file_name(&sid(3))), "{removed:?}");
+        assert!(!removed[0].exists());
+        assert!(store.open_for_fetch(&sid(3)).unwrap().is_none());
+        assert!(!d.path().join("catalog").join(file_name(&sid(3))).exists());
         assert!(fs::symlink_metadata(&stale).is_err());
         let (mut r, _) = store.open_for_fetch(&sid(2)).unwrap().unwrap();
         let mut b = Vec::new();

@@ -338,6 +338,72 @@ fn a_killed_control_process_is_restarted_and_stored_data_kept() {
     );
 }
 
+/// Every `.owp` file under `dir`, recursively.
+fn owp_files(dir: &Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let p = e.path();
+        if p.is_dir() {
+            out.extend(owp_files(&p));
+        } else if p.extension().is_some_and(|x| x == "owp") {
+            out.push(p);
+        }
+    }
+    out
+}
+
+/// A receive session accepted but never started has an empty data file; if control is
+/// killed then, nobody deletes it on the connection's close. The restarted control
+/// removes it (it holds no data) and says so.
+#[test]
+fn an_empty_file_left_by_a_killed_control_is_removed_at_restart() {
+    let server = Server::start(&[]);
+    let mut raw = Raw::connect(server.addr).unwrap();
+    assert_eq!(raw.setup(Mode::Open, "", b"").unwrap(), 0);
+    let udp = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let req = receive_request(udp.local_addr().unwrap(), server.addr.ip(), 10);
+    let acc = raw.request(&req).unwrap();
+    assert_eq!(acc.accept, owamp::AcceptCode::Ok);
+    let hierarchy = server.datadir().join("hierarchy");
+    let files = owp_files(&hierarchy);
+    assert_eq!(files.len(), 1, "{files:?}");
+    assert_eq!(std::fs::metadata(&files[0]).unwrap().len(), 0);
+
+    let control = server.control_pid();
+    Command::new("kill")
+        .args(["-KILL", &control.to_string()])
+        .status()
+        .unwrap();
+    let start = Instant::now();
+    loop {
+        let kids = child_pids(server.child.id());
+        if kids.len() == 1 && kids[0] != control && owp_files(&hierarchy).is_empty() {
+            break;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(5),
+            "empty file not removed after the restart: {:?}; {}",
+            owp_files(&hierarchy),
+            server.stderr()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(!files[0].exists());
+    let start = Instant::now();
+    while !server
+        .stderr()
+        .contains("empty (a session accepted but never started)")
+    {
+        assert!(
+            start.elapsed() < Duration::from_secs(5),
+            "no log line for the removal: {}",
+            server.stderr()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    drop(raw);
+}
+
 #[test]
 fn a_killed_tester_ends_only_its_own_session() {
     let server = Server::start(&[]);
