@@ -179,8 +179,11 @@ mod tests {
     const LO: IpAddr = IpAddr::V4(Ipv4Addr::LOCALHOST);
 
     fn free_range(n: u16) -> (u16, u16) {
-        // Find n consecutive ports free right now, starting high to avoid services.
-        let mut base = 40000u16;
+        // Find n consecutive ports free right now. The start is random in a band below
+        // the ephemeral range (32768-) and above the bench's server range (10000-30000),
+        // so the tests running in parallel (and bench runs) do not race for the same
+        // ports.
+        let mut base = 30_000 + (getrandom::u32().unwrap_or(0) % 2_500) as u16;
         loop {
             match (base..base + n).find(|&p| UdpSocket::bind((LO, p)).is_err()) {
                 Some(busy) => base = busy + 1,
