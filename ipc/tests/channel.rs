@@ -212,3 +212,65 @@ fn take_inherited_missing_fd() {
         "owampd-tester: must be started by owampd-control (fd 3 missing)"
     );
 }
+
+/// An OwnedFd for a copy of `fd` at the lowest free number ≥ `at`.
+fn dup_at(fd: &std::os::fd::OwnedFd, at: i32) -> std::os::fd::OwnedFd {
+    use std::os::fd::FromRawFd;
+    let n =
+        nix::fcntl::fcntl(fd, nix::fcntl::FcntlArg::F_DUPFD_CLOEXEC(at)).expect("F_DUPFD_CLOEXEC");
+    // SAFETY: fcntl just returned `n`, a new descriptor nothing else owns.
+    unsafe { std::os::fd::OwnedFd::from_raw_fd(n) }
+}
+
+/// posix_spawn places fds even when a source sits on another's target (a swap), clears
+/// the environment, sets argv[0], and reports the exit through wait.
+#[test]
+fn vfork_spawn_places_swapped_fds_and_clears_env() {
+    use std::ffi::OsString;
+    let (ra, wa) = nix::unistd::pipe().expect("pipe");
+    let (rb, wb) = nix::unistd::pipe().expect("pipe");
+    // Each goes to the other's number: wa's copy to y, wb's copy to x.
+    let wax = dup_at(&wa, 40);
+    let wby = dup_at(&wb, 41);
+    let (x, y) = (wax.as_raw_fd(), wby.as_raw_fd());
+    drop((wa, wb));
+    let script = format!("echo \"$0 ${{HOME:-nohome}} $FOO\" >&{y}; echo forty >&{x}; exit 7");
+    let mut child = ipc::spawn::spawn_child_vfork(
+        // bash: dash takes only one-digit descriptors in redirections.
+        std::path::Path::new("/bin/bash"),
+        "owampd-test-child",
+        &[OsString::from("-c"), OsString::from(script)],
+        &[(OsString::from("FOO"), OsString::from("bar"))],
+        vec![(wax, y), (wby, x)],
+    )
+    .expect("spawn");
+    assert_eq!(
+        child.wait().expect("wait"),
+        nix::sys::wait::WaitStatus::Exited(nix::unistd::Pid::from_raw(child.id() as i32), 7)
+    );
+    // Reaped: kill is a no-op, not a signal to a reused pid.
+    child.kill().expect("kill after reap");
+    let mut a = String::new();
+    std::fs::File::from(ra)
+        .read_to_string(&mut a)
+        .expect("read a");
+    let mut b = String::new();
+    std::fs::File::from(rb)
+        .read_to_string(&mut b)
+        .expect("read b");
+    assert_eq!(a, "owampd-test-child nohome bar\n");
+    assert_eq!(b, "forty\n");
+}
+
+#[test]
+fn vfork_spawn_of_a_missing_program_fails() {
+    let e = ipc::spawn::spawn_child_vfork(
+        std::path::Path::new("/nonexistent/owampd-tester"),
+        "x",
+        &[],
+        &[],
+        vec![],
+    )
+    .expect_err("no such program");
+    assert_eq!(e.kind(), std::io::ErrorKind::NotFound, "{e}");
+}

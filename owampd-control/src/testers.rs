@@ -79,7 +79,8 @@ pub trait TesterLauncher: Send + Sync {
 /// control to 4 MiB.
 pub const MAX_TESTER_MESSAGES: usize = 64;
 
-/// The real thing: fork+exec `owampd-tester` with fds 3 (IPC), 4 (socket), 5 (file).
+/// The real thing: `owampd-tester` started with posix_spawn (no copy of control's page
+/// tables) with fds 3 (IPC), 4 (socket), 5 (file).
 pub struct ProcessLauncher {
     pub tester_path: std::path::PathBuf,
     /// Passed as `OWAMPD_SECCOMP_LOG=1`: the tester enters its sandbox before it
@@ -91,10 +92,10 @@ pub mod process {
     use super::*;
     use ipc::Channel;
     use ipc::fds::{DATA_FILE_FD, IPC_FD, TEST_SOCKET_FD};
+    use ipc::spawn::SpawnedChild as Child;
     use ipc::tester::PROTOCOL_VERSION;
     use std::ffi::OsString;
     use std::os::fd::OwnedFd;
-    use std::process::Child;
     use std::sync::{Arc, Mutex};
     use tokio::io::unix::AsyncFd;
 
@@ -251,11 +252,11 @@ pub mod process {
         // `ps` shows which session a tester runs (design.md "Habits"): argv[0] carries
         // the SID; PR_SET_NAME (15 bytes) keeps its short `owtest-` form.
         let argv0 = format!("owampd-tester [sid={}]", sid_hex_of(&setup.request));
-        // Our end is made ready before the fork: once the child exists, every error
+        // Our end is made ready before the spawn: once the child exists, every error
         // path must go through `link` (whose Drop reaps it), or it stays a zombie.
         ours.set_nonblocking(true).map_err(|e| spawn_err(&e))?;
         let chan = Arc::new(async_channel(ours).map_err(|e| spawn_err(&e))?);
-        let child = ipc::spawn::spawn_child(&l.tester_path, &argv0, &[], &env, fds)
+        let child = ipc::spawn::spawn_child_vfork(&l.tester_path, &argv0, &[], &env, fds)
             .map_err(|e| TesterError::Spawn(format!("{}: {e}", l.tester_path.display())))?;
         let child = Arc::new(Mutex::new(Some(child)));
         let (ready_tx, ready_rx) = tokio::sync::oneshot::channel();

@@ -1,6 +1,7 @@
 //! Control's allow-list. Control is one tokio current_thread process (epoll) that receives
 //! client connections over SCM_RIGHTS (so no accept/listen/connect), owns the data store
-//! (Landlock confines the paths) and fork+execs testers with std::process::Command.
+//! (Landlock confines the paths) and starts testers with posix_spawn(3)
+//! (`ipc::spawn::spawn_child_vfork`).
 //!
 //! Filters are inherited, so this list must also cover the tester from its execve to
 //! its own filter: dynamic loading, Rust start-up, and `sandbox::enter(Tester)`.
@@ -147,8 +148,8 @@ pub fn policy() -> Result<Policy, PolicyError> {
     p.allow(libc::SYS_ppoll);
     p.allow(libc::SYS_restart_syscall);
 
-    // Spawning testers: std::process::Command (posix_spawn = clone3/clone(CLONE_VFORK), or
-    // fork), execve limited by Landlock to the tester, and reaping.
+    // Spawning testers: glibc's posix_spawn (clone3/clone with CLONE_VM|CLONE_VFORK),
+    // execve limited by Landlock to the tester, and reaping (wait4 from waitpid).
     p.allow(libc::SYS_clone);
     p.allow(libc::SYS_clone3);
     #[cfg(target_arch = "x86_64")]
