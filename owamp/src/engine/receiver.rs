@@ -1016,6 +1016,43 @@ mod tests {
         assert_eq!(rx.next_expiry(), Some(at(0).wrapping_add(Num64(1 << 32))));
     }
 
+    /// The window is whole milliseconds, at most 10 ms, long enough for several
+    /// datagrams, and short enough that the socket buffer stays at most a quarter full.
+    #[test]
+    fn coalescing_window_bounds() {
+        // Kernel default 208 KiB, reported doubled: 425,984 / 2048 / 10,000 / 4 = 5.2 ms.
+        let ms = |n| Some(Duration::from_millis(n));
+        assert_eq!(coalescing_window(10_000.0, Some(425_984), 14), ms(5));
+        assert_eq!(coalescing_window(1_000.0, Some(425_984), 14), ms(10));
+        assert_eq!(coalescing_window(100_000.0, Some(8 << 20), 14), ms(10));
+        // Too fast for this buffer (0.52 ms), too slow to gather several, unknown buffer,
+        // back-to-back or no rate at all: a wake-up per datagram.
+        assert_eq!(coalescing_window(100_000.0, Some(425_984), 14), None);
+        assert_eq!(coalescing_window(100.0, Some(8 << 20), 14), None);
+        assert_eq!(coalescing_window(10_000.0, None, 14), None);
+        assert_eq!(coalescing_window(f64::INFINITY, Some(8 << 20), 14), None);
+        assert_eq!(coalescing_window(0.0, Some(8 << 20), 14), None);
+        assert_eq!(coalescing_window(f64::NAN, Some(8 << 20), 14), None);
+        // Big datagrams are charged more than 2 KiB each.
+        assert_eq!(coalescing_window(10_000.0, Some(425_984), 4000), None);
+    }
+
+    proptest! {
+        #[test]
+        fn coalescing_never_fills_a_quarter_of_the_buffer(
+            pps in 0.0f64..1e7,
+            rcvbuf in 0usize..(64 << 20),
+            len in 0usize..65_536,
+        ) {
+            if let Some(w) = coalescing_window(pps, Some(rcvbuf), len) {
+                let per = (len + 256).max(1024) * 2;
+                prop_assert!(pps * w.as_secs_f64() * per as f64 <= rcvbuf as f64 / 4.0);
+                prop_assert!(w <= COALESCE_MAX && w >= COALESCE_MIN);
+                prop_assert!(pps * w.as_secs_f64() >= COALESCE_MIN_PER_WINDOW);
+            }
+        }
+    }
+
     #[test]
     fn endpoints_compare_v4_mapped_as_v4() {
         let a: SocketAddr = "127.0.0.1:5000".parse().unwrap();
