@@ -1033,8 +1033,9 @@ mod tests {
         assert_eq!(coalescing_window(f64::INFINITY, Some(8 << 20), 14), None);
         assert_eq!(coalescing_window(0.0, Some(8 << 20), 14), None);
         assert_eq!(coalescing_window(f64::NAN, Some(8 << 20), 14), None);
-        // Big datagrams are charged more than 2 KiB each.
-        assert_eq!(coalescing_window(10_000.0, Some(425_984), 4000), None);
+        // Big datagrams are charged more than 2 KiB each: 2 × (4000 + 256) octets.
+        assert_eq!(coalescing_window(10_000.0, Some(425_984), 4000), ms(1));
+        assert_eq!(coalescing_window(10_000.0, Some(425_984), 16_000), None);
     }
 
     proptest! {
