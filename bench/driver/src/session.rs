@@ -104,6 +104,33 @@ impl owamp::engine::TestSocket for StallSocket {
     fn poll_fd(&self) -> Option<std::os::fd::BorrowedFd<'_>> {
         self.inner.poll_fd()
     }
+
+    /// Batches (recvmmsg) as the tester reads them, once the stall has happened (or
+    /// when there is none); until then one datagram at a time, to stall at the right one.
+    fn recv_queued(
+        &mut self,
+        bufs: &mut [Vec<u8>],
+        out: &mut Vec<owamp::engine::Received>,
+    ) -> std::io::Result<usize> {
+        if self.stall.is_zero() {
+            let n = self.inner.recv_queued(bufs, out)?;
+            self.seen += n as u64;
+            return Ok(n);
+        }
+        out.clear();
+        for b in bufs.iter_mut() {
+            match self.recv(b, Duration::ZERO)? {
+                Some(m) => out.push(m),
+                None => break,
+            }
+        }
+        Ok(out.len())
+    }
+
+    /// The real socket's buffer, so the receiver coalesces as the tester does.
+    fn recv_buffer_size(&self) -> Option<usize> {
+        self.inner.recv_buffer_size()
+    }
 }
 
 /// What came out.

@@ -9,11 +9,12 @@
 //!
 //! System calls made while a session runs (for the tester's seccomp policy):
 //! `clock_gettime` (vDSO), `clock_nanosleep`, `nanosleep` (fallback only),
-//! `prctl(PR_SET_TIMERSLACK)`, `sendto`, `recvmsg`, `poll` (receiver: socket and control
-//! descriptor), `ppoll` (sender: control descriptor). [`StopFlag::new`] (owping, not the
+//! `prctl(PR_SET_TIMERSLACK)`, `sendto`, `recvmsg`, `recvmmsg` (receiver's batches),
+//! `poll` (receiver: socket and control descriptor, or the control's alone while
+//! coalescing), `ppoll` (sender: control descriptor). [`StopFlag::new`] (owping, not the
 //! tester) makes a pipe (`pipe2`) and `stop` writes to it. Building a
 //! [`crate::packet::PacketFormat`] calls `getrandom` once. [`UdpTestSocket::new`] also
-//! calls `getsockname`, `ioctl(FIONBIO)` and `setsockopt` (SOL_SOCKET: SO_SNDBUF,
+//! calls `getsockname`, `ioctl(FIONBIO)`, `getsockopt(SO_RCVBUF)` and `setsockopt` (SOL_SOCKET: SO_SNDBUF,
 //! SO_RCVBUF, SO_TIMESTAMPNS; IPPROTO_IP: IP_TTL, IP_RECVTTL, IP_TOS; IPPROTO_IPV6:
 //! IPV6_UNICAST_HOPS, IPV6_RECVHOPLIMIT, IPV6_TCLASS); call it before entering a
 //! sandbox that forbids those.
@@ -59,6 +60,29 @@ pub trait TestSocket {
     /// receiver can wait on it together with the control's. `None` (the default): the
     /// receiver waits in `recv` itself, asking the control at least every 200 ms.
     fn poll_fd(&self) -> Option<BorrowedFd<'_>> {
+        None
+    }
+    /// Takes up to `bufs.len()` datagrams that are already queued, without waiting: the
+    /// i-th into `bufs[i]`, its metadata into `out[i]` (`out` is cleared first). Returns
+    /// how many (fewer than `bufs.len()`: the queue is now empty). The default calls
+    /// [`TestSocket::recv`] once per datagram; [`UdpTestSocket`] uses one `recvmmsg`.
+    fn recv_queued(&mut self, bufs: &mut [Vec<u8>], out: &mut Vec<Received>) -> io::Result<usize> {
+        out.clear();
+        for b in bufs.iter_mut() {
+            match self.recv(b, Duration::ZERO) {
+                Ok(Some(m)) => out.push(m),
+                Ok(None) => break,
+                // What was read is kept; the error shows again at the next call.
+                Err(_) if !out.is_empty() => break,
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(out.len())
+    }
+    /// The receive buffer the kernel granted (`getsockopt(SO_RCVBUF)`), in its own
+    /// accounting (datagram truesize), which bounds how long the receiver may leave
+    /// datagrams queued. `None` (the default): unknown, so the receiver never does.
+    fn recv_buffer_size(&self) -> Option<usize> {
         None
     }
 }

@@ -120,6 +120,9 @@ pub fn policy() -> Result<Policy, PolicyError> {
     p.allow(libc::SYS_sendmsg); // ipc (SCM_RIGHTS)
     p.allow(libc::SYS_recvfrom);
     p.allow(libc::SYS_recvmsg); // ipc (SCM_RIGHTS)
+    // Not control's own: the filter is inherited by the tester, whose receiver reads its
+    // batches with it (owamp::engine::UdpTestSocket::recv_queued).
+    p.allow(libc::SYS_recvmmsg);
     let mut set: Vec<[Cond; 2]> = TEST_SOCKOPTS
         .iter()
         .chain(CONTROL_SOCKOPTS)

@@ -72,6 +72,7 @@ pub fn policy() -> Result<Policy, PolicyError> {
     p.allow(libc::SYS_sendmsg);
     p.allow(libc::SYS_recvfrom);
     p.allow(libc::SYS_recvmsg);
+    p.allow(libc::SYS_recvmmsg); // owamp::engine::UdpTestSocket::recv_queued (receiver batches)
     p.allow(libc::SYS_getsockname); // UdpSocket::local_addr for the session log line
     let opts: Vec<[super::rules::Cond; 2]> = TEST_SOCKOPTS
         .iter()
