@@ -21,19 +21,23 @@
 //!
 //! The margin is learnt per sender ([`MarginEstimator`]): the p99 of how late this
 //! thread's last 256 timed sleeps woke, plus 2 µs, recomputed every 16 wakes (a burst of
-//! late wakes raises it within 16 packets; 2 outliers in 256 do not). Measured with
-//! `owamp-bench session` at 1,000 pps on the idle VM: p98-p99 keeps the accuracy p99 at
-//! 8-25 µs; p95 saves ~10 µs of CPU per packet but lets its p99 go to hundreds of µs
-//! on the same runs. Bounds on the CPU it costs:
+//! late wakes raises it within 16 packets; 2 outliers in 256 do not). Why p99: the
+//! accuracy p99 stays under 20 µs only if 99 % of the wakes come at most 20 µs after the
+//! deadline; measured with `owamp-bench session` at 1,000 pps on a quiet VM this gives
+//! accuracy p50 ~0.1 µs and p99 10-28 µs. A p95 would save ~10 µs of CPU per packet, but
+//! the shared machine was too noisy to show it holds the p99. The tail that remains is
+//! almost all wakes (or whole stalls) later than the margin, not the spin (instrumented:
+//! 5-11 of 5,000 packets ended a spin > 20 µs late). Bounds on the CPU it costs:
 //! - at most [`MAX_MARGIN_NS`] (100 µs) per packet, whatever the sleeps do;
 //! - at most 1/[`GAP_DIVISOR`] of the time since the previous send time, so the spin is
 //!   never most of an interval: at 10,000 pps at most 25 µs of each 100 µs, at 1,000 pps
-//!   the spin is margin − lateness (~35-40 µs per packet measured: sender CPU per packet
-//!   ~23 → ~60 µs, ~4 % of a CPU);
+//!   the spin is margin − lateness (measured: sender CPU per packet ~23-27 → ~50-65 µs,
+//!   3-4 % more of a CPU; at 10,000 pps ~21.5 → ~26.5 µs);
 //! - when a turn of the spin takes longer than [`SLOW_YIELD_NS`], `sched_yield` gave the
-//!   CPU to a busy neighbour for its whole slice (measured with two `yes` running: the
-//!   median accuracy went from 16 µs to 2 ms); then the next [`NO_YIELD_SPINS`] spins do
-//!   not yield. They are still bounded as above.
+//!   CPU to a busy neighbour for its whole slice; then the next [`NO_YIELD_SPINS`] spins
+//!   do not yield (still bounded as above). Measured at 1,000 pps with two `yes` running:
+//!   sleeping only, accuracy p50 16 µs, p99 1.5-2.4 ms; yielding at every turn, p50 2 ms;
+//!   with this rule p50 0.07 µs, p99 2.0-3.0 ms (the loaded CPU's stalls either way).
 //!
 //! A clock step (a `CLOCK_REALTIME` change) cannot turn the spin into a busy loop: it
 //! reads the same [`Clock`] (with its debugging offset) whose time scale the deadline is
