@@ -24,7 +24,7 @@ usage: owamp-bench session [--mode open|authenticated|encrypted] [--count N]
                            [--stall-ms MS]
        owamp-bench maxrate [--mode M] [--count N] [--start PPS] [--max PPS] [--timeout S]
        owamp-bench kdf [--count 2048] [--reps N]
-       owamp-bench sleepcost [--interval-us 100] [--count 20000]
+       owamp-bench sleepcost [--interval-us 100] [--spin-us 0] [--count 20000]
        owamp-bench setup --server HOST:PORT [--mode M] [--user U --pfs FILE] [--reps N]
        owamp-bench owp FILE.owp...";
 
@@ -79,10 +79,12 @@ fn run(argv: &[String]) -> Result<(), MainError> {
         }
         "sleepcost" => {
             let interval = a.f64_or("interval-us", 100.0)?;
+            let spin = a.f64_or("spin-us", 0.0)?;
             let count = a.u32_or("count", 20_000)?;
             a.finish()?;
-            let v = sleepcost::measure(std::time::Duration::from_secs_f64(interval / 1e6), count)
-                .map_err(MainError::Sleep)?;
+            // Clamped so a huge (finite) value cannot make from_secs_f64 panic.
+            let us = |v: f64| std::time::Duration::from_secs_f64(v.clamp(0.0, 1e9) / 1e6);
+            let v = sleepcost::measure(us(interval), us(spin), count).map_err(MainError::Sleep)?;
             println!("{v}");
         }
         #[cfg(feature = "setup")]

@@ -1,6 +1,6 @@
 //! The sender loop (spec §3.3).
 
-use super::wait::{StopPoller, sleep_until, tighten_timer_slack};
+use super::wait::{MarginEstimator, StopPoller, pace_until, sleep_until, tighten_timer_slack};
 use super::{SessionControl, TestSocket};
 use crate::packet::PacketFormat;
 use crate::schedule::Schedule;
@@ -74,15 +74,21 @@ pub fn run_sender(
     let mut report = SenderReport::default();
     let mut buf = vec![0u8; fmt.len()];
     let mut last_sched = None;
+    // Pacing (wait.rs, "Hybrid pacing"): the margin is learnt per session thread; the
+    // first packet's gap counts from now.
+    let mut margin = MarginEstimator::new();
+    let mut prev_sched = clock.now().0;
     let n = params.num_packets.min(sched.num_packets());
     for seq in 0..n {
         let Some(t) = sched.next_send_time() else {
             break;
         };
         last_sched = Some(t);
+        let gap = t.saturating_sub(prev_sched);
+        prev_sched = t;
         // Everything but the timestamp is done before the wait.
         fmt.prepare(seq, &mut buf).map_err(io::Error::other)?;
-        if sleep_until(clock, t, ctl, &mut poller) {
+        if pace_until(clock, t, gap, ctl, &mut poller, &mut margin) {
             report.stopped = true;
             report.next_seqno = seq;
             return Ok(report);
