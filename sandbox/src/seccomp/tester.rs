@@ -129,7 +129,7 @@ pub fn policy() -> Result<Policy, PolicyError> {
     p.allow(libc::SYS_getpid); // log lines, abort()
     p.allow(libc::SYS_gettid); // abort()
     p.allow(libc::SYS_futex); // std Mutex/Once
-    p.allow(libc::SYS_sched_yield); // std spin loops
+    p.allow(libc::SYS_sched_yield); // the sender's final approach (engine/wait.rs), std spin loops
     p.allow(libc::SYS_getcwd); // std's panic message (shortens the source path)
     // prctl: timer slack (precise pacing), process name, and our own seccomp check.
     p.allow_if(
