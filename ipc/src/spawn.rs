@@ -2,76 +2,30 @@
 //! "Processes": the master starts control with fd 3; control starts each tester with
 //! fds 3, 4 and 5).
 
+use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
 use std::ffi::OsString;
 use std::io;
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
-use std::os::unix::process::CommandExt;
+use std::os::unix::process::ExitStatusExt;
 use std::path::Path;
-use std::process::{Child, Command};
+use std::process::ExitStatus;
 
-/// fork+exec `path` with `argv[0] = argv0`, `args`, exactly the environment `env`, and
-/// each `(fd, target)` of `fds` at fd number `target` (close-on-exec cleared there).
-/// Every other fd of ours is close-on-exec (Rust opens everything that way), so the
-/// child inherits only stdio and the targets.
-///
-/// The parent's copies of `fds` are closed when this returns.
-pub fn spawn_child(
-    path: &Path,
-    argv0: &str,
-    args: &[OsString],
-    env: &[(OsString, OsString)],
-    fds: Vec<(OwnedFd, RawFd)>,
-) -> io::Result<Child> {
-    let plan: Vec<(RawFd, RawFd)> = fds.iter().map(|(f, t)| (f.as_raw_fd(), *t)).collect();
-    if plan.iter().any(|&(_, t)| t <= 2) {
-        return Err(io::Error::new(
-            io::ErrorKind::InvalidInput,
-            "spawn_child: target fds must be above stdio (>= 3)",
-        ));
-    }
-    // Above every source and target, so the first step below never lands on a target.
-    let high = plan.iter().map(|&(s, t)| s.max(t)).max().unwrap_or(2) + 1;
-    let mut cmd = Command::new(path);
-    cmd.arg0(argv0).args(args).env_clear();
-    for (k, v) in env {
-        cmd.env(k, v);
-    }
-    let mut staged: Vec<RawFd> = vec![-1; plan.len()];
-    // SAFETY: the closure runs in the forked child before exec and calls only fcntl,
-    // dup2 and close, which are async-signal-safe (signal-safety(7)); it does not
-    // allocate (`staged` was allocated before fork and is only written in place).
-    unsafe {
-        cmd.pre_exec(move || {
-            // Step 1: copy every source above all targets, so that moving one source
-            // onto its target cannot clobber another source still to be moved.
-            for (slot, &(src, _)) in staged.iter_mut().zip(plan.iter()) {
-                let d = libc::fcntl(src, libc::F_DUPFD_CLOEXEC, high);
-                if d < 0 {
-                    return Err(io::Error::last_os_error());
-                }
-                *slot = d;
-            }
-            // Step 2: dup2 onto each target; dup2's new fd has close-on-exec clear.
-            for (&d, &(_, target)) in staged.iter().zip(plan.iter()) {
-                if libc::dup2(d, target) < 0 {
-                    return Err(io::Error::last_os_error());
-                }
-                libc::close(d);
-            }
-            Ok(())
-        });
-    }
-    let child = cmd.spawn();
-    drop(fds);
-    child
-}
-
-/// A child started by [`spawn_child_vfork`]: its pid, and whether it was reaped (so a
-/// reaped pid, which the kernel may reuse, is never signalled).
+/// A child started by [`spawn_child`]: its pid, and its exit once reaped (so a reaped
+/// pid, which the kernel may reuse, is never signalled).
 #[derive(Debug)]
 pub struct SpawnedChild {
     pid: nix::unistd::Pid,
-    exited: Option<nix::sys::wait::WaitStatus>,
+    exited: Option<ExitStatus>,
+}
+
+/// The wait(2) status word of an exit or a death by signal (for [`ExitStatus`], whose
+/// `Display` says "exit status: 0" or "signal: 9 (SIGKILL)").
+fn raw_status(st: WaitStatus) -> Option<i32> {
+    match st {
+        WaitStatus::Exited(_, code) => Some((code & 0xff) << 8),
+        WaitStatus::Signaled(_, sig, core) => Some(sig as i32 | if core { 0x80 } else { 0 }),
+        _ => None,
+    }
 }
 
 impl SpawnedChild {
@@ -88,12 +42,12 @@ impl SpawnedChild {
     }
 
     /// Reaps it if it has exited; `None` while it runs.
-    pub fn try_wait(&mut self) -> io::Result<Option<nix::sys::wait::WaitStatus>> {
-        self.wait_with(Some(nix::sys::wait::WaitPidFlag::WNOHANG))
+    pub fn try_wait(&mut self) -> io::Result<Option<ExitStatus>> {
+        self.wait_with(Some(WaitPidFlag::WNOHANG))
     }
 
     /// Waits for it to exit and reaps it.
-    pub fn wait(&mut self) -> io::Result<nix::sys::wait::WaitStatus> {
+    pub fn wait(&mut self) -> io::Result<ExitStatus> {
         loop {
             if let Some(st) = self.wait_with(None)? {
                 return Ok(st);
@@ -101,22 +55,17 @@ impl SpawnedChild {
         }
     }
 
-    fn wait_with(
-        &mut self,
-        flags: Option<nix::sys::wait::WaitPidFlag>,
-    ) -> io::Result<Option<nix::sys::wait::WaitStatus>> {
-        use nix::sys::wait::{WaitStatus, waitpid};
+    fn wait_with(&mut self, flags: Option<WaitPidFlag>) -> io::Result<Option<ExitStatus>> {
         if let Some(st) = self.exited {
             return Ok(Some(st));
         }
         match waitpid(self.pid, flags) {
-            Ok(WaitStatus::StillAlive) => Ok(None),
-            Ok(st @ (WaitStatus::Exited(..) | WaitStatus::Signaled(..))) => {
-                self.exited = Some(st);
-                Ok(Some(st))
+            Ok(st) => {
+                // Stopped/continued (not asked for) or still alive: not an exit.
+                self.exited = raw_status(st).map(ExitStatus::from_raw);
+                Ok(self.exited)
             }
-            // Stopped/continued (not asked for) or interrupted: not an exit.
-            Ok(_) | Err(nix::errno::Errno::EINTR) => Ok(None),
+            Err(nix::errno::Errno::EINTR) => Ok(None),
             Err(e) => Err(e.into()),
         }
     }
@@ -137,13 +86,20 @@ fn staging_fds(plan: &[(RawFd, RawFd)]) -> Vec<RawFd> {
     out
 }
 
-/// Like [`spawn_child`], with `posix_spawn(3)`: glibc starts the child with
-/// `clone(CLONE_VM | CLONE_VFORK)`, so the parent's page tables are not copied and not
-/// torn down again at exec, which is most of a fork's cost in a large, multi-threaded
-/// parent (control at 1,000 sessions). The fds are placed by spawn file actions
-/// (`dup2` to a staging number, `dup2` to the target, `close` the staging copy); the
-/// child starts with every signal at its default action and none blocked.
-pub fn spawn_child_vfork(
+/// Starts `path` with `argv[0] = argv0`, `args`, exactly the environment `env`, and each
+/// `(fd, target)` of `fds` at fd number `target` (close-on-exec cleared there). Every
+/// other fd of ours is close-on-exec (Rust opens everything that way), so the child
+/// inherits only stdio and the targets. The parent's copies of `fds` are closed when
+/// this returns.
+///
+/// It uses `posix_spawn(3)`, which glibc runs as `clone(CLONE_VM | CLONE_VFORK)`: the
+/// parent's page tables are not copied and torn down again at exec, which was most of
+/// a fork's cost in a large, multi-threaded parent (control at 1,000 sessions), and no
+/// code of ours runs between the clone and the exec. The fds are placed by spawn file
+/// actions (`dup2` to a staging number, `dup2` to the target, `close` the staging
+/// copy); the child starts with every signal at its default action and none blocked
+/// (the master blocks the ones it reads from a signalfd).
+pub fn spawn_child(
     path: &Path,
     argv0: &str,
     args: &[OsString],
@@ -157,7 +113,7 @@ pub fn spawn_child_vfork(
     if plan.iter().any(|&(_, t)| t <= 2) {
         return Err(io::Error::new(
             io::ErrorKind::InvalidInput,
-            "spawn_child_vfork: target fds must be above stdio (>= 3)",
+            "spawn_child: target fds must be above stdio (>= 3)",
         ));
     }
     let cstr = |b: &[u8]| {
@@ -192,13 +148,28 @@ pub fn spawn_child_vfork(
         PosixSpawnFlags::POSIX_SPAWN_SETSIGMASK | PosixSpawnFlags::POSIX_SPAWN_SETSIGDEF,
     )?;
     let pid = posix_spawn(path_c.as_c_str(), &actions, &attr, &argv, &envp)?;
+    // The child holds its own copies now.
     drop(fds);
     Ok(SpawnedChild { pid, exited: None })
 }
 
 #[cfg(test)]
 mod tests {
-    use super::staging_fds;
+    use super::*;
+
+    #[test]
+    fn exits_and_deaths_read_as_std_statuses() {
+        let pid = nix::unistd::Pid::from_raw(1);
+        let st = |w| ExitStatus::from_raw(raw_status(w).expect("an exit"));
+        assert_eq!(st(WaitStatus::Exited(pid, 3)).code(), Some(3));
+        assert_eq!(st(WaitStatus::Exited(pid, 0)).to_string(), "exit status: 0");
+        let killed = st(WaitStatus::Signaled(pid, nix::sys::signal::SIGKILL, false));
+        assert_eq!(killed.signal(), Some(9));
+        assert!(!killed.core_dumped());
+        let dumped = st(WaitStatus::Signaled(pid, nix::sys::signal::SIGSEGV, true));
+        assert!(dumped.core_dumped());
+        assert_eq!(raw_status(WaitStatus::StillAlive), None);
+    }
 
     #[test]
     fn staging_numbers_avoid_targets_and_sources() {

@@ -256,7 +256,7 @@ pub mod process {
         // path must go through `link` (whose Drop reaps it), or it stays a zombie.
         ours.set_nonblocking(true).map_err(|e| spawn_err(&e))?;
         let chan = Arc::new(async_channel(ours).map_err(|e| spawn_err(&e))?);
-        let child = ipc::spawn::spawn_child_vfork(&l.tester_path, &argv0, &[], &env, fds)
+        let child = ipc::spawn::spawn_child(&l.tester_path, &argv0, &[], &env, fds)
             .map_err(|e| TesterError::Spawn(format!("{}: {e}", l.tester_path.display())))?;
         let child = Arc::new(Mutex::new(Some(child)));
         let (ready_tx, ready_rx) = tokio::sync::oneshot::channel();

@@ -2,10 +2,10 @@
 //! control; stop on TERM/INT/HUP (design.md "Processes", spec §7.1). It never reads a
 //! byte from a client.
 
+use ipc::spawn::SpawnedChild as Child;
 use std::net::TcpListener;
 use std::os::fd::{AsFd, AsRawFd, RawFd};
 use std::path::PathBuf;
-use std::process::Child;
 use std::time::{Duration, Instant};
 
 use config::LogLevel;
@@ -50,7 +50,8 @@ pub enum SuperviseError {
 
 /// Block the signals we handle and read them from a signalfd, so that the poll loop
 /// sees them in order with everything else (no async handlers). Children get a clean
-/// mask from std's spawn. SIGPIPE is already ignored by the Rust runtime.
+/// mask and default dispositions from `ipc::spawn`. SIGPIPE is already ignored by the
+/// Rust runtime.
 pub fn signal_fd() -> Result<SignalFd, SuperviseError> {
     let mut mask = SigSet::empty();
     for s in STOP_SIGNALS {
