@@ -173,37 +173,6 @@ fn try_recv_and_nonblocking() {
 }
 
 #[test]
-fn spawn_places_fds_and_clears_env() {
-    use std::ffi::OsString;
-    let (r3, w3) = nix::unistd::pipe().expect("pipe");
-    let (r5, w5) = nix::unistd::pipe().expect("pipe");
-    // The child writes to fd 3 and fd 5; its environment must be exactly FOO.
-    let child = ipc::spawn::spawn_child(
-        std::path::Path::new("/bin/sh"),
-        "owampd-test-child",
-        &[
-            OsString::from("-c"),
-            OsString::from("echo \"$0 ${HOME:-nohome} $FOO\" >&3; echo five >&5"),
-        ],
-        &[(OsString::from("FOO"), OsString::from("bar"))],
-        vec![(w5, 5), (w3, 3)],
-    )
-    .expect("spawn");
-    let mut child = child;
-    assert!(child.wait().expect("wait").success());
-    let mut s3 = String::new();
-    std::fs::File::from(r3)
-        .read_to_string(&mut s3)
-        .expect("read 3");
-    let mut s5 = String::new();
-    std::fs::File::from(r5)
-        .read_to_string(&mut s5)
-        .expect("read 5");
-    assert_eq!(s3, "owampd-test-child nohome bar\n");
-    assert_eq!(s5, "five\n");
-}
-
-#[test]
 fn take_inherited_missing_fd() {
     let e = ipc::fds::take_inherited(999).expect_err("not open");
     assert!(matches!(e, IpcError::MissingFd { fd: 999 }), "{e:?}");
