@@ -16,11 +16,12 @@
 //! `clock_gettime` (vDSO), `clock_nanosleep`, `nanosleep` (fallback only),
 //! `prctl(PR_SET_TIMERSLACK)`, `sched_yield` (sender's final approach), `sendto`,
 //! `recvmsg`, `recvmmsg` (receiver's batches), `poll` (receiver: socket and control
-//! descriptor, or the control's alone while coalescing), `ppoll` (sender: control descriptor). [`StopFlag::new`] (owping, not the
-//! tester) makes a pipe (`pipe2`) and `stop` writes to it. Building a
-//! [`crate::packet::PacketFormat`] calls `getrandom` once. [`UdpTestSocket::new`] also
-//! calls `getsockname`, `ioctl(FIONBIO)`, `getsockopt(SO_RCVBUF)` and `setsockopt` (SOL_SOCKET: SO_SNDBUF,
-//! SO_RCVBUF, SO_TIMESTAMPNS; IPPROTO_IP: IP_TTL, IP_RECVTTL, IP_TOS; IPPROTO_IPV6:
+//! descriptor, or the control's alone while coalescing), `ppoll` (sender: control
+//! descriptor). [`StopFlag::new`] (owping, not the tester) makes a pipe (`pipe2`) and
+//! `stop` writes to it. Building a [`crate::packet::PacketFormat`] calls `getrandom`
+//! once. [`UdpTestSocket::new`] also calls `getsockname`, `ioctl(FIONBIO)`,
+//! `getsockopt(SO_RCVBUF)` and `setsockopt` (SOL_SOCKET: SO_SNDBUF, SO_RCVBUF,
+//! SO_TIMESTAMPNS; IPPROTO_IP: IP_TTL, IP_RECVTTL, IP_TOS; IPPROTO_IPV6:
 //! IPV6_UNICAST_HOPS, IPV6_RECVHOPLIMIT, IPV6_TCLASS); call it before entering a
 //! sandbox that forbids those.
 

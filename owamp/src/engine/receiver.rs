@@ -12,6 +12,7 @@ use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
 use std::collections::VecDeque;
 use std::io;
 use std::net::SocketAddr;
+use std::os::fd::BorrowedFd;
 use std::time::Duration;
 
 /// At most this many already-queued datagrams are still processed after a stop request.
@@ -502,7 +503,7 @@ fn drain(
         }
         d.count += got;
         // A short batch: nothing more was queued.
-        if got < want || want == 0 {
+        if got < want {
             d.empty = true;
             return Ok(d);
         }
@@ -531,6 +532,36 @@ fn coalescing_window(pps: f64, rcvbuf: Option<usize>, packet_len: usize) -> Opti
         return None;
     }
     Some(w)
+}
+
+/// Waits until the test socket or the control's descriptor is readable (either may be
+/// left out; with neither this is a plain sleep), or until `timeout`. Returns whether
+/// the control's descriptor had news.
+fn wait_readable(
+    sock: Option<BorrowedFd<'_>>,
+    ctl: Option<BorrowedFd<'_>>,
+    timeout: PollTimeout,
+) -> io::Result<bool> {
+    let r = |fd| PollFd::new(fd, PollFlags::POLLIN);
+    // A fixed array (no allocation per wait): the unused second entry repeats the first
+    // and is left out of the slice polled.
+    let (mut fds, n, ctl_at) = match (sock, ctl) {
+        (Some(s), Some(c)) => ([r(s), r(c)], 2, Some(1)),
+        (Some(s), None) => ([r(s), r(s)], 1, None),
+        (None, Some(c)) => ([r(c), r(c)], 1, Some(0)),
+        (None, None) => {
+            return match poll(&mut [], timeout) {
+                Ok(_) | Err(Errno::EINTR) => Ok(false),
+                Err(e) => Err(e.into()),
+            };
+        }
+    };
+    let set = fds.get_mut(..n).unwrap_or_default();
+    match poll(set, timeout) {
+        Ok(_) => Ok(ctl_at.and_then(|i| set.get(i)).is_some_and(is_ready)),
+        Err(Errno::EINTR) => Ok(false),
+        Err(e) => Err(e.into()),
+    }
 }
 
 /// `poll` timeout for waiting from `now` until `wake` (rounded up to the millisecond, so
@@ -631,48 +662,20 @@ pub fn run_receiver(
         // datagrams queue for a window instead of waking for the first of them. When a
         // window passes with nothing read, the next wait is on the socket again, so an
         // idle or not yet started session sleeps until its first datagram.
-        if let Some(w) = coalesce.filter(|_| d.count > 0 && !rx.user_timestamps) {
+        let coalescing = coalesce.filter(|_| d.count > 0 && !rx.user_timestamps);
+        if let Some(w) = coalescing {
             earliest(now.wrapping_add(w));
-            let timeout = poll_timeout(now, wake);
-            let ctl_ready = match poller.fd(&*ctl, now) {
-                Some(cfd) => {
-                    let mut fds = [PollFd::new(cfd, PollFlags::POLLIN)];
-                    match poll(&mut fds, timeout) {
-                        Ok(_) => fds.first().is_some_and(is_ready),
-                        Err(Errno::EINTR) => false,
-                        Err(e) => return Err(e.into()),
-                    }
-                }
-                // No descriptor to wait on: a plain sleep (the control is asked at the
-                // next turn, as the fallback does at every wake-up).
-                None => match poll(&mut [], timeout) {
-                    Ok(_) | Err(Errno::EINTR) => false,
-                    Err(e) => return Err(e.into()),
-                },
-            };
-            if ctl_ready {
-                poller.signal();
-            }
-            continue;
         }
-        if use_fd {
-            let ctl_ready = {
-                let (Some(sfd), cfd) = (sock.poll_fd(), poller.fd(&*ctl, now)) else {
-                    continue;
-                };
-                let mut fds = [
-                    PollFd::new(sfd, PollFlags::POLLIN),
-                    PollFd::new(cfd.unwrap_or(sfd), PollFlags::POLLIN),
-                ];
-                let n = if cfd.is_some() { 2 } else { 1 };
-                let set = fds.get_mut(..n).unwrap_or_default();
-                match poll(set, poll_timeout(now, wake)) {
-                    Ok(_) => set.get(1).is_some_and(is_ready),
-                    Err(Errno::EINTR) => false,
-                    Err(e) => return Err(e.into()),
-                }
+        if coalescing.is_some() || use_fd {
+            // While coalescing the socket is left out: only the control (if it has a
+            // descriptor) or the window's end wakes us; without a descriptor the control
+            // is asked at the next turn, as the fallback does at every wake-up.
+            let sfd = if coalescing.is_some() {
+                None
+            } else {
+                sock.poll_fd()
             };
-            if ctl_ready {
+            if wait_readable(sfd, poller.fd(&*ctl, now), poll_timeout(now, wake))? {
                 poller.signal();
             }
         } else {

@@ -136,38 +136,30 @@ impl UdpTestSocket {
 
 /// A received datagram's length, source, kernel timestamp and TTL / hop limit.
 fn received_meta(msg: &RecvMsg<'_, '_, SockaddrStorage>) -> io::Result<Received> {
-    {
-        let mut kernel_ts = None;
-        let mut ttl = None;
-        for c in msg.cmsgs()? {
-            match c {
-                ControlMessageOwned::ScmTimestampns(ts) => {
-                    kernel_ts = Some(timestamp_from_timespec(&ts));
-                }
-                ControlMessageOwned::Ipv4Ttl(t) | ControlMessageOwned::Ipv6HopLimit(t) => {
-                    ttl = u8::try_from(t).ok();
-                }
-                _ => {}
+    let mut kernel_ts = None;
+    let mut ttl = None;
+    for c in msg.cmsgs()? {
+        match c {
+            ControlMessageOwned::ScmTimestampns(ts) => {
+                kernel_ts = Some(timestamp_from_timespec(&ts));
             }
-        }
-        let src = msg.address.as_ref().and_then(storage_to_std);
-        let len = msg.bytes;
-        match src {
-            Some(src) => Ok(Received {
-                len,
-                src,
-                kernel_ts,
-                ttl,
-            }),
-            // Not an IP datagram: cannot be from the peer. Report it as from nowhere.
-            None => Ok(Received {
-                len,
-                src: SocketAddr::from(([0, 0, 0, 0], 0)),
-                kernel_ts,
-                ttl,
-            }),
+            ControlMessageOwned::Ipv4Ttl(t) | ControlMessageOwned::Ipv6HopLimit(t) => {
+                ttl = u8::try_from(t).ok();
+            }
+            _ => {}
         }
     }
+    Ok(Received {
+        len: msg.bytes,
+        // Not an IP datagram: cannot be from the peer. Report it as from nowhere.
+        src: msg
+            .address
+            .as_ref()
+            .and_then(storage_to_std)
+            .unwrap_or_else(|| SocketAddr::from(([0, 0, 0, 0], 0))),
+        kernel_ts,
+        ttl,
+    })
 }
 
 fn storage_to_std(s: &SockaddrStorage) -> Option<SocketAddr> {
