@@ -5,6 +5,7 @@
 //! engines run over the small [`engine::TestSocket`] trait.
 #![forbid(unsafe_code)]
 
+pub mod addr;
 pub mod crypto;
 pub mod engine;
 pub mod owp;

@@ -96,7 +96,9 @@ impl PortAllocator {
         scope_id: u32,
     ) -> Result<(UdpSocket, PortLease), PortError> {
         let start = getrandom::u32().unwrap_or(0);
-        self.bind_with(ip, start, |a| UdpSocket::bind(with_scope(a, scope_id)))
+        self.bind_with(ip, start, |a| {
+            UdpSocket::bind(owamp::addr::with_scope(a, scope_id))
+        })
     }
 
     /// `bind` with the random start and the binder injected (tests).
@@ -153,22 +155,6 @@ impl PortAllocator {
     pub fn in_use(&self) -> usize {
         lock(&self.in_use).len()
     }
-}
-
-/// `addr` with `scope_id` when it is an IPv6 link-local address (fe80::/10), which the
-/// kernel can only bind or reach through a given interface; unchanged otherwise.
-pub fn with_scope(addr: SocketAddr, scope_id: u32) -> SocketAddr {
-    match addr {
-        SocketAddr::V6(a) if is_link_local_v6(&IpAddr::V6(*a.ip())) => {
-            SocketAddr::V6(std::net::SocketAddrV6::new(*a.ip(), a.port(), 0, scope_id))
-        }
-        other => other,
-    }
-}
-
-/// fe80::/10.
-pub fn is_link_local_v6(ip: &IpAddr) -> bool {
-    matches!(ip, IpAddr::V6(a) if (a.segments()[0] & 0xffc0) == 0xfe80)
 }
 
 #[cfg(test)]

@@ -3,6 +3,7 @@
 //! in the `-P` port range.
 
 use config::{OWAMP_CONTROL_PORT, PortRange, SrcNode};
+use owamp::addr::with_scope;
 use socket2::{Domain, Protocol, SockAddr, Socket, Type};
 use std::io;
 use std::net::{IpAddr, SocketAddr, TcpStream, ToSocketAddrs, UdpSocket};
@@ -175,7 +176,7 @@ pub fn bind_test_socket(
     device: Option<&str>,
 ) -> Result<UdpSocket, NetError> {
     let bind = |port: u16| -> io::Result<UdpSocket> {
-        let addr = scoped(SocketAddr::new(ip, port), scope_id);
+        let addr = with_scope(SocketAddr::new(ip, port), scope_id);
         let s = new_socket(&addr, Type::DGRAM, Protocol::UDP)?;
         if let Some(d) = device {
             s.bind_device(Some(d.as_bytes()))?;
@@ -208,25 +209,6 @@ pub fn bind_test_socket(
     Err(no_port(last))
 }
 
-/// `addr` with `scope_id` when it is an IPv6 link-local address (fe80::/10), which can
-/// only be bound or reached through one interface; unchanged otherwise.
-pub fn scoped(addr: SocketAddr, scope_id: u32) -> SocketAddr {
-    match addr {
-        SocketAddr::V6(a) if (a.ip().segments()[0] & 0xffc0) == 0xfe80 => {
-            SocketAddr::V6(std::net::SocketAddrV6::new(*a.ip(), a.port(), 0, scope_id))
-        }
-        other => other,
-    }
-}
-
-/// The IPv6 scope of a socket address (0 for IPv4 and global addresses).
-pub fn scope_of(addr: &SocketAddr) -> u32 {
-    match addr {
-        SocketAddr::V6(a) => a.scope_id(),
-        SocketAddr::V4(_) => 0,
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -240,18 +222,6 @@ mod tests {
         assert_eq!(split_host("fe80::1", 0).unwrap(), ("fe80::1".into(), 0));
         assert_eq!(split_host("h:861", 0).unwrap(), ("h".into(), 861));
         assert!(split_host("[::1", 0).is_err());
-    }
-
-    #[test]
-    fn only_link_local_addresses_take_a_scope() {
-        let ll: SocketAddr = "[fe80::1]:5000".parse().unwrap();
-        assert_eq!(scoped(ll, 7).to_string(), "[fe80::1%7]:5000");
-        assert_eq!(scope_of(&scoped(ll, 7)), 7);
-        for other in ["[2001:db8::1]:5000", "[::1]:5000", "127.0.0.1:5000"] {
-            let a: SocketAddr = other.parse().unwrap();
-            assert_eq!(scoped(a, 7), a);
-            assert_eq!(scope_of(&scoped(a, 7)), 0);
-        }
     }
 
     #[test]

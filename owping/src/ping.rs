@@ -7,13 +7,14 @@ use crate::endpoints::{
     CLOCK_STATUS, RecvResult, SessionSetup, join_sender, make_sid, spawn_receiver, spawn_sender,
     start_time,
 };
-use crate::net::{Family, bind_test_socket, resolve, scope_of, scoped, split_host};
+use crate::net::{Family, bind_test_socket, resolve, split_host};
 use crate::opts::{CommandLine, Program};
 use crate::output::{Names, SessionData, print_session};
 use crate::recvdata::finish_from;
 use crate::signals::Interrupt;
 use crate::tools::{command_line, fetch_to_file};
 use crate::{connect_params, log};
+use owamp::addr::{link_scope, with_scope};
 use owamp::engine::{SenderReport, StopFlag};
 use owamp::packet::TestKeys;
 use owamp::time::Clock;
@@ -109,7 +110,7 @@ fn run(
     let start = start_time(clock.now().0, rtt, directions, t.delay_start);
     let local_ip = ctl.local.ip();
     // Link-local test addresses go through the control connection's interface.
-    let scope = scope_of(&ctl.local);
+    let scope = link_scope(&ctl.local);
     let peer_ip = if testpeer == server {
         ctl.peer.ip()
     } else {
@@ -166,7 +167,7 @@ fn run(
         };
         match ctl.request_session(&req) {
             Ok(acc) => {
-                let peer = scoped(SocketAddr::new(peer_ip, acc.port), scope);
+                let peer = with_scope(SocketAddr::new(peer_ip, acc.port), scope);
                 plan.to = Some((acc.sid, udp, peer));
             }
             Err(e) => return fail(&e.to_string()),
@@ -192,7 +193,7 @@ fn run(
         };
         match ctl.request_session(&req) {
             Ok(acc) => {
-                let peer = scoped(SocketAddr::new(peer_ip, acc.port), scope);
+                let peer = with_scope(SocketAddr::new(peer_ip, acc.port), scope);
                 let req = RequestSession {
                     sender_port: acc.port,
                     ..req

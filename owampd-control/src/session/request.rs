@@ -1,7 +1,7 @@
 //! Request-Session and Accept-Session (RFC 4656 §3.5, spec §2.1–2.2, §7.3–7.4, §9).
 
 use super::*;
-use crate::ports::{is_link_local_v6, with_scope};
+use owamp::addr::{is_link_local, link_scope, with_scope};
 
 impl Connection<'_> {
     async fn send_accept<S: AsyncRead + AsyncWrite + Unpin>(
@@ -95,11 +95,8 @@ impl Connection<'_> {
         // Link-local test addresses name an interface only with a scope: they are
         // accepted over a link-local control connection, whose scope they share (spec
         // §2.1.3, as the reference does); otherwise Accept=3.
-        let scope_id = match self.peer {
-            SocketAddr::V6(a) if is_link_local_v6(&IpAddr::V6(*a.ip())) => a.scope_id(),
-            _ => 0,
-        };
-        if [local_ip, peer.ip()].iter().any(is_link_local_v6) && scope_id == 0 {
+        let scope_id = link_scope(&self.peer);
+        if [local_ip, peer.ip()].iter().any(is_link_local) && scope_id == 0 {
             return Err((
                 AcceptCode::NotSupported,
                 "IPv6 link-local test addresses need a link-local control connection".into(),
