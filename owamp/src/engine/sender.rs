@@ -77,15 +77,14 @@ pub fn run_sender(
     // Pacing (wait.rs, "Hybrid pacing"): the margin is learnt per session thread; the
     // first packet's gap counts from now.
     let mut margin = MarginEstimator::new();
-    let mut prev_sched = clock.now().0;
+    let started = clock.now().0;
     let n = params.num_packets.min(sched.num_packets());
     for seq in 0..n {
         let Some(t) = sched.next_send_time() else {
             break;
         };
+        let gap = t.saturating_sub(last_sched.unwrap_or(started));
         last_sched = Some(t);
-        let gap = t.saturating_sub(prev_sched);
-        prev_sched = t;
         // Everything but the timestamp is done before the wait.
         fmt.prepare(seq, &mut buf).map_err(io::Error::other)?;
         if pace_until(clock, t, gap, ctl, &mut poller, &mut margin) {
