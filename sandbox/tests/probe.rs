@@ -229,25 +229,34 @@ fn unprivileged_start_still_confines() {
     if !root_or_skip("unprivileged_start_still_confines") {
         return;
     }
+    assert_unprivileged_status("tester");
+    assert_sigsys(&probe_as_nobody("tester", "open"), "open as nobody");
+    assert_lives(&probe_as_nobody("tester", "udp"), "udp as nobody");
+}
+
+/// Runs the probe as `nobody` (not root from the start).
+fn probe_as_nobody(role: &str, action: &str) -> std::process::Output {
     let n = nobody();
-    let run = |action: &str| {
-        Command::new(PROBE)
-            .args(["tester", action])
-            .env_remove("RUST_BACKTRACE")
-            .uid(n.uid)
-            .gid(n.gid)
-            .output()
-            .expect("run probe as nobody")
-    };
-    let out = run("status");
+    Command::new(PROBE)
+        .args([role, action])
+        .env_remove("RUST_BACKTRACE")
+        .uid(n.uid)
+        .gid(n.gid)
+        .output()
+        .expect("run probe as nobody")
+}
+
+/// A `role` probe started as nobody has no capabilities, no_new_privs and a seccomp
+/// filter. (Not root: nothing to hand on, so no_new_privs is safe for the master too
+/// and lets its deny-list load without CAP_SYS_ADMIN.)
+fn assert_unprivileged_status(role: &str) {
+    let out = probe_as_nobody(role, "status");
     assert_lives(&out, "status");
     let s = String::from_utf8_lossy(&out.stdout);
-    assert_eq!(status_field(&s, "CapPrm"), "0000000000000000");
-    assert_eq!(status_field(&s, "CapEff"), "0000000000000000");
-    assert_eq!(status_field(&s, "NoNewPrivs"), "1");
-    assert_eq!(status_field(&s, "Seccomp"), "2");
-    assert_sigsys(&run("open"), "open as nobody");
-    assert_lives(&run("udp"), "udp as nobody");
+    assert_eq!(status_field(&s, "CapPrm"), "0000000000000000", "{role}");
+    assert_eq!(status_field(&s, "CapEff"), "0000000000000000", "{role}");
+    assert_eq!(status_field(&s, "NoNewPrivs"), "1", "{role}");
+    assert_eq!(status_field(&s, "Seccomp"), "2", "{role}");
 }
 
 #[test]
@@ -255,26 +264,8 @@ fn unprivileged_master_gets_no_new_privs_and_no_caps() {
     if !root_or_skip("unprivileged_master_gets_no_new_privs_and_no_caps") {
         return;
     }
-    let n = nobody();
-    let run = |action: &str| {
-        Command::new(PROBE)
-            .args(["master", action])
-            .env_remove("RUST_BACKTRACE")
-            .uid(n.uid)
-            .gid(n.gid)
-            .output()
-            .expect("run probe as nobody")
-    };
-    let out = run("status");
-    assert_lives(&out, "status");
-    let s = String::from_utf8_lossy(&out.stdout);
-    assert_eq!(status_field(&s, "CapPrm"), "0000000000000000");
-    assert_eq!(status_field(&s, "CapEff"), "0000000000000000");
-    // Not root: nothing to hand to control, so no_new_privs is safe and lets the
-    // deny-list load without CAP_SYS_ADMIN.
-    assert_eq!(status_field(&s, "NoNewPrivs"), "1");
-    assert_eq!(status_field(&s, "Seccomp"), "2");
-    assert_sigsys(&run("unshare"), "unshare");
+    assert_unprivileged_status("master");
+    assert_sigsys(&probe_as_nobody("master", "unshare"), "unshare");
 }
 
 #[test]
