@@ -123,6 +123,19 @@ struct Harness {
     _dir: tempfile::TempDir,
 }
 
+impl Harness {
+    /// Every one of `needles` is in some log line written so far (which are consumed).
+    fn assert_logged(&self, needles: &[&str]) {
+        let lines = self.sink.take();
+        for n in needles {
+            assert!(
+                lines.iter().any(|(_, l)| l.contains(n)),
+                "{n:?} not in {lines:?}"
+            );
+        }
+    }
+}
+
 fn harness(authmodes: u32) -> Harness {
     harness_with(authmodes, Duration::from_secs(5), 0)
 }
@@ -288,13 +301,7 @@ async fn open_mode_handshake() {
     assert_eq!(start.start_time, Num64(0xdd12_e5a0_0000_0000));
     drop(c);
     task.await.unwrap();
-    let lines = h.sink.take();
-    assert!(
-        lines
-            .iter()
-            .any(|(_, l)| l.contains("accepted: mode open, user -")),
-        "{lines:?}"
-    );
+    h.assert_logged(&["accepted: mode open, user -"]);
 }
 
 #[tokio::test]
@@ -358,11 +365,7 @@ async fn authentication() {
     task.await.unwrap();
     // Closed before Start-Sessions: the receive file is deleted.
     assert!(h.ctx.store.is_empty());
-    let lines = h.sink.take();
-    assert!(
-        lines.iter().any(|(_, l)| l.contains("unknown user")),
-        "{lines:?}"
-    );
+    h.assert_logged(&["unknown user"]);
 }
 
 #[tokio::test]
@@ -548,13 +551,7 @@ async fn idle_client_is_closed_after_the_control_timeout() {
     // No command: the server gives up and closes.
     assert!(c.closed().await);
     task.await.unwrap();
-    let lines = h.sink.take();
-    assert!(
-        lines
-            .iter()
-            .any(|(_, l)| l.contains("within the control timeout")),
-        "{lines:?}"
-    );
+    h.assert_logged(&["within the control timeout"]);
 }
 
 #[tokio::test]
@@ -639,15 +636,7 @@ async fn policy_refusals_are_accept_1_and_release_everything() {
     // request that reaches the policy), so the third is refused for that.
     assert_eq!(c.request(&request(true)).await.accept, AcceptCode::Failure);
     assert_eq!(h.ctx.store.len(), 1, "no file for refused sessions");
-    let lines = h.sink.take();
-    assert!(
-        lines.iter().any(|(_, l)| l.contains("bandwidth limit")),
-        "{lines:?}"
-    );
-    assert!(
-        lines.iter().any(|(_, l)| l.contains("test_sessions limit")),
-        "{lines:?}"
-    );
+    h.assert_logged(&["bandwidth limit", "test_sessions limit"]);
 }
 
 #[tokio::test]
@@ -793,13 +782,7 @@ async fn a_tester_that_fails_to_start_fails_start_sessions() {
     assert!(h.ctx.store.is_empty());
     assert_eq!(h.ctx.ports.in_use(), 0);
     assert_eq!(h.ctx.policy.disk_used(0), 0);
-    let lines = h.sink.take();
-    assert!(
-        lines
-            .iter()
-            .any(|(_, l)| l.contains("cannot start: owampd-tester: sandbox refused")),
-        "{lines:?}"
-    );
+    h.assert_logged(&["cannot start: owampd-tester: sandbox refused"]);
 }
 
 #[tokio::test]
