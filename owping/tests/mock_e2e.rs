@@ -254,7 +254,9 @@ fn connection_refused_is_reported() {
     assert!(err.contains("Unable to open control connection"), "{err}");
     // Said once, not once by owping and again by the connect error it wraps.
     assert_eq!(
-        err.to_lowercase().matches("unable to open control connection").count(),
+        err.to_lowercase()
+            .matches("unable to open control connection")
+            .count(),
         1,
         "{err}"
     );
