@@ -1,4 +1,9 @@
 //! The listening sockets (spec §7.1: IPv6 first with IPV6_V6ONLY=0, else IPv4; backlog 64).
+//!
+//! Binding and listening are two steps. The master binds before it daemonizes, so that
+//! "address in use" reaches the terminal, and listens only once the pid and info files
+//! are written: a connection that succeeds means the daemon is fully started, which is
+//! what scripts and tests that wait on the port rely on.
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, TcpListener, ToSocketAddrs};
 use std::os::fd::OwnedFd;
@@ -29,8 +34,8 @@ pub enum ListenError {
     NoAddress { host: String },
 }
 
-/// Bind and listen; the listener is non-blocking and close-on-exec.
-fn listen_on(addr: SocketAddr) -> Result<TcpListener, ListenError> {
+/// Bind (not yet listening); the socket is non-blocking and close-on-exec.
+fn bind_on(addr: SocketAddr) -> Result<TcpListener, ListenError> {
     let sys = |op| move |source| ListenError::Sys { addr, op, source };
     let family = match addr {
         SocketAddr::V4(_) => AddressFamily::Inet,
@@ -51,12 +56,28 @@ fn listen_on(addr: SocketAddr) -> Result<TcpListener, ListenError> {
     }
     let sa = SockaddrStorage::from(addr);
     bind(std::os::fd::AsRawFd::as_raw_fd(&fd), &sa).map_err(sys("bind"))?;
-    listen(&fd, Backlog::new(BACKLOG).map_err(sys("listen"))?).map_err(sys("listen"))?;
     Ok(TcpListener::from(fd))
 }
 
+/// Start accepting connections on sockets from [`bind_srcnode`].
+pub fn start_listening(listeners: &[TcpListener]) -> Result<(), ListenError> {
+    for l in listeners {
+        let addr = l
+            .local_addr()
+            .unwrap_or_else(|_| SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), 0));
+        let sys = |source| ListenError::Sys {
+            addr,
+            op: "listen",
+            source,
+        };
+        listen(l, Backlog::new(BACKLOG).map_err(sys)?).map_err(sys)?;
+    }
+    Ok(())
+}
+
 /// The wildcard gives `[::]` dual-stack, or `0.0.0.0` where IPv6 is unavailable; a node
-/// gives the first of its addresses that can be bound.
+/// gives the first of its addresses that can be bound. The sockets are bound only:
+/// call [`start_listening`] when ready to accept.
 pub fn bind_srcnode(node: &SrcNode) -> Result<Vec<TcpListener>, ListenError> {
     let addrs: Vec<SocketAddr> = match &node.host {
         None => vec![
@@ -73,7 +94,7 @@ pub fn bind_srcnode(node: &SrcNode) -> Result<Vec<TcpListener>, ListenError> {
     };
     let mut last = None;
     for addr in addrs {
-        match listen_on(addr) {
+        match bind_on(addr) {
             Ok(l) => return Ok(vec![l]),
             Err(e) => last = Some(e),
         }
@@ -94,6 +115,7 @@ mod tests {
             port: 0,
         };
         let ls = bind_srcnode(&node).expect("bind");
+        start_listening(&ls).expect("listen");
         let l = ls.first().expect("one");
         let addr = l.local_addr().expect("addr");
         let _c = std::net::TcpStream::connect(addr).expect("connect");
@@ -126,6 +148,7 @@ mod tests {
         let port = probe.local_addr().expect("addr").port();
         drop(probe);
         let ls = bind_srcnode(&SrcNode { port, ..node }).expect("bind");
+        start_listening(&ls).expect("listen");
         let addr = ls.first().expect("one").local_addr().expect("addr");
         assert!(addr.is_ipv6() && addr.ip().is_loopback(), "{addr}");
         std::net::TcpStream::connect(addr).expect("connect");
@@ -138,6 +161,7 @@ mod tests {
             port: 0,
         };
         let ls = bind_srcnode(&node).expect("bind");
+        start_listening(&ls).expect("listen");
         let port = ls.first().expect("one").local_addr().expect("addr").port();
         let e = bind_srcnode(&SrcNode {
             host: Some("127.0.0.1".into()),

@@ -1,7 +1,7 @@
 //! `owampd`, the master: the small privileged listener (design.md "Processes").
 //!
 //! Order: command line → config files → validate everything → bind → lock the pid file
-//! → daemonize (unless -Z) → pid and info files → signals → start owampd-control →
+//! → daemonize (unless -Z) → pid and info files → listen → signals → start owampd-control →
 //! enter the sandbox → accept/pass/supervise until TERM/INT/HUP. Any bad value stops it
 //! at start with one line and exit status 1. It never links the protocol crate.
 #![forbid(unsafe_code)]
@@ -88,6 +88,7 @@ fn run(cli: &cli::Cli) -> Result<(), MasterError> {
         .map_err(|e| fatal(&mut log, e.into()))?;
     pidfile::write_info(&plan.vardir, plan.settings.start_time_ntp, pid)
         .map_err(|e| fatal(&mut log, e.into()))?;
+    listen::start_listening(&listeners).map_err(|e| fatal(&mut log, e.into()))?;
     if !plan.settings.tester_path.is_file() {
         log.master(
             LogLevel::Warning,
