@@ -19,7 +19,7 @@ fn params(addr: String) -> ConnectParams {
         identity: None,
         passphrase: None,
         connect_timeout: Duration::from_secs(5),
-        io_timeout: Duration::from_millis(300),
+        io_timeout: Duration::from_secs(2),
     }
 }
 

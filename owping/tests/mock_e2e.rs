@@ -275,8 +275,16 @@ fn sigint_stops_the_sessions_cleanly_and_prints_the_partial_results() {
         .stderr(std::process::Stdio::piped())
         .spawn()
         .unwrap();
-    // Let the sessions start (about 1 s after connecting), then interrupt.
-    std::thread::sleep(std::time::Duration::from_millis(1500));
+    // Interrupt once the sessions are started and running.
+    let start = std::time::Instant::now();
+    while s.starts() == 0 {
+        assert!(
+            start.elapsed() < std::time::Duration::from_secs(20),
+            "the sessions never started"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    std::thread::sleep(std::time::Duration::from_millis(500));
     kill(Pid::from_raw(child.id() as i32), Signal::SIGINT).unwrap();
     let out = child.wait_with_output().unwrap();
     // As the reference owping: Stop-Sessions, fetch, the partial statistics; then exit 2

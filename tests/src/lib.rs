@@ -253,6 +253,20 @@ pub fn run_client_in(cwd: Option<&Path>, name: &str, args: &[&str], limit: Durat
 }
 
 /// Open file descriptors of a process, from /proc (for leak checks).
+/// Poll `f` every 50 ms until it holds or `limit` passes; one last try at the end.
+/// For state another process reaches in its own time (a sandbox entered, a descriptor
+/// closed): a fixed sleep would be too short on a loaded machine.
+pub fn wait_for<F: FnMut() -> bool>(limit: Duration, mut f: F) -> bool {
+    let start = Instant::now();
+    while start.elapsed() < limit {
+        if f() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    f()
+}
+
 pub fn fd_count(pid: u32) -> usize {
     std::fs::read_dir(format!("/proc/{pid}/fd"))
         .map(|d| d.count())

@@ -4,7 +4,7 @@
 //! processes (issue: "Hostile clients").
 
 use e2e::raw::{Raw, receive_request};
-use e2e::{Server, child_pids, fd_count};
+use e2e::{Server, child_pids, fd_count, wait_for};
 use owamp::Mode;
 use owamp::wire::RequestSession;
 use std::io::Write;
@@ -26,17 +26,6 @@ fn assert_server_accepts(server: &Server) {
         .unwrap_or_else(|e| panic!("Accept-Session: {e}\nserver log:\n{}", server.stderr()));
     assert_eq!(acc.accept, owamp::AcceptCode::Ok, "{}", server.stderr());
     assert_ne!(acc.port, 0);
-}
-
-fn wait_for<F: FnMut() -> bool>(limit: Duration, mut f: F) -> bool {
-    let start = Instant::now();
-    while start.elapsed() < limit {
-        if f() {
-            return true;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    f()
 }
 
 #[test]
@@ -201,9 +190,9 @@ fn commands_out_of_order_close_the_connection() {
 fn truncated_messages_and_abrupt_closes_leave_no_trace() {
     let server = Server::start(&[]);
     let control = control_pid(&server);
-    // Settle, then take the baseline.
+    // Settle (the probe session's tester gone), then take the baseline.
     assert_server_accepts(&server);
-    std::thread::sleep(Duration::from_millis(300));
+    assert!(wait_for(Duration::from_secs(10), || child_pids(control).is_empty()));
     let fds_before = fd_count(control);
     for i in 0..60 {
         let mut raw = Raw::connect(server.addr).unwrap();

@@ -17,6 +17,7 @@ use owamp::wire::{
 use owamp::{AcceptCode, Mode, ModeSet, Num64, PacketRecord, Sid, SkipRange};
 use std::collections::HashMap;
 use std::net::{SocketAddr, TcpListener, TcpStream, UdpSocket};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -57,6 +58,9 @@ struct Stored {
 pub struct MockServer {
     pub addr: SocketAddr,
     store: Arc<Mutex<HashMap<Sid, Stored>>>,
+    /// Start-Acks sent, so that a test can act once sessions run rather than after a
+    /// guessed delay.
+    starts: Arc<AtomicUsize>,
 }
 
 impl MockServer {
@@ -68,18 +72,30 @@ impl MockServer {
         let l = TcpListener::bind(bind).unwrap();
         let addr = l.local_addr().unwrap();
         let store = Arc::new(Mutex::new(HashMap::new()));
+        let starts = Arc::new(AtomicUsize::new(0));
         let st = store.clone();
+        let n = starts.clone();
         std::thread::spawn(move || {
             for conn in l.incoming() {
                 let Ok(conn) = conn else { continue };
                 let cfg = cfg.clone();
                 let st = st.clone();
+                let n = n.clone();
                 std::thread::spawn(move || {
-                    let _ = serve(conn, &cfg, &st);
+                    let _ = serve(conn, &cfg, &st, &n);
                 });
             }
         });
-        MockServer { addr, store }
+        MockServer {
+            addr,
+            store,
+            starts,
+        }
+    }
+
+    /// How many Start-Acks the server has sent.
+    pub fn starts(&self) -> usize {
+        self.starts.load(Ordering::SeqCst)
     }
 
     pub fn stored_sids(&self) -> Vec<Sid> {
@@ -101,7 +117,12 @@ struct Local {
     receiver: bool,
 }
 
-fn serve(conn: TcpStream, cfg: &MockConfig, store: &Mutex<HashMap<Sid, Stored>>) -> R<()> {
+fn serve(
+    conn: TcpStream,
+    cfg: &MockConfig,
+    store: &Mutex<HashMap<Sid, Stored>>,
+    starts: &AtomicUsize,
+) -> R<()> {
     let peer_ip = conn.peer_addr().map_err(e)?.ip();
     let mut s = ControlStream::new(conn);
     let challenge: [u8; 16] = random_bytes("c").map_err(e)?;
@@ -321,6 +342,7 @@ fn serve(conn: TcpStream, cfg: &MockConfig, store: &Mutex<HashMap<Sid, Stored>>)
                     accept: AcceptCode::Ok,
                 };
                 s.write_message(&[&a.encode()]).map_err(e)?;
+                starts.fetch_add(1, Ordering::SeqCst);
                 let read_theirs =
                     |s: &mut ControlStream<TcpStream>, n: u32| -> R<owamp::wire::StopSessions> {
                         let hdr = s.read_blocks(1).map_err(e)?;
