@@ -3,7 +3,7 @@
 //! It lives here rather than in the master because `fork` needs `unsafe`, which only
 //! `ipc` and `sandbox` may contain (design.md "Workspace layout").
 
-use std::io;
+use std::io::{self, Read, Write};
 
 /// The number of threads of this process, from `/proc/self/status`.
 fn thread_count() -> io::Result<usize> {
@@ -23,24 +23,87 @@ fn check(rc: libc::c_int) -> io::Result<libc::c_int> {
     }
 }
 
-/// fork, the parent exits 0; setsid; fork again, the session leader exits 0 (so the
-/// daemon can never reacquire a controlling terminal); chdir("/"); stdin, stdout and
-/// stderr onto /dev/null. Returns in the daemon (a new pid: reopen the syslog after).
+/// The daemon's end of the start-up pipe: the process that ran `owampd` waits on it,
+/// so that it exits only once the daemon is ready (0), or has failed (1, with the
+/// daemon's one-line reason on its stderr). Init scripts and `owampd && owping ...`
+/// then never race the daemon's start.
+#[derive(Debug)]
+pub struct Readiness {
+    pipe: std::fs::File,
+}
+
+/// First byte on the pipe: ready; anything after a [`FAILED`] byte is the reason.
+const READY: u8 = 0;
+const FAILED: u8 = 1;
+
+impl Readiness {
+    /// Start-up is complete: the launcher exits 0.
+    pub fn ready(self) {
+        // A launcher killed meanwhile has nobody to tell: nothing to do about it.
+        let _ = (&self.pipe).write_all(&[READY]);
+    }
+
+    /// Start-up failed: the launcher prints `reason` on its stderr and exits 1.
+    pub fn failed(self, reason: &str) {
+        let mut msg = Vec::with_capacity(reason.len() + 1);
+        msg.push(FAILED);
+        msg.extend_from_slice(reason.as_bytes());
+        let _ = (&self.pipe).write_all(&msg);
+    }
+}
+
+/// In the launcher: wait for the daemon's word, print a failure, and exit. A daemon
+/// that dies without a word (killed, or failed before it could say) is a failure too.
+fn wait_for_daemon(pipe: std::fs::File, program: &str) -> ! {
+    let mut word = Vec::new();
+    let _ = (&pipe).read_to_end(&mut word);
+    let code = match word.split_first() {
+        Some((&READY, _)) => 0,
+        Some((_, reason)) => {
+            eprintln!("{program}: {}", String::from_utf8_lossy(reason).trim_end());
+            1
+        }
+        None => {
+            eprintln!("{program}: the daemon exited during start-up (see the system log)");
+            1
+        }
+    };
+    // SAFETY: _exit ends the launcher at once, without destructors that would remove
+    // state (the pid file) now owned by the daemon.
+    unsafe { libc::_exit(code) }
+}
+
+/// fork: the parent (the launcher) waits on a pipe until the daemon reports through the
+/// returned [`Readiness`], then exits; setsid; fork again, the session leader exits 0
+/// (so the daemon can never reacquire a controlling terminal); chdir("/"); stdin,
+/// stdout and stderr onto /dev/null. Returns in the daemon (a new pid: reopen the
+/// syslog after). `program` prefixes the launcher's failure message.
 ///
 /// Relative paths stop working: make them absolute first. Refuses to run when the
 /// process has more than one thread, as fork would copy only the caller.
-pub fn daemonize() -> io::Result<()> {
+pub fn daemonize(program: &str) -> io::Result<Readiness> {
     let threads = thread_count()?;
     if threads != 1 {
         return Err(io::Error::other(format!(
             "daemonize: {threads} threads running, fork needs exactly one"
         )));
     }
+    let (read_end, write_end) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)?;
+    let (read_end, write_end) = (
+        std::fs::File::from(read_end),
+        std::fs::File::from(write_end),
+    );
     for step in 0..2 {
         // SAFETY: the process is single-threaded (checked above), so the child is a full
-        // copy with no lock held by a vanished thread; the parent only calls _exit.
+        // copy with no lock held by a vanished thread; the parent either calls _exit or
+        // (the launcher) only reads the pipe, prints and calls _exit.
         let pid = check(unsafe { libc::fork() })?;
         if pid > 0 {
+            if step == 0 {
+                // Our copy of the write end must go, or the read never sees EOF.
+                drop(write_end);
+                wait_for_daemon(read_end, program);
+            }
             // SAFETY: _exit ends the process at once, without running atexit handlers or
             // destructors that would flush or remove state now owned by the child.
             unsafe { libc::_exit(0) };
@@ -50,6 +113,7 @@ pub fn daemonize() -> io::Result<()> {
             check(unsafe { libc::setsid() })?;
         }
     }
+    drop(read_end);
     std::env::set_current_dir("/")?;
     let null = std::fs::OpenOptions::new()
         .read(true)
@@ -60,5 +124,5 @@ pub fn daemonize() -> io::Result<()> {
         // treats as always open and never owns as OwnedFd.
         check(unsafe { libc::dup2(std::os::fd::AsRawFd::as_raw_fd(&null), target) })?;
     }
-    Ok(())
+    Ok(Readiness { pipe: write_end })
 }

@@ -70,14 +70,21 @@ fn run(cli: &cli::Cli) -> Result<(), MasterError> {
     let mut pid_file = pidfile::PidFile::lock(&plan.vardir)?;
     let mut log = Log::open(plan.facility, plan.foreground, plan.loglevel);
 
-    if !plan.foreground {
-        ipc::daemon::daemonize().map_err(MasterError::Daemon)?;
-    }
+    // Without -Z, the launcher waits until we are ready, or prints why we are not.
+    let mut launcher = if plan.foreground {
+        None
+    } else {
+        Some(ipc::daemon::daemonize("owampd").map_err(MasterError::Daemon)?)
+    };
     let pid = std::process::id();
     log.set_pid(pid);
-    // From here on, errors go to the log: stderr is /dev/null unless -Z.
-    let fatal = |log: &mut Log, e: MasterError| {
+    // From here on, errors go to the log (stderr is /dev/null unless -Z), and to the
+    // launcher's stderr while it still waits.
+    let mut fatal = |log: &mut Log, e: MasterError| {
         log.master(LogLevel::Fatal, &e);
+        if let Some(l) = launcher.take() {
+            l.failed(&e.to_string());
+        }
         MasterError::Logged
     };
     if let Err(e) = sandbox::set_process_name("owampd [master]") {
@@ -105,6 +112,10 @@ fn run(cli: &cli::Cli) -> Result<(), MasterError> {
     }
 
     let sigfd = supervisor::signal_fd().map_err(|e| fatal(&mut log, e.into()))?;
+    // Listening, with the pid file written: connections queue until control takes them.
+    if let Some(l) = launcher.take() {
+        l.ready();
+    }
     let seccomp = if plan.settings.seccomp_log_only {
         sandbox::SeccompMode::Log
     } else {

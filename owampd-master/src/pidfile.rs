@@ -25,11 +25,22 @@ pub enum PidError {
 
 /// The locked pid file. The lock is an flock(2) on the open file, so it is taken before
 /// daemonizing (the error reaches the terminal) and survives the fork; it is released
-/// when the daemon exits.
+/// when the daemon exits. Dropped without [`PidFile::remove`] (a start-up that failed
+/// after taking the lock), the file is removed too: no stale pid is left for scripts to
+/// signal. The launcher and the intermediate fork leave by `_exit`, never dropping it.
 #[derive(Debug)]
 pub struct PidFile {
     path: PathBuf,
     file: Flock<File>,
+    removed: bool,
+}
+
+impl Drop for PidFile {
+    fn drop(&mut self) {
+        if !self.removed {
+            let _ = std::fs::remove_file(&self.path);
+        }
+    }
 }
 
 impl PidFile {
@@ -56,7 +67,11 @@ impl PidFile {
                 }
             }
         })?;
-        Ok(PidFile { path, file })
+        Ok(PidFile {
+            path,
+            file,
+            removed: false,
+        })
     }
 
     /// Write our pid (after daemonizing: the pid has changed).
@@ -77,7 +92,8 @@ impl PidFile {
     }
 
     /// Remove the file, then release the lock (by dropping it).
-    pub fn remove(self) -> Result<(), PidError> {
+    pub fn remove(mut self) -> Result<(), PidError> {
+        self.removed = true;
         std::fs::remove_file(&self.path).map_err(|source| PidError::Io {
             path: self.path.clone(),
             source,
@@ -98,6 +114,21 @@ pub fn write_info(vardir: &Path, start_ntp: u64, pid: u32) -> Result<(), PidErro
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_dropped_pid_file_is_removed_and_unlocked() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut p = PidFile::lock(dir.path()).unwrap();
+        p.write_pid(42).unwrap();
+        assert!(matches!(
+            PidFile::lock(dir.path()),
+            Err(PidError::Running { .. })
+        ));
+        drop(p);
+        assert!(!dir.path().join("owamp-server.pid").exists());
+        // And the next daemon can take it.
+        PidFile::lock(dir.path()).unwrap().remove().unwrap();
+    }
 
     #[test]
     fn info_format() {

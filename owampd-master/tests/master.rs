@@ -474,6 +474,9 @@ fn daemonizes_without_z() {
         .output()
         .expect("run");
     assert!(out.status.success(), "{}", stderr_of(&out));
+    // The launcher returned only once the daemon was ready: the port answers at the
+    // first try and the pid file is written, with no waiting.
+    std::net::TcpStream::connect(("127.0.0.1", env.port)).expect("daemon listening");
     let mut seen = Vec::new();
     env.wait_log("owampd-control ready", &mut seen);
     let pid: i32 = std::fs::read_to_string(env.path("var/owamp-server.pid"))
@@ -488,6 +491,45 @@ fn daemonizes_without_z() {
         std::thread::sleep(Duration::from_millis(20));
     }
     assert!(!env.path("var/owamp-server.pid").exists());
+}
+
+/// A failure after the fork (here the info file cannot be written) reaches the
+/// terminal through the launcher, which exits 1; the daemon leaves no pid behind.
+#[test]
+fn a_daemon_failing_after_the_fork_is_reported_by_the_launcher() {
+    let env = Env::new();
+    env.conf("");
+    std::fs::create_dir_all(env.path("var/owamp-server.info")).expect("mkdir");
+    let out = env
+        .cmd(&[
+            "-f",
+            "-c",
+            "conf",
+            "-d",
+            "data",
+            "-R",
+            "var",
+            "-S",
+            &format!("127.0.0.1:{}", env.port),
+        ])
+        .output()
+        .expect("run");
+    assert_eq!(out.status.code(), Some(1), "{}", stderr_of(&out));
+    let err = stderr_of(&out);
+    assert!(
+        err.starts_with("owampd: ")
+            && err.contains("owamp-server.info")
+            && err.lines().count() == 1,
+        "{err}"
+    );
+    assert!(
+        std::net::TcpStream::connect(("127.0.0.1", env.port)).is_err(),
+        "a failed daemon is listening"
+    );
+    assert!(
+        !env.path("var/owamp-server.pid").exists(),
+        "a failed daemon left its pid file"
+    );
 }
 
 #[test]
