@@ -37,6 +37,11 @@ const READY: u8 = 0;
 const FAILED: u8 = 1;
 
 impl Readiness {
+    /// The pipe's descriptor, for a sweep of inherited descriptors to keep.
+    pub fn raw_fd(&self) -> std::os::fd::RawFd {
+        std::os::fd::AsRawFd::as_raw_fd(&self.pipe)
+    }
+
     /// Start-up is complete: the launcher exits 0.
     pub fn ready(self) {
         // A launcher killed meanwhile has nobody to tell: nothing to do about it.

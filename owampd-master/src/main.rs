@@ -2,8 +2,9 @@
 //!
 //! Order: command line → config files → validate everything → bind → lock the pid file
 //! → daemonize (unless -Z) → pid and info files → listen → signals → start owampd-control →
-//! enter the sandbox → accept/pass/supervise until TERM/INT/HUP. Any bad value stops it
-//! at start with one line and exit status 1. It never links the protocol crate.
+//! enter the sandbox → tell the launcher we are ready → accept/pass/supervise until
+//! TERM/INT/HUP. Any bad value stops it at start with one line and exit status 1. It
+//! never links the protocol crate.
 #![forbid(unsafe_code)]
 
 mod cli;
@@ -112,10 +113,6 @@ fn run(cli: &cli::Cli) -> Result<(), MasterError> {
     }
 
     let sigfd = supervisor::signal_fd().map_err(|e| fatal(&mut log, e.into()))?;
-    // Listening, with the pid file written: connections queue until control takes them.
-    if let Some(l) = launcher.take() {
-        l.ready();
-    }
     let seccomp = if plan.settings.seccomp_log_only {
         sandbox::SeccompMode::Log
     } else {
@@ -129,14 +126,22 @@ fn run(cli: &cli::Cli) -> Result<(), MasterError> {
     let mut held = master.raw_fds();
     held.push(pid_file.raw_fd());
     held.extend(master.log.raw_fd());
+    held.extend(launcher.as_ref().map(ipc::daemon::Readiness::raw_fd));
     let opts = sandbox::SandboxOptions {
         keep_fds: held.into_iter().max().unwrap_or(2),
         seccomp,
         ..sandbox::SandboxOptions::default()
     };
-    let result = sandbox::enter(sandbox::Role::Master, &opts)
-        .map_err(MasterError::from)
-        .and_then(|()| master.run().map_err(MasterError::from));
+    let entered = sandbox::enter(sandbox::Role::Master, &opts).map_err(MasterError::from);
+    // Listening, pid file written, confined: ready (connections queue until control
+    // takes them). A sandbox that cannot be entered is a failed start.
+    if let Some(l) = launcher.take() {
+        match &entered {
+            Ok(()) => l.ready(),
+            Err(e) => l.failed(&e.to_string()),
+        }
+    }
+    let result = entered.and_then(|()| master.run().map_err(MasterError::from));
     master.finish();
     if let Err(e) = &result {
         master.log.master(LogLevel::Fatal, e);

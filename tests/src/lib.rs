@@ -252,7 +252,6 @@ pub fn run_client_in(cwd: Option<&Path>, name: &str, args: &[&str], limit: Durat
     child.wait_with_output().expect("collect output")
 }
 
-/// Open file descriptors of a process, from /proc (for leak checks).
 /// Poll `f` every 50 ms until it holds or `limit` passes; one last try at the end.
 /// For state another process reaches in its own time (a sandbox entered, a descriptor
 /// closed): a fixed sleep would be too short on a loaded machine.
@@ -267,6 +266,7 @@ pub fn wait_for<F: FnMut() -> bool>(limit: Duration, mut f: F) -> bool {
     f()
 }
 
+/// Open file descriptors of a process, from /proc (for leak checks).
 pub fn fd_count(pid: u32) -> usize {
     std::fs::read_dir(format!("/proc/{pid}/fd"))
         .map(|d| d.count())

@@ -97,7 +97,21 @@ fn load_without_nnp(prog: &BpfProgram) -> Result<(), SandboxError> {
         )
     };
     if rc != 0 {
-        return Err(SandboxError::step(STEP, std::io::Error::last_os_error()));
+        let e = std::io::Error::last_os_error();
+        if e.raw_os_error() == Some(libc::EACCES) {
+            // The one way a root master gets here: started without CAP_SYS_ADMIN, e.g.
+            // under a service manager's capability bounding set. Say what is missing.
+            return Err(SandboxError::step(
+                STEP,
+                std::io::Error::new(
+                    e.kind(),
+                    "permission denied: the master loads its filter without \
+                     no_new_privs, which needs CAP_SYS_ADMIN (missing from the capability \
+                     bounding set?)",
+                ),
+            ));
+        }
+        return Err(SandboxError::step(STEP, e));
     }
     Ok(())
 }

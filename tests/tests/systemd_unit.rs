@@ -1,0 +1,218 @@
+//! Root-only: the shipped systemd unit (`contrib/systemd/owamp-server.service`) works as
+//! written. Its ExecStart runs with the unit's paths moved into a temporary directory,
+//! in a private network namespace (port 861), under the unit's CapabilityBoundingSet
+//! (applied with setpriv, as systemd would), and the Type=forking contract holds: the
+//! command returns 0 only once the daemon listens, with PIDFile naming a live daemon
+//! that measures and stops on SIGTERM, removing PIDFile.
+//!
+//! systemd itself cannot run here (it is not PID 1): what is checked is everything the
+//! unit asks of owampd.
+
+use e2e::{bin, enter_private_netns, require_root, run_client, wait_for};
+use std::os::unix::fs::{PermissionsExt, chown};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+const NOBODY: u32 = 65534;
+
+/// `key=value` lines of the unit's `[Service]` section.
+fn service_setting(unit: &str, key: &str) -> String {
+    let mut in_service = false;
+    for line in unit.lines().map(str::trim) {
+        if line.starts_with('[') {
+            in_service = line == "[Service]";
+        } else if in_service && let Some(v) = line.strip_prefix(&format!("{key}=")) {
+            return v.to_string();
+        }
+    }
+    panic!("the unit has no {key}= in [Service]")
+}
+
+fn unit_text() -> String {
+    let path =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../contrib/systemd/owamp-server.service");
+    std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
+/// `/run/x` → `<root>/run/x`, creating the directory.
+fn moved(root: &Path, path: &str) -> PathBuf {
+    let p = root.join(path.trim_start_matches('/'));
+    if p.extension().is_none() {
+        std::fs::create_dir_all(&p).unwrap();
+    }
+    p
+}
+
+/// The daemon is nobody's child here: stop it whatever the test's outcome.
+struct Daemon(u32);
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.0.to_string()])
+            .status();
+    }
+}
+
+/// The unit's ExecStart, with its absolute paths moved under a temporary root and the
+/// binary built here, and the configuration a packager ships beside it (the user).
+struct Installed {
+    _root: tempfile::TempDir,
+    args: Vec<String>,
+    pid_file: PathBuf,
+    /// CapabilityBoundingSet=CAP_A CAP_B, as setpriv's names: a, b.
+    bounding: Vec<String>,
+}
+
+impl Installed {
+    fn new() -> Installed {
+        let unit = unit_text();
+        assert_eq!(service_setting(&unit, "Type"), "forking");
+        let root = tempfile::tempdir().unwrap();
+        // nobody must reach the data directory through the temporary directory.
+        std::fs::set_permissions(root.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+        let exec: Vec<String> = service_setting(&unit, "ExecStart")
+            .split_whitespace()
+            .map(String::from)
+            .collect();
+        assert!(exec[0].ends_with("/owampd"), "{exec:?}");
+        let mut args: Vec<String> = Vec::new();
+        let mut confdir = None;
+        let mut it = exec[1..].iter();
+        while let Some(a) = it.next() {
+            args.push(a.clone());
+            if matches!(a.as_str(), "-c" | "-R" | "-d") {
+                let p = moved(root.path(), it.next().expect("option value"));
+                if a == "-c" {
+                    confdir = Some(p.clone());
+                }
+                args.push(p.display().to_string());
+            }
+        }
+        let confdir = confdir.expect("ExecStart names the configuration directory");
+        let data = root.path().join("var/lib/owamp");
+        std::fs::create_dir_all(&data).unwrap();
+        chown(&data, Some(NOBODY), None).unwrap();
+        std::fs::set_permissions(&data, std::fs::Permissions::from_mode(0o700)).unwrap();
+        std::fs::write(
+            confdir.join("owamp-server.conf"),
+            format!("user nobody\ndatadir {}\n", data.display()),
+        )
+        .unwrap();
+        let pid_file = moved(root.path(), &service_setting(&unit, "PIDFile"));
+        let bounding = service_setting(&unit, "CapabilityBoundingSet")
+            .split_whitespace()
+            .map(|c| c.trim_start_matches("CAP_").to_lowercase())
+            .collect();
+        Installed {
+            _root: root,
+            args,
+            pid_file,
+            bounding,
+        }
+    }
+
+    /// ExecStart under a bounding set, as systemd applies CapabilityBoundingSet.
+    fn exec_start(&self, bounding: &[String]) -> std::process::Output {
+        let plus: Vec<String> = bounding.iter().map(|c| format!("+{c}")).collect();
+        Command::new("setpriv")
+            .arg(format!("--bounding-set=-all,{}", plus.join(",")))
+            .arg("--")
+            .arg(bin("owampd"))
+            .args(&self.args)
+            .output()
+            .expect("run setpriv")
+    }
+}
+
+#[test]
+fn the_systemd_unit_starts_a_ready_daemon_under_its_bounding_set() {
+    if !require_root("the_systemd_unit_starts_a_ready_daemon_under_its_bounding_set") {
+        return;
+    }
+    enter_private_netns();
+    let unit = Installed::new();
+    let pid_file = unit.pid_file.clone();
+    let out = unit.exec_start(&unit.bounding);
+    assert!(
+        out.status.success(),
+        "ExecStart failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // Type=forking: returned means ready. No waiting from here on.
+    let pid: u32 = std::fs::read_to_string(&pid_file)
+        .expect("PIDFile written before the command returned")
+        .trim()
+        .parse()
+        .expect("a pid");
+    let _daemon = Daemon(pid);
+    std::net::TcpStream::connect("127.0.0.1:861").expect("listening when the command returned");
+    let cap_bnd = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let cap_bnd = cap_bnd
+        .lines()
+        .find_map(|l| l.strip_prefix("CapBnd:"))
+        .map(|v| u64::from_str_radix(v.trim(), 16).unwrap())
+        .unwrap();
+    // Once confined, the master holds no more than NET_BIND_SERVICE 10, SETUID 7,
+    // SETGID 6, KILL 5 and SETPCAP 8 in its bounding set: the unit's CAP_SYS_ADMIN is gone.
+    assert_eq!(
+        cap_bnd & !((1 << 10) | (1 << 7) | (1 << 6) | (1 << 5) | (1 << 8)),
+        0
+    );
+
+    let m = run_client(
+        "owping",
+        &["-c", "20", "-i", "0.01f", "-L", "2", "-M", "127.0.0.1"],
+        Duration::from_secs(60),
+    );
+    assert!(
+        m.status.success(),
+        "owping against the unit's daemon: {}",
+        String::from_utf8_lossy(&m.stderr)
+    );
+    let stop = Command::new("kill")
+        .args(["-TERM", &pid.to_string()])
+        .status()
+        .unwrap();
+    assert!(stop.success());
+    assert!(
+        wait_for(Duration::from_secs(10), || !pid_file.exists()),
+        "PIDFile left after SIGTERM"
+    );
+    assert!(wait_for(Duration::from_secs(10), || !Path::new(&format!(
+        "/proc/{pid}/status"
+    ))
+    .exists()
+        || std::fs::read_to_string(format!("/proc/{pid}/status"))
+            .is_ok_and(|s| s.contains("State:\tZ"))));
+}
+
+/// Without CAP_SYS_ADMIN the master cannot install its filter: the start fails, and
+/// the command (not only a log nobody reads) says why, with status 1.
+#[test]
+fn a_bounding_set_without_cap_sys_admin_fails_the_start_saying_so() {
+    if !require_root("a_bounding_set_without_cap_sys_admin_fails_the_start_saying_so") {
+        return;
+    }
+    enter_private_netns();
+    let unit = Installed::new();
+    assert!(unit.bounding.iter().any(|c| c == "sys_admin"));
+    let fewer: Vec<String> = unit
+        .bounding
+        .iter()
+        .filter(|c| *c != "sys_admin")
+        .cloned()
+        .collect();
+    let out = unit.exec_start(&fewer);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.lines()
+            .any(|l| l.starts_with("owampd: sandbox step seccomp failed")
+                && l.contains("CAP_SYS_ADMIN")),
+        "{err}"
+    );
+    assert!(!unit.pid_file.exists(), "a failed start left PIDFile");
+    assert!(std::net::TcpStream::connect("127.0.0.1:861").is_err());
+}
