@@ -36,8 +36,9 @@ enum MasterError {
     Supervise(#[from] supervisor::SuperviseError),
     #[error("{0}")]
     Sandbox(#[from] sandbox::SandboxError),
-    #[error("(logged)")]
-    Logged,
+    /// Already logged; the text is for the launcher, if one still waits.
+    #[error("{0}")]
+    Logged(String),
 }
 
 fn main() -> ExitCode {
@@ -54,7 +55,7 @@ fn main() -> ExitCode {
     }
     match run(&cli) {
         Ok(()) => ExitCode::SUCCESS,
-        Err(MasterError::Logged) => ExitCode::from(1),
+        Err(MasterError::Logged(_)) => ExitCode::from(1),
         Err(e) => {
             eprintln!("owampd: {e}");
             ExitCode::from(1)
@@ -68,8 +69,8 @@ fn run(cli: &cli::Cli) -> Result<(), MasterError> {
     sandbox::close_fds_above(2)?;
     let plan = setup::plan(cli)?;
     let listeners = listen::bind_srcnode(&plan.srcnode)?;
-    let mut pid_file = pidfile::PidFile::lock(&plan.vardir)?;
-    let mut log = Log::open(plan.facility, plan.foreground, plan.loglevel);
+    let pid_file = pidfile::PidFile::lock(&plan.vardir)?;
+    let log = Log::open(plan.facility, plan.foreground, plan.loglevel);
 
     // Without -Z, the launcher waits until we are ready, or prints why we are not.
     let mut launcher = if plan.foreground {
@@ -77,16 +78,32 @@ fn run(cli: &cli::Cli) -> Result<(), MasterError> {
     } else {
         Some(ipc::daemon::daemonize("owampd").map_err(MasterError::Daemon)?)
     };
+    let result = serve(plan, listeners, pid_file, log, &mut launcher);
+    // A failed start is told only now: with the listeners closed, control stopped and
+    // the pid file removed, the launcher's exit status 1 means nothing is left running.
+    if let (Some(l), Err(MasterError::Logged(reason))) = (launcher, &result) {
+        l.failed(reason);
+    }
+    result
+}
+
+/// The daemon proper, from the pid file to the end; everything it is given is closed
+/// or removed when it returns. `launcher` is told `ready` once the master listens and
+/// is confined.
+fn serve(
+    plan: setup::Plan,
+    listeners: Vec<std::net::TcpListener>,
+    mut pid_file: pidfile::PidFile,
+    mut log: Log,
+    launcher: &mut Option<ipc::daemon::Readiness>,
+) -> Result<(), MasterError> {
     let pid = std::process::id();
     log.set_pid(pid);
-    // From here on, errors go to the log (stderr is /dev/null unless -Z), and to the
+    // From here on, errors go to the log (stderr is /dev/null unless -Z), and on to the
     // launcher's stderr while it still waits.
-    let mut fatal = |log: &mut Log, e: MasterError| {
+    let fatal = |log: &mut Log, e: MasterError| {
         log.master(LogLevel::Fatal, &e);
-        if let Some(l) = launcher.take() {
-            l.failed(&e.to_string());
-        }
-        MasterError::Logged
+        MasterError::Logged(e.to_string())
     };
     if let Err(e) = sandbox::set_process_name("owampd [master]") {
         log.master(LogLevel::Warning, format!("process name: {e}"));
@@ -133,13 +150,12 @@ fn run(cli: &cli::Cli) -> Result<(), MasterError> {
         ..sandbox::SandboxOptions::default()
     };
     let entered = sandbox::enter(sandbox::Role::Master, &opts).map_err(MasterError::from);
-    // Listening, pid file written, confined: ready (connections queue until control
-    // takes them). A sandbox that cannot be entered is a failed start.
-    if let Some(l) = launcher.take() {
-        match &entered {
-            Ok(()) => l.ready(),
-            Err(e) => l.failed(&e.to_string()),
-        }
+    if entered.is_ok()
+        && let Some(l) = launcher.take()
+    {
+        // Listening, pid file written, confined: ready (connections queue until
+        // control takes them).
+        l.ready();
     }
     let result = entered.and_then(|()| master.run().map_err(MasterError::from));
     master.finish();
@@ -150,5 +166,5 @@ fn run(cli: &cli::Cli) -> Result<(), MasterError> {
         master.log.master(LogLevel::Warning, e);
     }
     master.log.master(LogLevel::Info, "exiting");
-    result.map_err(|_| MasterError::Logged)
+    result.map_err(|e| MasterError::Logged(e.to_string()))
 }

@@ -96,6 +96,16 @@ impl Env {
             format!("127.0.0.1:{}", self.port),
         ]
     }
+    /// `owampd` without -Z: the launcher's output, once it has exited.
+    fn run_daemonized(&self) -> Output {
+        let args = self.server_args();
+        let args: Vec<&str> = args
+            .iter()
+            .map(String::as_str)
+            .filter(|a| *a != "-Z")
+            .collect();
+        self.cmd(&args).output().expect("run")
+    }
     fn start(&self, extra: &[&str]) -> Child {
         if !self.path("conf/owamp-server.conf").exists() {
             self.conf("");
@@ -458,21 +468,7 @@ fn control_version_mismatch_is_fatal() {
 fn daemonizes_without_z() {
     let env = Env::new();
     env.conf("");
-    let port = env.port.to_string();
-    let out = env
-        .cmd(&[
-            "-f",
-            "-c",
-            "conf",
-            "-d",
-            "data",
-            "-R",
-            "var",
-            "-S",
-            &format!("127.0.0.1:{port}"),
-        ])
-        .output()
-        .expect("run");
+    let out = env.run_daemonized();
     assert!(out.status.success(), "{}", stderr_of(&out));
     // The launcher returned only once the daemon was ready: the port answers at the
     // first try and the pid file is written, with no waiting.
@@ -500,20 +496,7 @@ fn a_daemon_failing_after_the_fork_is_reported_by_the_launcher() {
     let env = Env::new();
     env.conf("");
     std::fs::create_dir_all(env.path("var/owamp-server.info")).expect("mkdir");
-    let out = env
-        .cmd(&[
-            "-f",
-            "-c",
-            "conf",
-            "-d",
-            "data",
-            "-R",
-            "var",
-            "-S",
-            &format!("127.0.0.1:{}", env.port),
-        ])
-        .output()
-        .expect("run");
+    let out = env.run_daemonized();
     assert_eq!(out.status.code(), Some(1), "{}", stderr_of(&out));
     let err = stderr_of(&out);
     assert!(

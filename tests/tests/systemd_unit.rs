@@ -66,6 +66,16 @@ struct Installed {
 }
 
 impl Installed {
+    /// For a root test: `None` (skipped) when not root outside CI; else a private
+    /// network namespace for this test's thread, and the unit installed.
+    fn for_test(test: &str) -> Option<Installed> {
+        if !require_root(test) {
+            return None;
+        }
+        enter_private_netns();
+        Some(Installed::new())
+    }
+
     fn new() -> Installed {
         let unit = unit_text();
         assert_eq!(service_setting(&unit, "Type"), "forking");
@@ -128,11 +138,11 @@ impl Installed {
 
 #[test]
 fn the_systemd_unit_starts_a_ready_daemon_under_its_bounding_set() {
-    if !require_root("the_systemd_unit_starts_a_ready_daemon_under_its_bounding_set") {
+    let Some(unit) =
+        Installed::for_test("the_systemd_unit_starts_a_ready_daemon_under_its_bounding_set")
+    else {
         return;
-    }
-    enter_private_netns();
-    let unit = Installed::new();
+    };
     let pid_file = unit.pid_file.clone();
     let out = unit.exec_start(&unit.bounding);
     assert!(
@@ -192,11 +202,11 @@ fn the_systemd_unit_starts_a_ready_daemon_under_its_bounding_set() {
 /// the command (not only a log nobody reads) says why, with status 1.
 #[test]
 fn a_bounding_set_without_cap_sys_admin_fails_the_start_saying_so() {
-    if !require_root("a_bounding_set_without_cap_sys_admin_fails_the_start_saying_so") {
+    let Some(unit) =
+        Installed::for_test("a_bounding_set_without_cap_sys_admin_fails_the_start_saying_so")
+    else {
         return;
-    }
-    enter_private_netns();
-    let unit = Installed::new();
+    };
     assert!(unit.bounding.iter().any(|c| c == "sys_admin"));
     let fewer: Vec<String> = unit
         .bounding
