@@ -53,8 +53,11 @@ use crate::types::{Num64, Timestamp};
 use nix::errno::Errno;
 use nix::poll::{PollFd, PollFlags, ppoll};
 use nix::sys::time::TimeSpec;
+use nix::sys::timerfd::{
+    ClockId as TimerClock, Expiration, TimerFd, TimerFlags, TimerSetTimeFlags,
+};
 use nix::time::{ClockId, ClockNanosleepFlags, clock_nanosleep};
-use std::os::fd::BorrowedFd;
+use std::os::fd::{AsFd, BorrowedFd};
 
 /// The longest a loop sleeps without asking a control that has no descriptor.
 pub(crate) const FALLBACK_SLICE: Num64 = Num64(858_993_459); // 200 ms in 2^-32 s
@@ -64,9 +67,10 @@ pub(crate) const FALLBACK_SLICE: Num64 = Num64(858_993_459); // 200 ms in 2^-32 
 /// consume) then costs at most 100 wake-ups/s instead of a busy loop.
 pub(crate) const BACKOFF_SLICE: Num64 = Num64(42_949_673); // 10 ms
 
-/// The last stretch before a send time is slept with `clock_nanosleep(TIMER_ABSTIME)`,
-/// not with a poll timeout, so send accuracy does not depend on poll's timer (spec
-/// §3.3: timestamp immediately before sending, as close to the schedule as possible).
+/// Without a timerfd, the last stretch before a send time is slept with
+/// `clock_nanosleep(TIMER_ABSTIME)`, not with a poll timeout, so send accuracy does not
+/// depend on poll's timer (spec §3.3: timestamp immediately before sending, as close to
+/// the schedule as possible): poll's slack is 0.1 % of its timeout.
 pub(crate) const FINAL_APPROACH: Num64 = Num64(8_589_935); // 2 ms
 
 /// Lowers this thread's timer slack to 1 ns, so absolute sleeps end on time rather than
@@ -88,6 +92,12 @@ pub(crate) struct StopPoller {
     ignore_fd_until: Timestamp,
     /// Ask again at this time even if nothing signalled (fallback and backoff).
     recheck_at: Option<Timestamp>,
+    /// An absolute `CLOCK_REALTIME` timerfd, waited on beside the control's descriptor:
+    /// one wake-up per deadline, to the nanosecond (a timerfd has no slack), where a poll
+    /// timeout then a final `clock_nanosleep` cost two (bench/README.md: a wake-up is
+    /// ~20 µs of CPU on the development VM). Made at the first use; `Some(None)` when it
+    /// could not be made, and the two-step wait is used.
+    timer: Option<Option<TimerFd>>,
 }
 
 impl StopPoller {
@@ -99,7 +109,31 @@ impl StopPoller {
             signalled: false,
             ignore_fd_until: Num64::ZERO,
             recheck_at: None,
+            timer: None,
         }
+    }
+
+    /// The timerfd, armed to expire at `until` (on `clock`'s time scale); `None` if there
+    /// is none. Re-arming also clears a past expiry, so the timer is never read.
+    fn timer_at(&mut self, clock: &Clock, until: Timestamp) -> Option<&TimerFd> {
+        let timer = self
+            .timer
+            .get_or_insert_with(|| {
+                TimerFd::new(
+                    TimerClock::CLOCK_REALTIME,
+                    TimerFlags::TFD_CLOEXEC | TimerFlags::TFD_NONBLOCK,
+                )
+                .ok()
+            })
+            .as_ref()?;
+        let at = timespec_from_timestamp(clock.to_realtime(until));
+        timer
+            .set(
+                Expiration::OneShot(at),
+                TimerSetTimeFlags::TFD_TIMER_ABSTIME,
+            )
+            .ok()?;
+        Some(timer)
     }
 
     /// Asks the control if it is time to; true when the session must stop.
@@ -159,9 +193,10 @@ pub(crate) fn is_ready(fd: &PollFd<'_>) -> bool {
 /// Sleeps until `deadline` on `clock`'s time scale. Returns `true` if the control asked to
 /// stop (then possibly before the deadline).
 ///
-/// With a control descriptor: `ppoll` on it until [`FINAL_APPROACH`] before the deadline,
-/// then `clock_nanosleep(TIMER_ABSTIME)` for the rest. Without: `clock_nanosleep` in
-/// slices of at most [`FALLBACK_SLICE`], asking the control between them.
+/// With a control descriptor: one `ppoll` on it and on an absolute timerfd (or, if no
+/// timerfd could be made, `ppoll` until [`FINAL_APPROACH`] before the deadline, then
+/// `clock_nanosleep(TIMER_ABSTIME)` for the rest). Without: `clock_nanosleep` in slices
+/// of at most [`FALLBACK_SLICE`], asking the control between them.
 pub(crate) fn sleep_until(
     clock: &Clock,
     deadline: Timestamp,
@@ -177,8 +212,9 @@ enum Slept {
     /// The control asked to stop.
     Stop,
     /// `now` (first reading at or after the deadline). `timed`: the last thing done was a
-    /// `clock_nanosleep` to the deadline itself that ended normally, so `now − deadline` is
-    /// the timer's wake-up lateness (a sample for [`MarginEstimator`]).
+    /// timed wait to the deadline itself (the timerfd, or `clock_nanosleep`) that ended by
+    /// the timer, so `now − deadline` is its wake-up lateness (a sample for
+    /// [`MarginEstimator`]).
     Reached { now: Timestamp, timed: bool },
 }
 
@@ -202,6 +238,22 @@ fn sleep_phase(
         let mut until = deadline;
         if let Some(t) = poller.recheck_at() {
             until = until.min(t.max(now));
+        }
+        if let Some(fd) = poller.fd(&*ctl, now)
+            && let Some(timer) = poller.timer_at(clock, until)
+        {
+            // One wait for both: the control's news or the timer, whichever comes first.
+            let mut fds = [
+                PollFd::new(fd, PollFlags::POLLIN),
+                PollFd::new(timer.as_fd(), PollFlags::POLLIN),
+            ];
+            match ppoll(&mut fds, None, None) {
+                Ok(_) if is_ready(&fds[0]) => poller.signal(),
+                Ok(_) => timed = is_ready(&fds[1]) && until == deadline,
+                Err(Errno::EINTR) => {}
+                Err(_) => poller.signal(),
+            }
+            continue;
         }
         let coarse_end = deadline.saturating_sub(FINAL_APPROACH).min(until);
         if coarse_end > now
@@ -641,5 +693,45 @@ mod tests {
             &mut e
         ));
         assert_eq!(ctl.asks, 1);
+    }
+
+    #[test]
+    fn with_a_descriptor_the_timerfd_wakes_at_the_deadline() {
+        let clock = Clock::new(None, 0.0);
+        let mut ctl = counting(u32::MAX);
+        let mut p = StopPoller::new(true);
+        let deadline = clock.now().0.wrapping_add(Num64::from_secs_f64(0.002));
+        match sleep_phase(&clock, deadline, &mut ctl, &mut p) {
+            Slept::Reached { now, timed } => {
+                assert!(now >= deadline);
+                assert!(timed, "woken by the timer: a lateness sample");
+            }
+            Slept::Stop => panic!("nobody asked to stop"),
+        }
+        assert!(matches!(p.timer, Some(Some(_))), "the timerfd was used");
+    }
+
+    #[test]
+    fn with_a_descriptor_the_control_ends_the_wait_at_once() {
+        let clock = Clock::new(None, 0.0);
+        let (fd, mut w) = std::io::pipe().unwrap();
+        let mut ctl = Counting {
+            asks: 0,
+            stop_at: 2,
+            fd,
+        };
+        let mut p = StopPoller::new(true);
+        let writer = std::thread::spawn(move || {
+            std::thread::sleep(std::time::Duration::from_millis(20));
+            std::io::Write::write_all(&mut w, b"x").unwrap();
+        });
+        // An hour away: only the descriptor can end this wait (else the test hangs).
+        let far = clock.now().0.wrapping_add(Num64::from_secs_f64(3600.0));
+        assert_eq!(sleep_phase(&clock, far, &mut ctl, &mut p), Slept::Stop);
+        assert_eq!(
+            ctl.asks, 2,
+            "asked at the start, then when the descriptor spoke"
+        );
+        writer.join().unwrap();
     }
 }

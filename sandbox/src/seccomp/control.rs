@@ -179,6 +179,16 @@ pub fn policy() -> Result<Policy, PolicyError> {
     p.allow(libc::SYS_gettimeofday);
     p.allow(libc::SYS_clock_nanosleep);
     p.allow(libc::SYS_nanosleep);
+    // Not control's own: the tester runs under this filter too (filters stack), and its
+    // sender waits on a CLOCK_REALTIME timerfd (owamp engine/wait.rs).
+    p.allow_if(
+        libc::SYS_timerfd_create,
+        &[&[
+            eq(0, c(libc::CLOCK_REALTIME)),
+            eq(1, c(libc::TFD_CLOEXEC | libc::TFD_NONBLOCK)),
+        ]],
+    )?;
+    p.allow(libc::SYS_timerfd_settime);
     p.allow(libc::SYS_adjtimex); // kernel_clock (modes=0; setting needs CAP_SYS_TIME)
     // glibc implements adjtimex() as clock_adjtime(CLOCK_REALTIME, ...).
     p.allow_if(

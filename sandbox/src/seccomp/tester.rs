@@ -97,6 +97,16 @@ pub fn policy() -> Result<Policy, PolicyError> {
     p.allow(libc::SYS_gettimeofday); // vDSO fallback
     p.allow(libc::SYS_clock_nanosleep); // sender pacing (std::thread::sleep)
     p.allow(libc::SYS_nanosleep);
+    // The sender's one wait per send time: a CLOCK_REALTIME timerfd polled beside the
+    // control socket (owamp engine/wait.rs). Made only this way; arming it is harmless.
+    p.allow_if(
+        libc::SYS_timerfd_create,
+        &[&[
+            eq(0, c(libc::CLOCK_REALTIME)),
+            eq(1, c(libc::TFD_CLOEXEC | libc::TFD_NONBLOCK)),
+        ]],
+    )?;
+    p.allow(libc::SYS_timerfd_settime);
     // sandbox::kernel_clock: adjtimex(modes=0). The struct cannot be inspected by BPF, but
     // any mode other than 0 needs CAP_SYS_TIME, which the tester does not have.
     p.allow(libc::SYS_adjtimex);
