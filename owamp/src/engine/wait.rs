@@ -69,10 +69,11 @@ pub(crate) const FALLBACK_SLICE: Num64 = Num64(858_993_459); // 200 ms in 2^-32 
 /// consume) then costs at most 100 wake-ups/s instead of a busy loop.
 pub(crate) const BACKOFF_SLICE: Num64 = Num64(42_949_673); // 10 ms
 
-/// Without a timerfd, the last stretch before a send time is slept with
-/// `clock_nanosleep(TIMER_ABSTIME)`, not with a poll timeout, so send accuracy does not
-/// depend on poll's timer (spec §3.3: timestamp immediately before sending, as close to
-/// the schedule as possible): poll's slack is 0.1 % of its timeout.
+/// A deadline nearer than this is slept with `clock_nanosleep(TIMER_ABSTIME)`: the
+/// shortest wake-up path, for send accuracy (spec §3.3: timestamp immediately before
+/// sending, as close to the schedule as possible). A farther one is waited on a timerfd
+/// beside the control's descriptor, or, without a timerfd, with a poll timeout up to
+/// this far before it (poll's slack is 0.1 % of its timeout) and then the same sleep.
 pub(crate) const FINAL_APPROACH: Num64 = Num64(8_589_935); // 2 ms
 
 /// Lowers this thread's timer slack to 1 ns, so absolute sleeps end on time rather than
@@ -195,10 +196,11 @@ pub(crate) fn is_ready(fd: &PollFd<'_>) -> bool {
 /// Sleeps until `deadline` on `clock`'s time scale. Returns `true` if the control asked to
 /// stop (then possibly before the deadline).
 ///
-/// With a control descriptor: one `ppoll` on it and on an absolute timerfd (or, if no
-/// timerfd could be made, `ppoll` until [`FINAL_APPROACH`] before the deadline, then
-/// `clock_nanosleep(TIMER_ABSTIME)` for the rest). Without: `clock_nanosleep` in slices
-/// of at most [`FALLBACK_SLICE`], asking the control between them.
+/// With a control descriptor: a deadline more than [`FINAL_APPROACH`] away is one `ppoll`
+/// on it and on an absolute timerfd (or, if no timerfd could be made, `ppoll` until
+/// [`FINAL_APPROACH`] before the deadline); a nearer one is `clock_nanosleep(
+/// TIMER_ABSTIME)`. Without: `clock_nanosleep` in slices of at most [`FALLBACK_SLICE`],
+/// asking the control between them.
 pub(crate) fn sleep_until(
     clock: &Clock,
     deadline: Timestamp,
@@ -241,10 +243,15 @@ fn sleep_phase(
         if let Some(t) = poller.recheck_at() {
             until = until.min(t.max(now));
         }
-        if let Some(fd) = poller.fd(&*ctl, now)
+        let coarse_end = deadline.saturating_sub(FINAL_APPROACH).min(until);
+        if coarse_end > now
+            && let Some(fd) = poller.fd(&*ctl, now)
             && let Some(timer) = poller.timer_at(clock, until)
         {
             // One wait for both: the control's news or the timer, whichever comes first.
+            // Only for waits longer than FINAL_APPROACH, which took two wake-ups before;
+            // shorter ones (every wait at 500 pps and up) keep the plain clock_nanosleep,
+            // whose wake-up path is the shortest.
             let mut fds = [
                 PollFd::new(fd, PollFlags::POLLIN),
                 PollFd::new(timer.as_fd(), PollFlags::POLLIN),
@@ -257,7 +264,6 @@ fn sleep_phase(
             }
             continue;
         }
-        let coarse_end = deadline.saturating_sub(FINAL_APPROACH).min(until);
         if coarse_end > now
             && let Some(fd) = poller.fd(&*ctl, now)
         {
@@ -726,11 +732,11 @@ mod tests {
     }
 
     #[test]
-    fn with_a_descriptor_the_timerfd_wakes_at_the_deadline() {
+    fn with_a_descriptor_a_far_deadline_is_one_wait_on_the_timerfd() {
         let clock = Clock::new(None, 0.0);
         let mut ctl = counting(u32::MAX);
         let mut p = StopPoller::new(true);
-        let deadline = clock.now().0.wrapping_add(Num64::from_secs_f64(0.002));
+        let deadline = clock.now().0.wrapping_add(Num64::from_secs_f64(0.010));
         match sleep_phase(&clock, deadline, &mut ctl, &mut p) {
             Slept::Reached { now, timed } => {
                 assert!(now >= deadline);
