@@ -7,7 +7,7 @@
 //! its own filter: dynamic loading, Rust start-up, and `sandbox::enter(Tester)`.
 
 use super::rules::{Cond, Policy, PolicyError, c, eq, none_of};
-use super::tester::TEST_SOCKOPTS;
+use super::tester::{TEST_SOCKOPTS, allow_send_timer};
 
 /// Socket options control sets besides the test-socket ones: on the passed TCP control
 /// connections and its own sockets.
@@ -179,16 +179,8 @@ pub fn policy() -> Result<Policy, PolicyError> {
     p.allow(libc::SYS_gettimeofday);
     p.allow(libc::SYS_clock_nanosleep);
     p.allow(libc::SYS_nanosleep);
-    // Not control's own: the tester runs under this filter too (filters stack), and its
-    // sender waits on a CLOCK_REALTIME timerfd (owamp engine/wait.rs).
-    p.allow_if(
-        libc::SYS_timerfd_create,
-        &[&[
-            eq(0, c(libc::CLOCK_REALTIME)),
-            eq(1, c(libc::TFD_CLOEXEC | libc::TFD_NONBLOCK)),
-        ]],
-    )?;
-    p.allow(libc::SYS_timerfd_settime);
+    // Not control's own: the tester runs under this filter too (filters stack).
+    allow_send_timer(&mut p)?;
     p.allow(libc::SYS_adjtimex); // kernel_clock (modes=0; setting needs CAP_SYS_TIME)
     // glibc implements adjtimex() as clock_adjtime(CLOCK_REALTIME, ...).
     p.allow_if(

@@ -22,6 +22,21 @@ pub(super) const TEST_SOCKOPTS: &[(libc::c_int, libc::c_int)] = &[
 /// AT_FDCWD (which is -100, i.e. huge as an unsigned int).
 const MAX_FD: u64 = 1023;
 
+/// The sender's one wait per send time: a `CLOCK_REALTIME` timerfd polled beside the
+/// control socket (owamp engine/wait.rs), made only this way; arming it is harmless.
+/// Control's policy has it too, because the tester runs under both filters.
+pub(super) fn allow_send_timer(p: &mut Policy) -> Result<(), PolicyError> {
+    p.allow_if(
+        libc::SYS_timerfd_create,
+        &[&[
+            eq(0, c(libc::CLOCK_REALTIME)),
+            eq(1, c(libc::TFD_CLOEXEC | libc::TFD_NONBLOCK)),
+        ]],
+    )?;
+    p.allow(libc::SYS_timerfd_settime);
+    Ok(())
+}
+
 /// The tester policy.
 pub fn policy() -> Result<Policy, PolicyError> {
     let mut p = Policy::default();
@@ -97,16 +112,7 @@ pub fn policy() -> Result<Policy, PolicyError> {
     p.allow(libc::SYS_gettimeofday); // vDSO fallback
     p.allow(libc::SYS_clock_nanosleep); // sender pacing (std::thread::sleep)
     p.allow(libc::SYS_nanosleep);
-    // The sender's one wait per send time: a CLOCK_REALTIME timerfd polled beside the
-    // control socket (owamp engine/wait.rs). Made only this way; arming it is harmless.
-    p.allow_if(
-        libc::SYS_timerfd_create,
-        &[&[
-            eq(0, c(libc::CLOCK_REALTIME)),
-            eq(1, c(libc::TFD_CLOEXEC | libc::TFD_NONBLOCK)),
-        ]],
-    )?;
-    p.allow(libc::SYS_timerfd_settime);
+    allow_send_timer(&mut p)?;
     // sandbox::kernel_clock: adjtimex(modes=0). The struct cannot be inspected by BPF, but
     // any mode other than 0 needs CAP_SYS_TIME, which the tester does not have.
     p.allow(libc::SYS_adjtimex);
