@@ -246,33 +246,31 @@ fn sleep_phase(
         let coarse_end = deadline.saturating_sub(FINAL_APPROACH).min(until);
         if coarse_end > now
             && let Some(fd) = poller.fd(&*ctl, now)
-            && let Some(timer) = poller.timer_at(clock, until)
         {
-            // One wait for both: the control's news or the timer, whichever comes first.
-            // Only for waits longer than FINAL_APPROACH, which took two wake-ups before;
-            // shorter ones (every wait at 500 pps and up) keep the plain clock_nanosleep,
-            // whose wake-up path is the shortest.
-            let mut fds = [
-                PollFd::new(fd, PollFlags::POLLIN),
-                PollFd::new(timer.as_fd(), PollFlags::POLLIN),
-            ];
-            match ppoll(&mut fds, None, None) {
+            // One wait for the control's news and the time: on the timerfd, to `until`
+            // itself (one wake-up where a poll timeout and a final sleep took two);
+            // without one, a poll timeout to FINAL_APPROACH before the deadline. Nearer
+            // deadlines (every wait at 500 pps and up) keep the plain clock_nanosleep
+            // below, whose wake-up path is the shortest.
+            let ctl_fd = PollFd::new(fd, PollFlags::POLLIN);
+            let (mut both, mut one);
+            let (fds, timeout): (&mut [PollFd<'_>], _) = match poller.timer_at(clock, until) {
+                Some(timer) => {
+                    both = [ctl_fd, PollFd::new(timer.as_fd(), PollFlags::POLLIN)];
+                    (&mut both, None)
+                }
+                None => {
+                    one = [ctl_fd];
+                    let left = num64_to_duration(coarse_end.saturating_sub(now));
+                    (&mut one, Some(TimeSpec::from_duration(left)))
+                }
+            };
+            match ppoll(fds, timeout, None) {
                 Ok(_) if is_ready(&fds[0]) => poller.signal(),
-                Ok(_) => timed = is_ready(&fds[1]) && until == deadline,
+                // The timerfd fired: a lateness sample if `until` was the deadline.
+                Ok(_) => timed = fds.get(1).is_some_and(is_ready) && until == deadline,
                 Err(Errno::EINTR) => {}
-                Err(_) => poller.signal(),
-            }
-            continue;
-        }
-        if coarse_end > now
-            && let Some(fd) = poller.fd(&*ctl, now)
-        {
-            let mut fds = [PollFd::new(fd, PollFlags::POLLIN)];
-            let left = num64_to_duration(coarse_end.saturating_sub(now));
-            match ppoll(&mut fds, Some(TimeSpec::from_duration(left)), None) {
-                Ok(_) if is_ready(&fds[0]) => poller.signal(),
-                Ok(_) | Err(Errno::EINTR) => {}
-                // Cannot happen with a valid descriptor; ask the control instead of
+                // Cannot happen with valid descriptors; ask the control instead of
                 // spinning on a broken one.
                 Err(_) => poller.signal(),
             }
