@@ -113,14 +113,7 @@ pub mod process {
                 .map_err(|e| TesterError::Gone(e.to_string()))
         }
         fn kill(&mut self) {
-            if let Some(c) = self
-                .child
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .as_mut()
-            {
-                let _ = c.kill();
-            }
+            kill_child(&self.child);
         }
         fn take_ready(&mut self) -> Option<ReadyRx> {
             self.ready.take()
