@@ -268,3 +268,63 @@ fn receiver_started_late_records_what_arrived_in_time() {
     let seqs: Vec<u32> = recs.iter().map(|r| r.seq).collect();
     assert_eq!(seqs, (0..20).collect::<Vec<_>>());
 }
+
+/// A test socket that counts the receiver's reads ([`TestSocket::recv_queued`] and
+/// [`TestSocket::recv`]) and, unlike [`CountingSocket`], reports its buffer size, so the
+/// receiver may read on an interval as the tester and owping do.
+struct ReadCounting {
+    inner: UdpTestSocket,
+    reads: u32,
+}
+
+impl TestSocket for ReadCounting {
+    fn send(&mut self, buf: &[u8]) -> io::Result<()> {
+        self.inner.send(buf)
+    }
+    fn recv(&mut self, buf: &mut [u8], timeout: Duration) -> io::Result<Option<Received>> {
+        self.reads += 1;
+        self.inner.recv(buf, timeout)
+    }
+    fn poll_fd(&self) -> Option<BorrowedFd<'_>> {
+        self.inner.poll_fd()
+    }
+    fn recv_queued(&mut self, bufs: &mut [Vec<u8>], out: &mut Vec<Received>) -> io::Result<usize> {
+        self.reads += 1;
+        self.inner.recv_queued(bufs, out)
+    }
+    fn recv_buffer_size(&self) -> Option<usize> {
+        self.inner.recv_buffer_size()
+    }
+}
+
+#[test]
+fn a_paced_receiver_reads_on_an_interval_not_per_packet() {
+    // 20 packets 50 ms apart (about 1 s) with a 1 s Timeout: a receiver woken by each
+    // datagram reads at least 20 times; one that reads every second (the socket buffer
+    // holds far more than a second at 20 packets/s) reads a handful of times, and still
+    // records every packet with its kernel receive time.
+    let p = Plan::new(20, 50, 50, 1000);
+    let (mut ssock, rsock, from) = sockets(&p);
+    let mut rsock = ReadCounting {
+        inner: rsock.inner,
+        reads: 0,
+    };
+    let mut rctl = StopFlag::new();
+    let (s, (r, recs)) = std::thread::scope(|sc| {
+        let r = sc.spawn(|| receive(&p, &mut rsock, from, &mut rctl));
+        let s = send(&p, &mut ssock, &mut Never);
+        (s, r.join().unwrap())
+    });
+    assert_eq!(s.sent, 20);
+    assert_eq!((r.received, r.lost, r.stopped), (20, 0, false), "{r:?}");
+    assert!(
+        rsock.reads <= 10,
+        "{} reads for 20 packets: woken per datagram",
+        rsock.reads
+    );
+    for rec in &recs {
+        // Kernel receive times: after the send time and well before the next read.
+        assert!(rec.recv_ts >= rec.send_ts, "{rec:?}");
+        assert!(rec.recv_ts.saturating_sub(rec.send_ts) < ms(20), "{rec:?}");
+    }
+}

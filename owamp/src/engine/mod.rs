@@ -2,28 +2,26 @@
 //! `owampd-tester` and `owping` run, over the small [`TestSocket`] trait.
 //!
 //! The loops are synchronous and single-threaded: a session is one process (the tester)
-//! or one thread (owping). They sleep with absolute `CLOCK_REALTIME` deadlines; the one
-//! exception to "never busy-wait" is the sender's last stretch before a send time, at
-//! most a learnt margin (≤ 100 µs, ≤ a quarter of the gap) spent reading the clock and
-//! yielding, because the timer alone wakes tens of µs late (wait.rs "Hybrid pacing").
-//! The receiver may sleep a few ms between reads of its socket when packets come fast:
-//! their receive times are the kernel's, so a later read loses nothing. A
-//! [`SessionControl`] with a descriptor ([`SessionControl::wait_fd`]) is waited on
-//! together with the socket, so an idle session wakes only for its packets and its stop;
-//! one without is asked at every wake-up and at least every 200 ms.
+//! or one thread (owping). Neither ever busy-waits. The sender sleeps until each send
+//! time and stamps the packet when it wakes (wait.rs). The receiver does not wait on its
+//! socket: it sleeps until a packet may be declared lost or its read interval is over
+//! (up to a second, bounded by the socket buffer), then reads everything queued with
+//! `recvmmsg`; receive times are the kernel's, so reading later changes no result. A
+//! [`SessionControl`] with a descriptor ([`SessionControl::wait_fd`]) is waited on in the
+//! same call, so a stop ends either loop at once; one without is asked at every wake-up
+//! and at least every 200 ms.
 //!
 //! System calls made while a session runs (for the tester's seccomp policy):
-//! `clock_gettime` (vDSO), `clock_nanosleep`, `nanosleep` (fallback only),
-//! `prctl(PR_SET_TIMERSLACK)`, `sched_yield` (sender's final approach), `sendto`,
-//! `recvmsg`, `recvmmsg` (receiver's batches), `poll` (receiver: socket and control
-//! descriptor, or the control's alone while coalescing), `ppoll` (sender: control
-//! descriptor). [`StopFlag::new`] (owping, not the tester) makes a pipe (`pipe2`) and
-//! `stop` writes to it. Building a [`crate::packet::PacketFormat`] calls `getrandom`
-//! once. [`UdpTestSocket::new`] also calls `getsockname`, `ioctl(FIONBIO)`,
-//! `getsockopt(SO_RCVBUF)` and `setsockopt` (SOL_SOCKET: SO_SNDBUF, SO_RCVBUF,
-//! SO_TIMESTAMPNS; IPPROTO_IP: IP_TTL, IP_RECVTTL, IP_TOS; IPPROTO_IPV6:
-//! IPV6_UNICAST_HOPS, IPV6_RECVHOPLIMIT, IPV6_TCLASS); call it before entering a
-//! sandbox that forbids those.
+//! `clock_gettime` (vDSO), `clock_nanosleep` (without a control descriptor), `nanosleep`
+//! (fallback only), `sendto`, `recvmsg`, `recvmmsg` (receiver's batches), `poll`
+//! (receiver: the control's descriptor, and the socket when it must read each datagram
+//! as it comes), `ppoll` (sender: the control's descriptor). [`StopFlag::new`] (owping,
+//! not the tester) makes a pipe (`pipe2`) and `stop` writes to it. Building a
+//! [`crate::packet::PacketFormat`] calls `getrandom` once. [`UdpTestSocket::new`] also
+//! calls `getsockname`, `ioctl(FIONBIO)`, `getsockopt(SO_RCVBUF)` and `setsockopt`
+//! (SOL_SOCKET: SO_SNDBUF, SO_RCVBUF, SO_TIMESTAMPNS; IPPROTO_IP: IP_TTL, IP_RECVTTL,
+//! IP_TOS; IPPROTO_IPV6: IPV6_UNICAST_HOPS, IPV6_RECVHOPLIMIT, IPV6_TCLASS); call it
+//! before entering a sandbox that forbids those.
 
 mod receiver;
 mod sender;

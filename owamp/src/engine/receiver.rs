@@ -1,7 +1,7 @@
 //! The receiver loop (spec §3.4): timestamps, checks and records each datagram, and
 //! declares packets lost once they are more than Timeout overdue.
 
-use super::wait::{FALLBACK_SLICE, StopPoller, is_ready, tighten_timer_slack};
+use super::wait::{FALLBACK_SLICE, StopPoller, is_ready};
 use super::{Received, RecordSink, SessionControl, TestSocket, abs_gap};
 use crate::packet::{PacketError, PacketFormat};
 use crate::schedule::{Schedule, ScheduleCursor};
@@ -39,19 +39,22 @@ const MAX_WINDOW: usize = 1 << 22;
 /// checkpoint, so any send time in the window is at most `CHUNK - 1` schedule steps away.
 const CHUNK: u32 = 64;
 
-/// New records are flushed once the last flush is this old, so none waits longer than
-/// 2 × this (design.md: ≤ 100 ms). At low rates every packet's wake-up flushes, and no
-/// extra wake-up is needed for it.
+/// New records are flushed once the last flush is this old. A receiver that reads its
+/// socket every [`READ_INTERVAL_MAX`] flushes at each of those wake-ups; at higher rates
+/// the records wait at most 2 × this before a fetcher or a crash can see them.
 const FLUSH_AFTER: Num64 = Num64(214_748_365); // 50 ms in 2^-32 s
 
-/// The longest coalescing window: loss records and flushes are late by at most this.
-const COALESCE_MAX: Duration = Duration::from_millis(10);
+/// The longest the receiver leaves datagrams queued in its socket before it reads them.
+/// Receive times are the kernel's (`SO_TIMESTAMPNS`, taken when a datagram is queued), so
+/// reading later changes no result: a session at 10 packets/s wakes once a second instead
+/// of ten times, and a datagram arriving at a socket nobody waits on wakes nobody (the
+/// kernel's cost of a wake-up, and of the context switch, is most of what a packet costs
+/// a paced session). Lost records and flushes are late by at most this.
+const READ_INTERVAL_MAX: Duration = Duration::from_secs(1);
 
-/// Below this (poll's resolution) coalescing is not worth it.
-const COALESCE_MIN: Duration = Duration::from_millis(1);
-
-/// Coalescing pays only when this many datagrams arrive per window on average.
-const COALESCE_MIN_PER_WINDOW: f64 = 4.0;
+/// Below this (poll's resolution) reading on an interval is not worth it: the receiver
+/// waits on its socket instead.
+const READ_INTERVAL_MIN: Duration = Duration::from_millis(1);
 
 /// A conservative estimate of what one queued datagram costs the receive buffer: the
 /// kernel charges its `truesize` (about 800 octets to 1.3 KiB on loopback for a small
@@ -226,7 +229,7 @@ struct Receiver<'a> {
     window: Window,
     report: ReceiverReport,
     /// A datagram came without a kernel timestamp: its receive time was taken in user
-    /// space, which needs a prompt wake-up, so coalescing stops for the session.
+    /// space, which needs a prompt wake-up, so reading on an interval stops for the session.
     user_timestamps: bool,
 }
 
@@ -511,27 +514,23 @@ fn drain(
     Ok(d)
 }
 
-/// The coalescing window for a session (issue #6: user-space interrupt coalescing): how
-/// long the receiver may leave datagrams queued before reading them, or `None` when it
-/// must wake for each. Receive times are the kernel's (taken when the datagram is
-/// queued), so reading late changes no result; the window is bounded so the socket
-/// buffer holds at most a quarter of its capacity meanwhile (`rcvbuf` is getsockopt's
-/// SO_RCVBUF, in the kernel's truesize accounting), and by [`COALESCE_MAX`]. At low
-/// rates (fewer than [`COALESCE_MIN_PER_WINDOW`] datagrams per window) one wake-up per
-/// packet is already the least there can be.
-fn coalescing_window(pps: f64, rcvbuf: Option<usize>, packet_len: usize) -> Option<Duration> {
+/// How long the receiver may leave datagrams queued before reading them, or `None` when
+/// it must wait on its socket and read each as it comes. Reading late changes no result
+/// (receive times are the kernel's), so the interval is as long as the socket buffer
+/// allows: at most a quarter of it filled meanwhile (`rcvbuf` is getsockopt's SO_RCVBUF,
+/// in the kernel's truesize accounting), at most [`READ_INTERVAL_MAX`]. Back-to-back
+/// schedules (an infinite rate), an unknown buffer, or a rate too high for the buffer
+/// give `None`.
+fn read_interval(pps: f64, rcvbuf: Option<usize>, packet_len: usize) -> Option<Duration> {
     let rcvbuf = rcvbuf? as f64;
     if !(pps.is_finite() && pps > 0.0) {
         return None;
     }
     let per = TRUESIZE_ESTIMATE.max(packet_len.saturating_add(256).saturating_mul(2)) as f64;
-    let secs = (rcvbuf / per / pps / 4.0).min(COALESCE_MAX.as_secs_f64());
+    let secs = (rcvbuf / per / pps / 4.0).min(READ_INTERVAL_MAX.as_secs_f64());
     // Whole milliseconds (poll's unit, rounded down, so the wait is not longer).
     let w = Duration::from_millis((secs * 1000.0) as u64);
-    if w < COALESCE_MIN || pps * w.as_secs_f64() < COALESCE_MIN_PER_WINDOW {
-        return None;
-    }
-    Some(w)
+    (w >= READ_INTERVAL_MIN).then_some(w)
 }
 
 /// Waits until the test socket or the control's descriptor is readable (either may be
@@ -579,10 +578,10 @@ fn poll_timeout(now: Timestamp, wake: Option<Timestamp>) -> PollTimeout {
 /// until stopped (then every outstanding packet is written as lost; the Stop-Sessions
 /// cleanup of spec §7.8 trims them).
 ///
-/// At rates where several datagrams arrive per [`coalescing_window`], a wake-up that read
-/// datagrams is followed by a sleep of that window on the control's descriptor alone
-/// (Stop-Sessions still ends it at once), then everything queued is read in batches: a
-/// few wake-ups per window instead of one per datagram.
+/// With a [`read_interval`], the receiver does not wait on its socket at all: it sleeps
+/// on the control's descriptor alone (Stop-Sessions still ends it at once) until the
+/// interval is over or a packet may be declared lost, then reads everything queued in
+/// batches, a `recvmmsg` each.
 pub fn run_receiver(
     sock: &mut dyn TestSocket,
     clock: &Clock,
@@ -592,13 +591,12 @@ pub fn run_receiver(
     sink: &mut dyn RecordSink,
     ctl: &mut dyn SessionControl,
 ) -> io::Result<ReceiverReport> {
-    tighten_timer_slack();
     sched.reset();
     let params = ReceiverParams {
         num_packets: params.num_packets.min(sched.num_packets()),
         ..params
     };
-    let coalesce = coalescing_window(
+    let interval = read_interval(
         sched.packets_per_second(),
         sock.recv_buffer_size(),
         fmt.len(),
@@ -614,7 +612,7 @@ pub fn run_receiver(
     loop {
         let (now, _) = clock.now();
         // Datagrams already queued are read before anything is declared lost: after a
-        // long descheduling (or a coalescing sleep) they arrived in time (their kernel
+        // long descheduling (or a sleep of the read interval) they arrived in time (their kernel
         // timestamps say so) and expiring first would count them lost and then drop them
         // as `already_lost`. Packets are judged by receive time, so the window is
         // expired only up to the last datagram read when more are still queued.
@@ -658,23 +656,19 @@ pub fn run_receiver(
         if let Some(t) = poller.recheck_at() {
             earliest(t);
         }
-        // Traffic is flowing (this wake-up read some) and the rate is high: let the next
-        // datagrams queue for a window instead of waking for the first of them. When a
-        // window passes with nothing read, the next wait is on the socket again, so an
-        // idle or not yet started session sleeps until its first datagram.
-        let coalescing = coalesce.filter(|_| d.count > 0 && !rx.user_timestamps);
-        if let Some(w) = coalescing {
+        // Let the datagrams queue for an interval instead of waking for each. A datagram
+        // that came without a kernel timestamp was stamped when read, so then every one
+        // must be read as it comes.
+        let lazy = interval.filter(|_| !rx.user_timestamps);
+        if let Some(w) = lazy {
             earliest(now.wrapping_add(w));
         }
-        if coalescing.is_some() || use_fd {
-            // While coalescing the socket is left out: only the control (if it has a
-            // descriptor) or the window's end wakes us; without a descriptor the control
-            // is asked at the next turn, as the fallback does at every wake-up.
-            let sfd = if coalescing.is_some() {
-                None
-            } else {
-                sock.poll_fd()
-            };
+        if lazy.is_some() || use_fd {
+            // While reading on an interval the socket is left out: only the control (if
+            // it has a descriptor), a due loss or the interval's end wakes us; without a
+            // descriptor the control is asked at the next turn, as the fallback does at
+            // every wake-up.
+            let sfd = if lazy.is_some() { None } else { sock.poll_fd() };
             if wait_readable(sfd, poller.fd(&*ctl, now), poll_timeout(now, wake))? {
                 poller.signal();
             }
@@ -1019,46 +1013,46 @@ mod tests {
         assert_eq!(rx.next_expiry(), Some(at(0).wrapping_add(Num64(1 << 32))));
     }
 
-    /// The window is whole milliseconds, at most 10 ms, long enough for several
-    /// datagrams, and short enough that the socket buffer stays at most a quarter full.
+    /// The interval is whole milliseconds, at most a second, and short enough that the
+    /// socket buffer stays at most a quarter full.
     #[test]
-    fn coalescing_window_bounds() {
+    fn read_interval_bounds() {
         // Kernel default 208 KiB, reported doubled: 425,984 / 2048 / 10,000 / 4 = 5.2 ms.
         let ms = |n| Some(Duration::from_millis(n));
-        assert_eq!(coalescing_window(10_000.0, Some(425_984), 14), ms(5));
-        assert_eq!(coalescing_window(1_000.0, Some(425_984), 14), ms(10));
-        assert_eq!(coalescing_window(100_000.0, Some(8 << 20), 14), ms(10));
-        // Too fast for this buffer (0.52 ms), too slow to gather several, unknown buffer,
-        // back-to-back or no rate at all: a wake-up per datagram.
-        assert_eq!(coalescing_window(100_000.0, Some(425_984), 14), None);
-        assert_eq!(coalescing_window(100.0, Some(8 << 20), 14), None);
-        assert_eq!(coalescing_window(10_000.0, None, 14), None);
-        assert_eq!(coalescing_window(f64::INFINITY, Some(8 << 20), 14), None);
-        assert_eq!(coalescing_window(0.0, Some(8 << 20), 14), None);
-        assert_eq!(coalescing_window(f64::NAN, Some(8 << 20), 14), None);
+        assert_eq!(read_interval(10_000.0, Some(425_984), 14), ms(5));
+        assert_eq!(read_interval(1_000.0, Some(425_984), 14), ms(52));
+        assert_eq!(read_interval(100.0, Some(425_984), 14), ms(520));
+        assert_eq!(read_interval(10.0, Some(425_984), 14), ms(1000));
+        assert_eq!(read_interval(100_000.0, Some(8 << 20), 14), ms(10));
+        // Too fast for this buffer (0.52 ms), unknown buffer, back-to-back or no rate at
+        // all: the socket is waited on.
+        assert_eq!(read_interval(100_000.0, Some(425_984), 14), None);
+        assert_eq!(read_interval(10_000.0, None, 14), None);
+        assert_eq!(read_interval(f64::INFINITY, Some(8 << 20), 14), None);
+        assert_eq!(read_interval(0.0, Some(8 << 20), 14), None);
+        assert_eq!(read_interval(f64::NAN, Some(8 << 20), 14), None);
         // Big datagrams are charged more than 2 KiB each: 2 × (4000 + 256) octets.
-        assert_eq!(coalescing_window(10_000.0, Some(425_984), 4000), ms(1));
-        assert_eq!(coalescing_window(10_000.0, Some(425_984), 16_000), None);
+        assert_eq!(read_interval(10_000.0, Some(425_984), 4000), ms(1));
+        assert_eq!(read_interval(10_000.0, Some(425_984), 16_000), None);
     }
 
     proptest! {
         #[test]
-        fn coalescing_never_fills_a_quarter_of_the_buffer(
+        fn reading_late_never_fills_a_quarter_of_the_buffer(
             pps in 0.0f64..1e7,
             rcvbuf in 0usize..(64 << 20),
             len in 0usize..65_536,
         ) {
-            if let Some(w) = coalescing_window(pps, Some(rcvbuf), len) {
+            if let Some(w) = read_interval(pps, Some(rcvbuf), len) {
                 let per = (len + 256).max(1024) * 2;
                 prop_assert!(pps * w.as_secs_f64() * per as f64 <= rcvbuf as f64 / 4.0);
-                prop_assert!(w <= COALESCE_MAX && w >= COALESCE_MIN);
-                prop_assert!(pps * w.as_secs_f64() >= COALESCE_MIN_PER_WINDOW);
+                prop_assert!(w <= READ_INTERVAL_MAX && w >= READ_INTERVAL_MIN);
             }
         }
     }
 
     /// A real session at 10,000 packets/s over loopback, with a control descriptor (the
-    /// tester's and owping's way): the receiver coalesces, reads batches with recvmmsg,
+    /// tester's and owping's way): the receiver reads on an interval, in batches (recvmmsg),
     /// and still records every packet once with its kernel timestamp and TTL. With
     /// `sent < 3000`, that many are sent at once and the session is stopped right after:
     /// what is queued at the stop is read, not declared lost.
@@ -1085,7 +1079,7 @@ mod tests {
         };
         let mut tx = UdpTestSocket::new(a, ra, opts).unwrap();
         let mut rsock = UdpTestSocket::new(b, sa, opts).unwrap();
-        let window = coalescing_window(10_000.0, rsock.recv_buffer_size(), 14);
+        let window = read_interval(10_000.0, rsock.recv_buffer_size(), 14);
         let stop = StopFlag::new();
         std::thread::scope(|sc| {
             let mut ctl = stop.clone();
@@ -1144,10 +1138,10 @@ mod tests {
     }
 
     #[test]
-    fn coalesced_udp_session_records_every_packet() {
+    fn udp_session_read_on_an_interval_records_every_packet() {
         let (rep, records, window) = udp_session(3000);
         // The default 208 KiB buffer (reported 416 KiB) gives 5 ms at 10,000 packets/s.
-        assert!(window.is_some(), "the session did not coalesce");
+        assert!(window.is_some(), "the session did not read on an interval");
         assert_eq!(
             (rep.received, rep.lost, rep.duplicates),
             (3000, 0, 0),
@@ -1163,7 +1157,7 @@ mod tests {
     }
 
     #[test]
-    fn stop_reads_what_coalescing_left_queued() {
+    fn stop_reads_what_was_left_queued() {
         let (rep, records, _) = udp_session(400);
         assert!(rep.stopped);
         assert_eq!(rep.received, 400, "{rep:?}");

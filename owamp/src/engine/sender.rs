@@ -1,6 +1,6 @@
 //! The sender loop (spec §3.3).
 
-use super::wait::{MarginEstimator, StopPoller, pace_until, sleep_until, tighten_timer_slack};
+use super::wait::{StopPoller, sleep_until};
 use super::{SessionControl, TestSocket};
 use crate::packet::PacketFormat;
 use crate::schedule::Schedule;
@@ -68,26 +68,20 @@ pub fn run_sender(
     params: SenderParams,
     ctl: &mut dyn SessionControl,
 ) -> io::Result<SenderReport> {
-    tighten_timer_slack();
     sched.reset();
     let mut poller = StopPoller::new(ctl.wait_fd().is_some());
     let mut report = SenderReport::default();
     let mut buf = vec![0u8; fmt.len()];
     let mut last_sched = None;
-    // Pacing (wait.rs, "Hybrid pacing"): the margin is learnt per session thread; the
-    // first packet's gap counts from now.
-    let mut margin = MarginEstimator::new();
-    let started = clock.now().0;
     let n = params.num_packets.min(sched.num_packets());
     for seq in 0..n {
         let Some(t) = sched.next_send_time() else {
             break;
         };
-        let gap = t.saturating_sub(last_sched.unwrap_or(started));
         last_sched = Some(t);
         // Everything but the timestamp is done before the wait.
         fmt.prepare(seq, &mut buf).map_err(io::Error::other)?;
-        if pace_until(clock, t, gap, ctl, &mut poller, &mut margin) {
+        if sleep_until(clock, t, ctl, &mut poller) {
             report.stopped = true;
             report.next_seqno = seq;
             return Ok(report);

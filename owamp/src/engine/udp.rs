@@ -58,7 +58,7 @@ pub struct UdpTestSocket {
     peer: SocketAddr,
     cmsg: Vec<u8>,
     /// SO_RCVBUF as the kernel granted it (getsockopt; about twice what was asked, the
-    /// kernel's accounting unit), for the receiver's coalescing window.
+    /// kernel's accounting unit), for the receiver's read interval.
     rcvbuf: Option<usize>,
 }
 
@@ -215,7 +215,7 @@ impl TestSocket for UdpTestSocket {
         Some(self.sock.as_fd())
     }
 
-    /// One `recvmmsg(MSG_DONTWAIT)` for the whole batch: a coalesced wake-up reads dozens
+    /// One `recvmmsg(MSG_DONTWAIT)` for the whole batch: a wake-up after a read interval reads dozens
     /// of datagrams with a syscall or two instead of one `recvmsg` each.
     fn recv_queued(&mut self, bufs: &mut [Vec<u8>], out: &mut Vec<Received>) -> io::Result<usize> {
         out.clear();

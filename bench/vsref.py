@@ -1,0 +1,316 @@
+"""Side by side with perfSONAR's owampd: `bench/run --vs-ref PREFIX`.
+
+PREFIX is where perfSONAR's owamp was installed (PREFIX/bin/owampd, owping). Both
+servers run on loopback with the same configuration (an empty owamp-server.conf, one
+unlimited class), `-P 10000-30000`; the clients use `-P 40000-59999`. Each server is
+started inside its own cgroup (v1 cpuacct and memory), so every process it forks or
+execs is counted: the master, control processes, testers, all of it. Each figure is
+taken for both servers in the same run, one after the other, and printed as a ratio.
+
+Rows (issue "Scale and efficiency"):
+  - N concurrent bidirectional owpings (-c 100 -i 0.1f -L 3 -M), all started at once,
+    with our owping and with the reference's: how many are clean (exit 0, both
+    directions SENT 100 and LOST 0);
+  - the server tree's CPU (cpuacct.usage) and peak memory (memory.max_usage_in_bytes)
+    during each of those runs;
+  - server CPU per test packet at 1,000 pps (one owping, 5,000 packets each way);
+  - one-way delay median at 1,000 pps, both directions (from owping -R);
+  - a 10,000-packet burst (-i 0) both ways: packets lost.
+"""
+
+import os
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import tempfile
+import threading
+import time
+
+CG_ROOT = "/sys/fs/cgroup"
+SERVER_PORTS = "10000-30000"
+CLIENT_PORTS = "40000-59999"
+
+
+def log(msg):
+    import sys
+    print(f"[vs-ref {time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Cgroup:
+    """A cgroup v1 pair (cpuacct, memory) holding one server's whole process tree."""
+
+    def __init__(self, name):
+        self.dirs = {c: os.path.join(CG_ROOT, c, name) for c in ("cpuacct", "memory")}
+        for d in self.dirs.values():
+            if os.path.isdir(d):
+                self._empty(d)
+                os.rmdir(d)
+            os.makedirs(d)
+
+    def wrap(self, cmd):
+        """`cmd` run from a shell that first moves itself into both groups."""
+        moves = "; ".join(f"echo $$ > {d}/cgroup.procs" for d in self.dirs.values())
+        return ["sh", "-c", moves + '; exec "$@"', "sh", *cmd]
+
+    def _read(self, ctl, name):
+        with open(os.path.join(self.dirs[ctl], name)) as f:
+            return int(f.read().split()[0])
+
+    def cpu_ns(self):
+        return self._read("cpuacct", "cpuacct.usage")
+
+    def mem_reset(self):
+        with open(os.path.join(self.dirs["memory"], "memory.max_usage_in_bytes"), "w") as f:
+            f.write("0")
+
+    def mem_peak(self):
+        return self._read("memory", "memory.max_usage_in_bytes")
+
+    def procs(self):
+        with open(os.path.join(self.dirs["cpuacct"], "cgroup.procs")) as f:
+            return [int(x) for x in f.read().split()]
+
+    @staticmethod
+    def _empty(d):
+        with open(os.path.join(d, "cgroup.procs")) as f:
+            for pid in f.read().split():
+                try:
+                    os.kill(int(pid), signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+        deadline = time.time() + 5
+        while time.time() < deadline:
+            with open(os.path.join(d, "cgroup.procs")) as f:
+                if not f.read().strip():
+                    return
+            time.sleep(0.05)
+
+    def remove(self):
+        for d in self.dirs.values():
+            self._empty(d)
+            try:
+                os.rmdir(d)
+            except OSError:
+                pass
+
+
+class Server:
+    """One server (ours or the reference) in the foreground, in its own cgroups."""
+
+    def __init__(self, tag, bindir, tmp):
+        self.tag = tag
+        self.tmp = os.path.join(tmp, tag)
+        conf, data, var = (os.path.join(self.tmp, d) for d in ("etc", "data", "var"))
+        for d in (conf, data, var):
+            os.makedirs(d)
+        # The same files for both: built-in defaults, one unlimited class, data
+        # deleted once fetched (nothing fetches here).
+        open(os.path.join(conf, "owamp-server.conf"), "w").close()
+        with open(os.path.join(conf, "owamp-server.limits"), "w") as f:
+            f.write("limit root with disk=0, bandwidth=0, delete_on_fetch=on\n"
+                    "assign default root\n")
+        self.port = free_port()
+        self.addr = f"127.0.0.1:{self.port}"
+        self.cg = Cgroup(f"owbench-{tag}-{os.getpid()}")
+        cmd = [os.path.join(bindir, "owampd"), "-Z", "-f", "-c", conf, "-d", data, "-R", var,
+               "-S", self.addr, "-P", SERVER_PORTS]
+        self.logf = open(os.path.join(self.tmp, "owampd.log"), "w")
+        log(f"{tag}: " + " ".join(cmd))
+        self.proc = subprocess.Popen(self.cg.wrap(cmd), stdout=self.logf,
+                                     stderr=subprocess.STDOUT, start_new_session=True)
+        deadline = time.time() + 15
+        while time.time() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"{tag} owampd exited {self.proc.returncode}; see {self.logf.name}")
+            try:
+                socket.create_connection(("127.0.0.1", self.port), timeout=0.2).close()
+                break
+            except OSError:
+                time.sleep(0.1)
+        else:
+            raise RuntimeError(f"{tag} owampd is not listening after 15 s")
+
+    def settle(self, timeout=60):
+        """Waits until only the server's resident processes are left (no session's
+        processes from the run before): the master (and, for ours, control)."""
+        resident = 2 if self.tag == "ours" else 1
+        deadline = time.time() + timeout
+        while time.time() < deadline and len(self.cg.procs()) > resident:
+            time.sleep(0.2)
+
+    def stop(self):
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                pass
+        self.cg.remove()
+        self.logf.close()
+
+
+def run_all(cmds, timeout):
+    """Starts every command at once, collects (rc, output) of each."""
+    procs = [subprocess.Popen(c, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+             for c in cmds]
+    outs = [""] * len(procs)
+
+    def drain(i, p):
+        outs[i] = p.stdout.read()
+
+    threads = [threading.Thread(target=drain, args=(i, p), daemon=True) for i, p in enumerate(procs)]
+    for t in threads:
+        t.start()
+    deadline = time.time() + timeout
+    for p in procs:
+        try:
+            p.wait(timeout=max(0.1, deadline - time.time()))
+        except subprocess.TimeoutExpired:
+            p.kill()
+            p.wait()
+    for t in threads:
+        t.join(timeout=5)
+    return [(p.returncode, outs[i]) for i, p in enumerate(procs)]
+
+
+def machine_sums(out):
+    sums, cur = [], None
+    for line in out.splitlines():
+        if line.startswith("SUMMARY"):
+            cur = {}
+            sums.append(cur)
+        elif cur is not None and "\t" in line:
+            k, _, v = line.partition("\t")
+            if k in ("SENT", "LOST"):
+                try:
+                    cur[k] = int(v)
+                except ValueError:
+                    pass
+    return sums
+
+
+def clean(rc, out, count):
+    sums = machine_sums(out)
+    return rc == 0 and len(sums) == 2 and all(
+        s.get("SENT") == count and s.get("LOST") == 0 for s in sums)
+
+
+def measure(srv, work):
+    """Runs `work()` with the server's cgroup counters around it: (result, cpu s, peak MiB)."""
+    srv.settle()
+    srv.cg.mem_reset()
+    c0 = srv.cg.cpu_ns()
+    res = work()
+    srv.settle()
+    return res, (srv.cg.cpu_ns() - c0) / 1e9, srv.cg.mem_peak() / 2**20
+
+
+def scale_run(srv, owping, n, count=100):
+    cmd = [owping, "-c", str(count), "-i", "0.1f", "-L", "3", "-M", "-P", CLIENT_PORTS, srv.addr]
+    results = run_all([cmd] * n, timeout=count * 0.1 + 180)
+    good = sum(clean(rc, out, count) for rc, out in results)
+    why = {}
+    for rc, out in results:
+        if not clean(rc, out, count):
+            sums = machine_sums(out)
+            if rc == 0 and len(sums) == 2:
+                k = "SENT<{0} or LOST>0".format(count)
+            else:
+                k = f"rc={rc}: " + ((out.strip().splitlines() or ["(nothing)"])[-1][:100])
+            why[k] = why.get(k, 0) + 1
+    return good, why
+
+
+def raw_delays(out):
+    """One-way delays (s) from owping -R lines: SEQ STIME SSYNC SERR RTIME RSYNC RERR TTL."""
+    d = []
+    for line in out.splitlines():
+        f = line.split()
+        if len(f) == 8 and f[0].isdigit():
+            try:
+                s, r = int(f[1]), int(f[4])
+            except ValueError:
+                continue
+            if r:
+                d.append((r - s) / 2**32)
+    return d
+
+
+def paced_run(srv, owping, count, interval):
+    cmd = [owping, "-c", str(count), "-i", interval, "-L", "3", "-R", "-P", CLIENT_PORTS, srv.addr]
+    ((rc, out),) = run_all([cmd], timeout=count * 0.01 + 120)
+    return rc, out
+
+
+def fmt_ratio(a, b):
+    return f"{a / b:.2f}×" if b else "—"
+
+
+def compare(ref_prefix, rel, ns, rows):
+    """Appends (figure, ours, reference, ratio) rows for every measurement."""
+    ref_bin = os.path.join(ref_prefix, "bin")
+    clients = {"our owping": os.path.join(rel, "owping"),
+               "perfSONAR's owping": os.path.join(ref_bin, "owping")}
+    tmp = tempfile.mkdtemp(prefix="owvsref.")
+    servers = {}
+    try:
+        servers["ours"] = Server("ours", rel, tmp)
+        servers["ref"] = Server("ref", ref_bin, tmp)
+        for n in ns:
+            for cname, client in clients.items():
+                fig = {}
+                for tag in ("ours", "ref"):
+                    log(f"N={n} with {cname} against {tag}")
+                    (good, why), cpu, mem = measure(servers[tag],
+                                                    lambda: scale_run(servers[tag], client, n))
+                    fig[tag] = (good, cpu, mem)
+                    log(f"  {tag}: {good}/{n} clean, {cpu:.2f} s CPU, {mem:.0f} MiB peak {why or ''}")
+                o, r = fig["ours"], fig["ref"]
+                rows.append((f"N={n} concurrent owpings, clean ({cname})",
+                             f"{o[0]}/{n}", f"{r[0]}/{n}", fmt_ratio(o[0], r[0])))
+                rows.append((f"N={n} server tree CPU ({cname})",
+                             f"{o[1]:.2f} s", f"{r[1]:.2f} s", fmt_ratio(o[1], r[1])))
+                rows.append((f"N={n} server tree peak memory ({cname})",
+                             f"{o[2]:.0f} MiB", f"{r[2]:.0f} MiB", fmt_ratio(o[2], r[2])))
+        ours_owping = clients["our owping"]
+        per_pkt, median = {}, {}
+        for tag in ("ours", "ref"):
+            log(f"1,000 pps, 5,000 packets each way, against {tag}")
+            (rc, out), cpu, _ = measure(servers[tag],
+                                       lambda: paced_run(servers[tag], ours_owping, 5000, "0.001f"))
+            delays = raw_delays(out)
+            per_pkt[tag] = cpu / 10000 * 1e6
+            median[tag] = statistics.median(delays) * 1e6 if delays else float("nan")
+            log(f"  rc={rc}, {len(delays)} delays, {per_pkt[tag]:.1f} µs/packet, median {median[tag]:.1f} µs")
+        rows.append(("server CPU per test packet at 1,000 pps (5,000 each way)",
+                     f"{per_pkt['ours']:.1f} µs", f"{per_pkt['ref']:.1f} µs",
+                     fmt_ratio(per_pkt["ours"], per_pkt["ref"])))
+        rows.append(("one-way delay median at 1,000 pps (both directions)",
+                     f"{median['ours']:.1f} µs", f"{median['ref']:.1f} µs",
+                     fmt_ratio(median["ours"], median["ref"])))
+        lost = {}
+        for tag in ("ours", "ref"):
+            log(f"10,000-packet burst against {tag}")
+            (rc, out), _, _ = measure(servers[tag],
+                                      lambda: paced_run(servers[tag], ours_owping, 10000, "0"))
+            lost[tag] = 20000 - len(raw_delays(out)) if rc == 0 else f"rc={rc}"
+        rows.append(("10,000-packet burst (-i 0) each way: lost of 20,000",
+                     str(lost["ours"]), str(lost["ref"]), "—"))
+    finally:
+        for s in servers.values():
+            s.stop()
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def table(rows):
+    out = ["| figure | owampd-rs | perfSONAR owampd | ratio |", "|---|---|---|---|"]
+    out += [f"| {a} | {b} | {c} | {d} |" for a, b, c, d in rows]
+    return "\n".join(out)
