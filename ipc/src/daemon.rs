@@ -6,7 +6,7 @@
 use std::io::{self, Read, Write};
 
 /// The number of threads of this process, from `/proc/self/status`.
-fn thread_count() -> io::Result<usize> {
+pub(crate) fn thread_count() -> io::Result<usize> {
     let status = std::fs::read_to_string("/proc/self/status")?;
     status
         .lines()

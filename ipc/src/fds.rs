@@ -1,7 +1,8 @@
 //! The fixed fd layout of owampd's children (design.md "IPC": fixed fd numbers are named
 //! constants; a child checks them at start and refuses to run when started by hand).
 //!
-//! - control: fd 3 = channel to the master.
+//! - control: fd 3 = channel to the master, fd 4 = channel to its spawner.
+//! - the spawner (forked from control): fd 3 = channel to control.
 //! - tester: fd 3 = channel to control, fd 4 = bound UDP test socket, fd 5 = session data
 //!   file (receivers only).
 
@@ -11,6 +12,8 @@ use crate::error::IpcError;
 
 /// The channel to the parent (master for control, control for a tester).
 pub const IPC_FD: RawFd = 3;
+/// Control's channel to its spawner (`crate::spawner`).
+pub const SPAWNER_FD: RawFd = 4;
 /// The tester's bound UDP test socket.
 pub const TEST_SOCKET_FD: RawFd = 4;
 /// The receiving tester's session data file.

@@ -1,11 +1,12 @@
-//! `owampd-control`: started by `owampd` with fd 3 (design.md "Processes"). It takes
-//! `Hello` + `Configure` from the master, enters its sandbox, rebuilds the data store,
-//! and only then starts its single-threaded async runtime, which serves every control
-//! connection the master passes over fd 3.
+//! `owampd-control`: started by `owampd` with fd 3 (docs/processes.md). It takes `Hello`
+//! and `Configure` from the master, forks its spawner (which starts every tester, and
+//! enters a sandbox of its own), enters its sandbox, rebuilds the data store, and only
+//! then starts its single-threaded async runtime, which serves every control connection
+//! the master passes over fd 3.
 #![forbid(unsafe_code)]
 
 use ipc::Channel;
-use ipc::fds::IPC_FD;
+use ipc::fds::{IPC_FD, SPAWNER_FD};
 use ipc::master::{ControlSettings, ControlToMaster, LogRecord, MasterToControl, PROTOCOL_VERSION};
 use owamp::{ModeSet, Num64};
 use owampd_control::confdir::{ConfigDirectory, class_tree};
@@ -14,8 +15,7 @@ use owampd_control::policy::Policy;
 use owampd_control::ports::PortAllocator;
 use owampd_control::session::{ServerConfig, ServerCtx, serve_connection};
 use owampd_control::store::Store;
-use owampd_control::testers::ProcessLauncher;
-use owampd_control::testers::process::{async_channel, recv_any};
+use owampd_control::testers::{ProcessLauncher, SpawnerClient, async_channel, recv_any};
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
@@ -64,23 +64,53 @@ fn main() -> ExitCode {
         Ok(s) => s,
         Err(e) => return fail(e),
     };
-    // Confined before anything reads untrusted input, and while still single-threaded
-    // (design.md "Sandbox"): data dir rw, the tester binary rx, nothing else.
-    let opts = sandbox::SandboxOptions {
-        run_as: settings
-            .run_as
-            .map(|(uid, gid)| sandbox::RunAs { uid, gid }),
-        data_dir: Some(settings.datadir.clone()),
-        exec_paths: vec![settings.tester_path.clone()],
-        keep_fds: IPC_FD,
-        max_file_size: None,
-        seccomp: if settings.seccomp_log_only {
-            sandbox::SeccompMode::Log
-        } else {
-            sandbox::SeccompMode::Enforce
-        },
+    let run_as = settings
+        .run_as
+        .map(|(uid, gid)| sandbox::RunAs { uid, gid });
+    let seccomp = if settings.seccomp_log_only {
+        sandbox::SeccompMode::Log
+    } else {
+        sandbox::SeccompMode::Enforce
     };
     let _ = sandbox::set_process_name("owampd-control");
+    // The spawner, forked while this process holds nothing but its master channel and
+    // is single-threaded: it may execute the tester binary and nothing else, and this
+    // process, once confined, may execute nothing at all.
+    let spawner_opts = sandbox::SandboxOptions {
+        run_as,
+        exec_paths: vec![settings.tester_path.clone()],
+        keep_fds: IPC_FD,
+        seccomp,
+        ..sandbox::SandboxOptions::default()
+    };
+    let tester = settings.tester_path.clone();
+    let spawner = ipc::spawner::fork_spawner(IPC_FD, SPAWNER_FD, move |chan| {
+        let _ = sandbox::set_process_name("owampd-spawner");
+        if let Err(e) = sandbox::enter(sandbox::Role::Spawner, &spawner_opts) {
+            eprintln!("owampd-spawner: sandbox: {e}");
+            return 1;
+        }
+        match ipc::spawner::serve(&chan, &tester) {
+            Ok(()) => 0,
+            Err(e) => {
+                eprintln!("owampd-spawner: {e}");
+                1
+            }
+        }
+    });
+    let spawner = match spawner {
+        Ok((chan, _pid)) => chan,
+        Err(e) => return fail(format!("spawner: {e}")),
+    };
+    // Confined before anything reads untrusted input, and while still single-threaded:
+    // the data dir rw, nothing else; no exec, no fork.
+    let opts = sandbox::SandboxOptions {
+        run_as,
+        data_dir: Some(settings.datadir.clone()),
+        keep_fds: SPAWNER_FD,
+        seccomp,
+        ..sandbox::SandboxOptions::default()
+    };
     if let Err(e) = sandbox::enter(sandbox::Role::Control, &opts) {
         return fail(format!("sandbox: {e}"));
     }
@@ -112,6 +142,7 @@ fn main() -> ExitCode {
     };
     rt.block_on(serve(
         chan,
+        spawner,
         settings,
         directory,
         store,
@@ -150,8 +181,10 @@ fn handshake(chan: &Channel) -> Result<ControlSettings, String> {
     }
 }
 
+#[allow(clippy::too_many_arguments)]
 async fn serve(
     chan: Channel,
+    spawner: Channel,
     settings: ControlSettings,
     directory: ConfigDirectory,
     store: Store,
@@ -164,6 +197,20 @@ async fn serve(
         Err(e) => return fail(e),
     };
     let log = Logger::new(Arc::new(MasterSink { chan: chan.clone() }));
+    // Without its spawner control cannot start a test: it exits, and the master starts
+    // a new control (and with it a new spawner); running testers finalise what they have
+    // when they see control's end of their channel close.
+    let on_loss = {
+        let log = log.clone();
+        move |why: String| {
+            log.error(format!("the tester spawner is gone ({why}): restarting"));
+            std::process::exit(1);
+        }
+    };
+    let spawner = match SpawnerClient::start(spawner, on_loss) {
+        Ok(s) => s,
+        Err(e) => return fail(format!("spawner: {e}")),
+    };
     for path in &removed {
         log.info(format!(
             "removed {}: empty (a session accepted but never started)",
@@ -178,7 +225,6 @@ async fn serve(
             end_delay_s: settings.enddelay_s,
             start_time: Num64(settings.start_time_ntp),
             debug_time_offset: settings.debug_time_offset,
-            seccomp_log_only: settings.seccomp_log_only,
         },
         directory: Arc::new(directory),
         policy,
@@ -186,7 +232,7 @@ async fn serve(
         ports: PortAllocator::new(settings.testports.map(|r| (r.low, r.high))),
         log: log.clone(),
         testers: Arc::new(ProcessLauncher {
-            tester_path: settings.tester_path.clone(),
+            spawner,
             seccomp_log_only: settings.seccomp_log_only,
         }),
     });

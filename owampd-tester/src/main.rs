@@ -1,40 +1,53 @@
-//! `owampd-tester`: one OWAMP test session, a sender or a receiver (design.md
-//! "Processes"). Exec'd by `owampd-control` with fd 3 (IPC), fd 4 (the bound UDP test
-//! socket) and, for a receiver, fd 5 (the session's data file). It enters its sandbox
-//! before it reads its first IPC message, and never opens anything itself.
+//! `owampd-tester`: one OWAMP test session, a sender or a receiver (docs/processes.md).
+//! Started by the spawner on behalf of `owampd-control` with fd 3 (the channel to
+//! control), fd 4 (the bound UDP test socket) and, for a receiver, fd 5 (the session's
+//! data file). It enters its sandbox before it reads its first message, and never opens
+//! anything itself. The messages are `tester_ipc`'s.
 //!
 //! Process name (PR_SET_NAME allows 15 bytes): `owtest-XXXXXXXX`, the last 4 bytes of
-//! the SID in hex (the random part of the reference's SID layout, spec §2.1.4), so a
-//! line in `ps` can be matched with the `sid=` of the log lines.
+//! the SID in hex (the random part of the SID, RFC 4656 §3.5), so a line in `ps` can be
+//! matched with the `sid=` of the log lines.
 #![forbid(unsafe_code)]
 
 use ipc::Channel;
 use ipc::fds::{DATA_FILE_FD, IPC_FD, TEST_SOCKET_FD};
-use ipc::tester::{
-    ControlToTester, DropCount, IpcSkipRange, PROTOCOL_VERSION, StopInfo, TesterLog,
-    TesterLogLevel, TesterOutcome, TesterReport, TesterRole, TesterSetup, TesterToControl,
-};
 use owamp::engine::{
-    ReceiverParams, RecordSink, SenderParams, SessionControl, UdpTestSocket, run_receiver,
-    run_sender,
+    DropCounts, ReceiverParams, RecordSink, SenderParams, SessionControl, UdpTestSocket,
+    run_receiver, run_sender,
 };
 use owamp::owp::{ReceiveWriter, SessionHeader};
 use owamp::packet::{PacketFormat, TestKeys};
 use owamp::schedule::Schedule;
 use owamp::time::Clock;
-use owamp::wire::RequestSession;
-use owamp::{Mode, Num64, PacketRecord, SkipRange};
+use owamp::{Num64, PacketRecord, SkipRange};
 use std::fs::File;
 use std::io;
 use std::net::UdpSocket;
 use std::os::fd::{AsFd, BorrowedFd};
 use std::process::ExitCode;
-use std::time::Duration;
+use tester_ipc::{
+    ControlToTester, DropCount, Gather, LogLevel, LogLine, MAX_SKIPS_PER_MESSAGE, Outcome,
+    PROTOCOL_VERSION, Report, Role, Setup, Stop, TesterToControl, chunks,
+};
 
 /// The tester's view of its channel: log lines and reports to control.
 struct Ipc {
     chan: Channel,
 }
+
+/// What control said to end the session.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Ending {
+    Stop(Stop),
+    Abort,
+}
+
+/// Control went away: the same as a Stop without the peer's record (finalise as
+/// incomplete, RFC 4656 §3.8 leaves the data to the server).
+const CONTROL_GONE: Ending = Ending::Stop(Stop {
+    stop_time: Num64::ZERO,
+    peer: None,
+});
 
 impl Ipc {
     fn send(&self, m: &TesterToControl) {
@@ -42,8 +55,8 @@ impl Ipc {
         let _ = self.chan.send(m, &[]);
     }
 
-    fn log(&self, level: TesterLogLevel, message: impl Into<String>) {
-        self.send(&TesterToControl::Log(TesterLog {
+    fn log(&self, level: LogLevel, message: impl Into<String>) {
+        self.send(&TesterToControl::Log(LogLine {
             level,
             message: message.into(),
         }));
@@ -51,34 +64,43 @@ impl Ipc {
 
     fn failed(&self, reason: impl Into<String>) -> ExitCode {
         let reason = reason.into();
-        self.send(&TesterToControl::Finished(TesterReport {
-            outcome: TesterOutcome::Failed { reason },
+        self.send(&TesterToControl::Finished(Report {
+            outcome: Outcome::Failed { reason },
             drops: vec![],
         }));
         ExitCode::FAILURE
     }
 
-    /// Next message, blocking. A closed channel means control is gone: that is the
-    /// same as a Stop without Stop-Sessions information (finalise as incomplete).
-    fn next(&self) -> Result<ControlToTester, String> {
+    /// Next message, blocking; `None` when control is gone.
+    fn next(&self) -> Result<Option<ControlToTester>, String> {
         match self.chan.recv::<ControlToTester>() {
-            Ok(r) => Ok(r.msg),
-            Err(ipc::IpcError::Closed) => Ok(ControlToTester::Stop(StopInfo::Stop {
-                stop_time_ntp: 0,
-                next_seqno: None,
-                skips: vec![],
-            })),
+            Ok(r) => Ok(Some(r.msg)),
+            Err(ipc::IpcError::Closed) => Ok(None),
             Err(e) => Err(e.to_string()),
         }
     }
+
+    /// Waits for the end of the session (after a receiver's time is over, or before
+    /// Start-Sessions); other messages now are a protocol error that aborts it.
+    fn wait_ending(&self) -> Result<Ending, String> {
+        Ok(match self.next()? {
+            None => CONTROL_GONE,
+            Some(ControlToTester::Stop(s)) => Ending::Stop(s),
+            Some(ControlToTester::Abort) => Ending::Abort,
+            Some(other) => {
+                self.log(LogLevel::Warning, format!("{other:?} before Stop: aborted"));
+                Ending::Abort
+            }
+        })
+    }
 }
 
-/// Reads the IPC socket without blocking whenever the engine asks, remembering the Stop
-/// that ended the session. The engine waits on the socket itself (fd 3): readable means
-/// a message (or control hung up), so an idle session does not poll.
+/// Reads the channel without blocking whenever the engine asks, remembering what ended
+/// the session. The engine waits on the channel itself (fd 3): readable means a message
+/// (or control hung up), so an idle session does not poll.
 struct IpcControl<'a> {
     ipc: &'a Ipc,
-    stop: Option<StopInfo>,
+    ending: Option<Ending>,
 }
 
 impl SessionControl for IpcControl<'_> {
@@ -87,33 +109,21 @@ impl SessionControl for IpcControl<'_> {
     }
 
     fn poll_stop(&mut self) -> bool {
-        if self.stop.is_some() {
+        if self.ending.is_some() {
             return true;
         }
-        match self.ipc.chan.try_recv::<ControlToTester>() {
-            Ok(None) => false,
-            Ok(Some(r)) => {
-                self.stop = Some(match r.msg {
-                    ControlToTester::Stop(info) => info,
-                    // Anything else now is a protocol error from control: give up the
-                    // session as if aborted.
-                    _ => StopInfo::Abort,
-                });
-                true
-            }
-            Err(ipc::IpcError::Closed) => {
-                self.stop = Some(StopInfo::Stop {
-                    stop_time_ntp: 0,
-                    next_seqno: None,
-                    skips: vec![],
-                });
-                true
-            }
-            Err(_) => {
-                self.stop = Some(StopInfo::Abort);
-                true
-            }
-        }
+        self.ending = match self.ipc.chan.try_recv::<ControlToTester>() {
+            Ok(None) => return false,
+            Ok(Some(r)) => Some(match r.msg {
+                ControlToTester::Stop(s) => Ending::Stop(s),
+                // Anything else now is a protocol error from control: give up the
+                // session as if aborted.
+                _ => Ending::Abort,
+            }),
+            Err(ipc::IpcError::Closed) => Some(CONTROL_GONE),
+            Err(_) => Some(Ending::Abort),
+        };
+        true
     }
 }
 
@@ -153,8 +163,8 @@ fn main() -> ExitCode {
     // Only a receiver gets a data file.
     let file = ipc::fds::take_inherited(DATA_FILE_FD).ok().map(File::from);
 
-    // Sandbox first, before the first message is read (design.md "Sandbox"). Control
-    // passes the debug switch in the environment for that reason.
+    // Sandbox first, before the first message is read. Control passes the debug switch
+    // and the file size allowance in the environment for that reason.
     let seccomp = if std::env::var_os("OWAMPD_SECCOMP_LOG").is_some_and(|v| v == "1") {
         sandbox::SeccompMode::Log
     } else {
@@ -174,26 +184,23 @@ fn main() -> ExitCode {
     };
     let ipc = Ipc { chan };
     if let Err(e) = sandbox::enter(sandbox::Role::Tester, &opts) {
-        ipc.log(TesterLogLevel::Error, format!("sandbox: {e}"));
+        ipc.log(LogLevel::Error, format!("sandbox: {e}"));
         return ipc.failed(format!("sandbox: {e}"));
-    }
-
-    match ipc.next() {
-        Ok(ControlToTester::Hello { version }) if version == PROTOCOL_VERSION => {}
-        other => {
-            let why = format!("expected Hello version {PROTOCOL_VERSION}, got {other:?}");
-            ipc.send(&TesterToControl::Hello {
-                version: PROTOCOL_VERSION,
-            });
-            return ipc.failed(why);
-        }
     }
     ipc.send(&TesterToControl::Hello {
         version: PROTOCOL_VERSION,
     });
-    let setup = match ipc.next() {
-        Ok(ControlToTester::Setup(s)) => *s,
-        other => return ipc.failed(format!("expected Setup, got {other:?}")),
+    match ipc.next() {
+        Ok(Some(ControlToTester::Hello { version })) if version == PROTOCOL_VERSION => {}
+        other => {
+            return ipc.failed(format!(
+                "expected Hello version {PROTOCOL_VERSION}, got {other:?}"
+            ));
+        }
+    }
+    let setup = match read_setup(&ipc) {
+        Ok(s) => s,
+        Err(why) => return ipc.failed(why),
     };
     match run(&ipc, setup, socket, file) {
         Ok(code) => code,
@@ -201,29 +208,37 @@ fn main() -> ExitCode {
     }
 }
 
-fn run(
-    ipc: &Ipc,
-    setup: TesterSetup,
-    socket: UdpSocket,
-    file: Option<File>,
-) -> Result<ExitCode, String> {
-    let stored = RequestSession::decode_stored(&setup.request).map_err(|e| e.to_string())?;
-    let slots = stored.slots.clone();
-    let req = stored
-        .preamble
-        .into_request(&slots)
-        .map_err(|e| format!("stored Request-Session: {e:?}"))?;
+/// `Setup`, then the rest of its slots.
+fn read_setup(ipc: &Ipc) -> Result<Setup, String> {
+    let mut setup = match ipc.next()? {
+        Some(ControlToTester::Setup(s)) => *s,
+        other => return Err(format!("expected Setup, got {other:?}")),
+    };
+    let first = std::mem::take(&mut setup.request.slots);
+    let mut slots = Gather::new(setup.num_slots as usize, first).map_err(|e| e.to_string())?;
+    while !slots.is_complete() {
+        match ipc.next()? {
+            Some(ControlToTester::Slots(more)) => slots.push(more).map_err(|e| e.to_string())?,
+            other => return Err(format!("expected Slots, got {other:?}")),
+        }
+    }
+    setup.request.slots = slots.into_inner();
+    Ok(setup)
+}
+
+fn run(ipc: &Ipc, setup: Setup, socket: UdpSocket, file: Option<File>) -> Result<ExitCode, String> {
+    let req = &setup.request;
     let sid = req.sid;
     let hex = sid.to_hex();
     let _ = sandbox::set_process_name(&format!("owtest-{}", hex.get(24..).unwrap_or("")));
 
-    let mode = Mode::from_bit(setup.mode).ok_or(format!("mode {:#x}", setup.mode))?;
-    let keys = match (&setup.keys, mode.is_secure()) {
+    let keys = match (&setup.keys, setup.mode.is_secure()) {
         (Some(k), true) => Some(TestKeys::derive(sid, &k.aes, &k.hmac)),
         (None, false) => None,
         _ => return Err("session keys do not match the mode".into()),
     };
-    let mut fmt = PacketFormat::new(mode, keys.as_ref(), req.padding).map_err(|e| e.to_string())?;
+    let mut fmt =
+        PacketFormat::new(setup.mode, keys.as_ref(), req.padding).map_err(|e| e.to_string())?;
     let mut sched = Schedule::new(sid, req.start_time, &req.slots, req.num_packets);
     let clock = Clock::new(Some(kernel_status), setup.debug_time_offset);
     let opts = owamp::engine::SocketOptions {
@@ -236,146 +251,153 @@ fn run(
 
     // Wait for Start-Sessions (or the end of the session before it started).
     match ipc.next()? {
-        ControlToTester::Start => {}
-        ControlToTester::Stop(_) => return Ok(ExitCode::SUCCESS),
-        other => return Err(format!("expected Start, got {other:?}")),
-    }
-    let mut ctl = IpcControl { ipc, stop: None };
-    match setup.role {
-        TesterRole::Sender => {
-            let params = SenderParams {
-                num_packets: req.num_packets,
-                timeout: req.timeout,
-                // try_: a NaN from a compromised control must not abort us.
-                end_delay: Duration::try_from_secs_f64(setup.end_delay_s.clamp(0.0, 3600.0))
-                    .unwrap_or(Duration::ZERO),
-            };
-            let rep = run_sender(&mut sock, &clock, &mut fmt, &mut sched, params, &mut ctl)
-                .map_err(|e| format!("sender: {e}"))?;
-            if rep.send_errors > 0 {
-                ipc.log(
-                    TesterLogLevel::Info,
-                    format!("{} send errors", rep.send_errors),
-                );
-            }
-            ipc.send(&TesterToControl::Finished(TesterReport {
-                outcome: TesterOutcome::Sender {
-                    next_seqno: rep.next_seqno,
-                    skips: rep
-                        .skips
-                        .iter()
-                        .map(|s| IpcSkipRange {
-                            first: s.first,
-                            last: s.last,
-                        })
-                        .collect(),
-                },
-                drops: vec![],
-            }));
-            Ok(ExitCode::SUCCESS)
+        Some(ControlToTester::Start) => {}
+        None | Some(ControlToTester::Stop(_) | ControlToTester::Abort) => {
+            return Ok(ExitCode::SUCCESS);
         }
-        TesterRole::Receiver => {
+        Some(other) => return Err(format!("expected Start, got {other:?}")),
+    }
+    // The header is written at Start-Sessions: a session that never starts leaves an
+    // empty file, which the data store removes at its next scan.
+    let writer = match setup.role {
+        Role::Receiver => {
             let file = file.ok_or("receiver without a data file (fd 5)")?;
-            let header = SessionHeader::parse(&setup.request).map_err(|e| e.to_string())?;
-            let mut writer = ReceiveWriter::create(file, format!("sid {hex}"), &header)
-                .map_err(|e| e.to_string())?;
-            let params = ReceiverParams {
-                num_packets: req.num_packets,
-                timeout: req.timeout,
-                expected_src: setup.peer,
-            };
-            let rep = {
-                let mut sink = WriterSink(&mut writer);
-                run_receiver(
-                    &mut sock, &clock, &fmt, &mut sched, params, &mut sink, &mut ctl,
-                )
-                .map_err(|e| format!("receiver: {e}"))?
-            };
-            let stop = match ctl.stop.take() {
-                Some(s) => s,
-                None => {
-                    // Our time is over: control sends its Stop-Sessions first, then
-                    // tells us how to finalise (spec §2.5).
-                    ipc.send(&TesterToControl::ReceiveDone);
-                    loop {
-                        match ipc.next()? {
-                            ControlToTester::Stop(s) => break s,
-                            other => {
-                                ipc.log(
-                                    TesterLogLevel::Warning,
-                                    format!("ignored while waiting for Stop: {other:?}"),
-                                );
-                            }
-                        }
-                    }
-                }
-            };
-            let stoptime = |t: u64| {
-                if t == 0 { clock.now().0 } else { Num64(t) }
-            };
-            let outcome = match stop {
-                StopInfo::Abort => {
-                    let _ = writer.finalize_error();
-                    return Ok(ExitCode::SUCCESS);
-                }
-                StopInfo::Stop {
-                    stop_time_ntp,
-                    next_seqno: Some(next),
-                    skips,
-                } => {
-                    let skips: Vec<SkipRange> = skips
-                        .iter()
-                        .map(|s| SkipRange {
-                            first: s.first,
-                            last: s.last,
-                        })
-                        .collect();
-                    writer.finalize_with_stop(stoptime(stop_time_ntp), next, &skips)
-                }
-                StopInfo::Stop {
-                    stop_time_ntp,
-                    next_seqno: None,
-                    ..
-                } => writer.finalize_incomplete(stoptime(stop_time_ntp)),
+            let header = SessionHeader::parse(&req.encode_stored()).map_err(|e| e.to_string())?;
+            Some(
+                ReceiveWriter::create(file, format!("sid {hex}"), &header)
+                    .map_err(|e| e.to_string())?,
+            )
+        }
+        Role::Sender => None,
+    };
+    let mut ctl = IpcControl { ipc, ending: None };
+    let Some(mut writer) = writer else {
+        let params = SenderParams {
+            num_packets: req.num_packets,
+            timeout: req.timeout,
+            end_delay: setup.end_delay.min(std::time::Duration::from_secs(3600)),
+        };
+        let rep = run_sender(&mut sock, &clock, &mut fmt, &mut sched, params, &mut ctl)
+            .map_err(|e| format!("sender: {e}"))?;
+        if rep.send_errors > 0 {
+            ipc.log(LogLevel::Info, format!("{} send errors", rep.send_errors));
+        }
+        if ctl.ending == Some(Ending::Abort) {
+            return Ok(ExitCode::SUCCESS);
+        }
+        for chunk in chunks(&rep.skips, MAX_SKIPS_PER_MESSAGE) {
+            ipc.send(&TesterToControl::SenderSkips(chunk));
+        }
+        ipc.send(&TesterToControl::Finished(Report {
+            outcome: Outcome::Sender {
+                next_seqno: rep.next_seqno,
+                num_skips: u32::try_from(rep.skips.len()).unwrap_or(u32::MAX),
+            },
+            drops: vec![],
+        }));
+        return Ok(ExitCode::SUCCESS);
+    };
+
+    let params = ReceiverParams {
+        num_packets: req.num_packets,
+        timeout: req.timeout,
+        expected_src: setup.peer,
+    };
+    let rep = {
+        let mut sink = WriterSink(&mut writer);
+        run_receiver(
+            &mut sock, &clock, &fmt, &mut sched, params, &mut sink, &mut ctl,
+        )
+        .map_err(|e| format!("receiver: {e}"))?
+    };
+    let ending = match ctl.ending.take() {
+        Some(e) => e,
+        None => {
+            // Our time is over: control sends its Stop-Sessions first, then tells us how
+            // to finalise (RFC 4656 §3.8).
+            ipc.send(&TesterToControl::ReceiveDone);
+            ipc.wait_ending()?
+        }
+    };
+    let stop = match ending {
+        Ending::Abort => {
+            let _ = writer.finalize_error();
+            return Ok(ExitCode::SUCCESS);
+        }
+        Ending::Stop(s) => s,
+    };
+    // The peer's skip ranges, then Finalize; control gone meanwhile: incomplete.
+    let skips = match read_stop_rest(ipc, &stop)? {
+        Some(skips) => skips,
+        None => {
+            let _ = writer.finalize_error();
+            return Ok(ExitCode::SUCCESS);
+        }
+    };
+    let stoptime = if stop.stop_time == Num64::ZERO {
+        clock.now().0
+    } else {
+        stop.stop_time
+    };
+    let outcome = match (stop.peer, skips) {
+        (Some(rec), Some(skips)) => writer.finalize_with_stop(stoptime, rec.next_seqno, &skips),
+        _ => writer.finalize_incomplete(stoptime),
+    }
+    .map_err(|e| format!("finalising: {e}"))?;
+    ipc.send(&TesterToControl::Finished(Report {
+        outcome: Outcome::Receiver {
+            finished: outcome.finished,
+            records: outcome.num_records,
+            lost: rep.lost,
+        },
+        drops: drop_counts(&rep.drops),
+    }));
+    Ok(ExitCode::SUCCESS)
+}
+
+/// After a receiver's `Stop`: the peer's skip ranges (if it had a record) and
+/// `Finalize`. `Ok(None)`: aborted instead. `Ok(Some(None))`: no peer record, or control
+/// gone, so finalise as incomplete.
+fn read_stop_rest(ipc: &Ipc, stop: &Stop) -> Result<Option<Option<Vec<SkipRange>>>, String> {
+    let Some(rec) = stop.peer else {
+        return Ok(match ipc.next()? {
+            None | Some(ControlToTester::Finalize) => Some(None),
+            _ => None,
+        });
+    };
+    let mut skips = Gather::new(rec.num_skips as usize, Vec::new()).map_err(|e| e.to_string())?;
+    loop {
+        match ipc.next()? {
+            Some(ControlToTester::Skips(more)) => skips.push(more).map_err(|e| e.to_string())?,
+            Some(ControlToTester::Finalize) if skips.is_complete() => {
+                return Ok(Some(Some(skips.into_inner())));
             }
-            .map_err(|e| format!("finalising: {e}"))?;
-            // The v3 layout (spec §7.7): 40 fixed bytes, the stored Request-Session,
-            // then records and skip ranges. (Computed: the seccomp policy has no dup,
-            // so there is no second handle to fstat once the writer is consumed.)
-            let file_len = 40
-                + setup.request.len() as u64
-                + 25 * outcome.num_records
-                + 8 * u64::from(outcome.num_skips);
-            let d = &rep.drops;
-            let drops: Vec<DropCount> = [
-                ("wrong source", d.wrong_source),
-                ("short", d.short),
-                ("bad HMAC", d.bad_hmac),
-                ("seq out of range", d.seq_out_of_range),
-                ("invalid send error estimate", d.invalid_send_err),
-                ("send/receive gap over Timeout", d.send_recv_gap),
-                ("off schedule by more than Timeout", d.schedule_gap),
-                ("already declared lost", d.already_lost),
-            ]
-            .into_iter()
-            .filter(|(_, n)| *n > 0)
-            .map(|(reason, count)| DropCount {
-                reason: reason.into(),
-                count,
-            })
-            .collect();
-            ipc.send(&TesterToControl::Finished(TesterReport {
-                outcome: TesterOutcome::Receiver {
-                    finished: outcome.finished,
-                    records: outcome.num_records,
-                    lost: rep.lost,
-                    file_len,
-                },
-                drops,
-            }));
-            Ok(ExitCode::SUCCESS)
+            None => return Ok(Some(None)),
+            Some(ControlToTester::Abort) => return Ok(None),
+            Some(other) => return Err(format!("expected Skips or Finalize, got {other:?}")),
         }
     }
+}
+
+/// The drop counters worth reporting (the non-zero ones), by reason.
+fn drop_counts(d: &DropCounts) -> Vec<DropCount> {
+    [
+        ("wrong source", d.wrong_source),
+        ("short", d.short),
+        ("bad HMAC", d.bad_hmac),
+        ("seq out of range", d.seq_out_of_range),
+        ("invalid send error estimate", d.invalid_send_err),
+        ("send/receive gap over Timeout", d.send_recv_gap),
+        ("off schedule by more than Timeout", d.schedule_gap),
+        ("already declared lost", d.already_lost),
+    ]
+    .into_iter()
+    .filter(|(_, n)| *n > 0)
+    .map(|(reason, count)| DropCount {
+        reason: reason.into(),
+        count,
+    })
+    .collect()
 }
 
 /// The kernel's clock status for the Error Estimate (adjtimex lives in `sandbox`).
@@ -390,6 +412,7 @@ fn kernel_status() -> Option<owamp::time::KernelClockStatus> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use tester_ipc::PeerRecord;
 
     fn pair() -> (Ipc, Channel) {
         let (a, b) = Channel::pair().unwrap();
@@ -401,20 +424,20 @@ mod tests {
         let (ipc, control) = pair();
         let mut ctl = IpcControl {
             ipc: &ipc,
-            stop: None,
+            ending: None,
         };
         assert!(!ctl.poll_stop());
-        let stop = StopInfo::Stop {
-            stop_time_ntp: 7,
-            next_seqno: Some(3),
-            skips: vec![],
+        let stop = Stop {
+            stop_time: Num64(7),
+            peer: Some(PeerRecord {
+                next_seqno: 3,
+                num_skips: 0,
+            }),
         };
-        control
-            .send(&ControlToTester::Stop(stop.clone()), &[])
-            .unwrap();
+        control.send(&ControlToTester::Stop(stop), &[]).unwrap();
         assert!(ctl.poll_stop());
         assert!(ctl.poll_stop());
-        assert_eq!(ctl.stop, Some(stop));
+        assert_eq!(ctl.ending, Some(Ending::Stop(stop)));
     }
 
     #[test]
@@ -423,24 +446,12 @@ mod tests {
         drop(control);
         let mut ctl = IpcControl {
             ipc: &ipc,
-            stop: None,
+            ending: None,
         };
         assert!(ctl.poll_stop());
-        assert!(matches!(
-            ctl.stop,
-            Some(StopInfo::Stop {
-                next_seqno: None,
-                ..
-            })
-        ));
+        assert_eq!(ctl.ending, Some(CONTROL_GONE));
         // And a blocking read says the same.
-        assert!(matches!(
-            ipc.next(),
-            Ok(ControlToTester::Stop(StopInfo::Stop {
-                next_seqno: None,
-                ..
-            }))
-        ));
+        assert_eq!(ipc.wait_ending(), Ok(CONTROL_GONE));
     }
 
     #[test]
@@ -449,10 +460,10 @@ mod tests {
         control.send(&ControlToTester::Start, &[]).unwrap();
         let mut ctl = IpcControl {
             ipc: &ipc,
-            stop: None,
+            ending: None,
         };
         assert!(ctl.poll_stop());
-        assert_eq!(ctl.stop, Some(StopInfo::Abort));
+        assert_eq!(ctl.ending, Some(Ending::Abort));
     }
 
     #[test]
@@ -463,12 +474,49 @@ mod tests {
         let got = control.recv::<TesterToControl>().unwrap().msg;
         assert_eq!(
             got,
-            TesterToControl::Finished(TesterReport {
-                outcome: TesterOutcome::Failed {
+            TesterToControl::Finished(Report {
+                outcome: Outcome::Failed {
                     reason: "no".into()
                 },
                 drops: vec![],
             })
         );
+    }
+
+    #[test]
+    fn skip_ranges_arrive_in_chunks_until_finalize() {
+        let (ipc, control) = pair();
+        let skips: Vec<SkipRange> = (0..5000)
+            .map(|i| SkipRange {
+                first: 2 * i,
+                last: 2 * i,
+            })
+            .collect();
+        for c in chunks(&skips, MAX_SKIPS_PER_MESSAGE) {
+            control.send(&ControlToTester::Skips(c), &[]).unwrap();
+        }
+        control.send(&ControlToTester::Finalize, &[]).unwrap();
+        let stop = Stop {
+            stop_time: Num64(1),
+            peer: Some(PeerRecord {
+                next_seqno: 10_000,
+                num_skips: 5000,
+            }),
+        };
+        assert_eq!(read_stop_rest(&ipc, &stop), Ok(Some(Some(skips))));
+        // More than announced is refused.
+        let stop = Stop {
+            stop_time: Num64(1),
+            peer: Some(PeerRecord {
+                next_seqno: 10,
+                num_skips: 1,
+            }),
+        };
+        let two = vec![SkipRange { first: 1, last: 1 }; 2];
+        control.send(&ControlToTester::Skips(two), &[]).unwrap();
+        assert!(read_stop_rest(&ipc, &stop).is_err());
+        // An Abort in their place ends it without finalising.
+        control.send(&ControlToTester::Abort, &[]).unwrap();
+        assert_eq!(read_stop_rest(&ipc, &stop), Ok(None));
     }
 }

@@ -1,18 +1,26 @@
-//! Runs the kind of work `owampd-control` does, with the libraries it uses, under the
-//! control sandbox: a tokio current_thread runtime (epoll, eventfd, timers, the blocking
-//! pool's threads), UDP test sockets and a Unix socketpair through tokio, data-store file
-//! operations, and a tester started with std::process::Command with a `pre_exec` that
-//! moves descriptors into place (the fork path, as control will use for fds 3/4/5).
+//! Runs the kind of work `owampd-control` does, with the libraries it uses, in the
+//! process layout control uses: it forks the spawner first (which enters the spawner's
+//! sandbox and serves requests, `ipc::spawner`), then enters the control sandbox and
+//! runs a tokio current_thread runtime (epoll, eventfd, timers, the blocking pool's
+//! threads), UDP test sockets and a Unix socketpair through tokio, data-store file
+//! operations, and asks the spawner to start testers (here: sandbox-probe as a tester,
+//! with its descriptors passed as control passes a tester's), one of which it kills
+//! through its pidfd.
 //!
 //! Usage: `control-runtime DATA_DIR TESTER_PATH UID:GID`. Exit 0 when all of it worked;
-//! a missing syscall in the control policy ends it by SIGSYS. Driven by tests/probe.rs.
+//! a syscall missing from a policy ends a process by SIGSYS, which shows as a failure.
+//! Driven by tests/probe.rs.
 
 use std::io::{Read, Write};
-use std::os::unix::process::CommandExt;
-use std::path::PathBuf;
-use std::process::{Command, ExitCode, Stdio};
+use std::net::UdpSocket;
+use std::os::fd::AsFd;
+use std::os::unix::net::UnixStream;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
 use std::time::Duration;
 
+use ipc::Channel;
+use ipc::spawner::{Request, SpawnReply, fork_spawner, serve};
 use sandbox::{Role, RunAs, SandboxOptions};
 
 fn main() -> ExitCode {
@@ -27,19 +35,46 @@ fn main() -> ExitCode {
             gid: g.parse().ok()?,
         })
     });
+    let tester = PathBuf::from(tester);
+    let spawner_opts = SandboxOptions {
+        run_as,
+        exec_paths: vec![tester.clone()],
+        keep_fds: 3,
+        ..SandboxOptions::default()
+    };
+    let program = tester.clone();
+    let spawned = fork_spawner(3, 4, move |chan| {
+        if let Err(e) = sandbox::enter(Role::Spawner, &spawner_opts) {
+            eprintln!("control-runtime spawner: enter: {e}");
+            return 3;
+        }
+        match serve(&chan, &program) {
+            Ok(()) => 0,
+            Err(e) => {
+                eprintln!("control-runtime spawner: {e}");
+                1
+            }
+        }
+    });
+    let (spawner, _pid) = match spawned {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("control-runtime: fork the spawner: {e}");
+            return ExitCode::from(1);
+        }
+    };
     let opts = SandboxOptions {
         run_as,
         data_dir: Some(PathBuf::from(dir)),
-        exec_paths: vec![PathBuf::from(tester)],
-        keep_fds: 2,
-        max_file_size: None,
-        seccomp: sandbox::SeccompMode::Enforce,
+        // Fd 4: the channel to the spawner.
+        keep_fds: 4,
+        ..SandboxOptions::default()
     };
     if let Err(e) = sandbox::enter(Role::Control, &opts) {
         eprintln!("control-runtime: enter: {e}");
         return ExitCode::from(3);
     }
-    // As control does: the runtime only after the sandbox (design.md "Processes").
+    // As control does: the runtime only after the sandbox.
     let rt = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -50,7 +85,7 @@ fn main() -> ExitCode {
             return ExitCode::from(1);
         }
     };
-    match rt.block_on(work(PathBuf::from(dir), PathBuf::from(tester))) {
+    match rt.block_on(work(PathBuf::from(dir), spawner)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("control-runtime: {e}");
@@ -59,7 +94,7 @@ fn main() -> ExitCode {
     }
 }
 
-async fn work(dir: PathBuf, tester: PathBuf) -> Result<(), String> {
+async fn work(dir: PathBuf, spawner: Channel) -> Result<(), String> {
     // UDP test sockets, IPv4 and IPv6 (the latter only where ::1 exists).
     let a = tokio::net::UdpSocket::bind("127.0.0.1:0")
         .await
@@ -94,32 +129,89 @@ async fn work(dir: PathBuf, tester: PathBuf) -> Result<(), String> {
     tokio::task::spawn_blocking(move || store_ops(&d))
         .await
         .map_err(|e| format!("join: {e}"))??;
-    spawn_tester(&tester, &dir)?;
-    stop_tester(&tester, &dir)
+    // Testers through the spawner, on the blocking pool (the channel is blocking here).
+    let d = dir.clone();
+    tokio::task::spawn_blocking(move || testers(&spawner, &d))
+        .await
+        .map_err(|e| format!("join: {e}"))?
 }
 
-/// Starts a tester that would run for 30 s and stops it with SIGKILL, as control does
-/// when a session is aborted: seccomp pins kill(2) to TERM/KILL/0, and Landlock's signal
-/// scope must still let control reach its own child.
-fn stop_tester(tester: &std::path::Path, dir: &std::path::Path) -> Result<(), String> {
-    use std::os::unix::process::ExitStatusExt;
-    let mut child = Command::new(tester)
-        .args(["tester", "sleep", "--data-dir"])
-        .arg(dir)
-        .env_clear()
-        .stdin(Stdio::null())
-        .spawn()
-        .map_err(|e| format!("spawn: {e}"))?;
+/// Starts a tester probe doing `action` with the descriptors a tester gets: its report
+/// stream at fd 3, UDP sockets at 4 and 6, a data file (in the data dir) at 5. Returns
+/// our end of the report stream and the tester's pidfd.
+fn start(
+    spawner: &Channel,
+    dir: &Path,
+    action: &str,
+) -> Result<(UnixStream, std::os::fd::OwnedFd), String> {
+    let (ours, theirs) = UnixStream::pair().map_err(|e| format!("pair: {e}"))?;
+    let udp_a = UdpSocket::bind("127.0.0.1:0").map_err(|e| format!("bind: {e}"))?;
+    let udp_b = UdpSocket::bind("127.0.0.1:0").map_err(|e| format!("bind: {e}"))?;
+    let path = dir.join(format!("{action}.dat"));
+    let data = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(true)
+        .read(true)
+        .write(true)
+        .open(&path)
+        .map_err(|e| format!("{}: {e}", path.display()))?;
+    let req = Request::Spawn {
+        argv0: "sandbox-probe".into(),
+        env: vec![(
+            "SANDBOX_PROBE".into(),
+            format!("tester {action} --inherited"),
+        )],
+        targets: vec![3, 4, 5, 6],
+    };
+    spawner
+        .send(
+            &req,
+            &[theirs.as_fd(), udp_a.as_fd(), data.as_fd(), udp_b.as_fd()],
+        )
+        .map_err(|e| format!("spawn request: {e}"))?;
+    let reply = spawner
+        .recv::<SpawnReply>()
+        .map_err(|e| format!("spawn reply: {e}"))?;
+    match reply.msg {
+        SpawnReply::Spawned { .. } => {
+            let pidfd = reply.fds.into_iter().next().ok_or("no pidfd")?;
+            Ok((ours, pidfd))
+        }
+        SpawnReply::Failed { reason } => Err(format!("spawn: {reason}")),
+    }
+}
+
+fn report(mut s: UnixStream) -> Result<String, String> {
+    let mut out = String::new();
+    s.read_to_string(&mut out)
+        .map_err(|e| format!("read report: {e}"))?;
+    Ok(out)
+}
+
+fn testers(spawner: &Channel, dir: &Path) -> Result<(), String> {
+    // A tester that runs its UDP exchange under the spawner's filter and its own.
+    let (ours, _pidfd) = start(spawner, dir, "udp")?;
+    let r = report(ours)?;
+    if r != "ok\n" {
+        return Err(format!("udp tester reported {r:?}"));
+    }
+    // A tester that would run 30 s, stopped with SIGKILL by the spawner through its
+    // pidfd, as control stops one that does not end (control itself may not signal it:
+    // Landlock's signal scope): the report stream closes without a word.
+    let (ours, pidfd) = start(spawner, dir, "sleep")?;
     std::thread::sleep(Duration::from_millis(50));
-    child.kill().map_err(|e| format!("kill: {e}"))?;
-    let st = child.wait().map_err(|e| format!("wait: {e}"))?;
-    (st.signal() == Some(libc::SIGKILL))
-        .then_some(())
-        .ok_or_else(|| format!("stopped tester ended {st:?}"))
+    spawner
+        .send(&Request::Kill, &[pidfd.as_fd()])
+        .map_err(|e| format!("Kill: {e}"))?;
+    let r = report(ours)?;
+    if !r.is_empty() {
+        return Err(format!("killed tester reported {r:?}"));
+    }
+    Ok(())
 }
 
 /// The data store's operations (hierarchy, catalog symlinks, atomic rename, listing).
-fn store_ops(dir: &std::path::Path) -> Result<(), String> {
+fn store_ops(dir: &Path) -> Result<(), String> {
     let class = dir.join("hierarchy").join("regular");
     std::fs::create_dir_all(&class).map_err(|e| format!("mkdir: {e}"))?;
     let catalog = dir.join("catalog");
@@ -147,30 +239,4 @@ fn store_ops(dir: &std::path::Path) -> Result<(), String> {
     (back == b"OwA\0" && n == 1 && size > 0)
         .then_some(())
         .ok_or_else(|| "store read back differs".to_owned())
-}
-
-/// Starts the tester (here: sandbox-probe as a tester) via the fork path, with a
-/// pre_exec hook as control uses to set up fds, and waits for it.
-fn spawn_tester(tester: &std::path::Path, dir: &std::path::Path) -> Result<(), String> {
-    let mut cmd = Command::new(tester);
-    // The probe's scratch file (its fd 5 stand-in) can only be created in the data dir.
-    cmd.args(["tester", "udp", "--data-dir"])
-        .arg(dir)
-        .env_clear()
-        .stdin(Stdio::null())
-        .stdout(Stdio::null());
-    // SAFETY: the hook runs in the forked child before exec and only calls
-    // async-signal-safe functions (dup2 of stderr onto itself, i.e. a no-op layout step).
-    unsafe {
-        cmd.pre_exec(|| {
-            if libc::dup2(2, 2) < 0 {
-                return Err(std::io::Error::last_os_error());
-            }
-            Ok(())
-        });
-    }
-    let st = cmd.status().map_err(|e| format!("spawn: {e}"))?;
-    st.success()
-        .then_some(())
-        .ok_or_else(|| format!("tester ended {st:?}"))
 }

@@ -1,7 +1,8 @@
 //! Step 7: Landlock (Documentation/userspace-api/landlock.rst). Control may read and
-//! write its data directory and read+execute the tester binary; the tester may touch no
-//! file at all. Both may not bind or connect TCP sockets (ABI 4) and, from ABI 6, may not
-//! signal or reach abstract UNIX sockets outside their own domain.
+//! write its data directory and execute nothing; the spawner may read and execute the
+//! tester binary and its libraries and nothing else; the tester may touch no file at all.
+//! None may bind or connect TCP sockets (ABI 4) and, from ABI 6, signal or reach abstract
+//! UNIX sockets outside its own domain.
 
 use std::path::{Path, PathBuf};
 
@@ -62,17 +63,23 @@ pub(crate) fn restrict_tester() -> Result<(), SandboxError> {
     enforce(base_ruleset(abi)?)
 }
 
-/// Restricts control: `data_dir` read/write (no execute), `exec_paths` read+execute,
-/// plus what an exec'd dynamically linked tester needs (its loader and libraries, taken
-/// from this process's own executable mappings, and /etc/ld.so.cache read-only) and
-/// /dev/null (std::process::Stdio::null opens it).
+/// Restricts control: `data_dir` read/write (no execute), nothing else.
 pub(crate) fn restrict_control(opts: &SandboxOptions) -> Result<(), SandboxError> {
     let abi = best_abi()?;
     let mut rs = base_ruleset(abi)?;
-    let rx = AccessFs::Execute | AccessFs::ReadFile | AccessFs::ReadDir;
     if let Some(dir) = &opts.data_dir {
         rs = add(rs, abi, dir, AccessFs::from_all(abi) & !AccessFs::Execute)?;
     }
+    enforce(rs)
+}
+
+/// Restricts the spawner: `exec_paths` read+execute, plus what an exec'd dynamically
+/// linked tester needs (its loader and libraries, taken from this process's own
+/// executable mappings, and /etc/ld.so.cache read-only) and /dev/null.
+pub(crate) fn restrict_spawner(opts: &SandboxOptions) -> Result<(), SandboxError> {
+    let abi = best_abi()?;
+    let mut rs = base_ruleset(abi)?;
+    let rx = AccessFs::Execute | AccessFs::ReadFile | AccessFs::ReadDir;
     for path in &opts.exec_paths {
         rs = add(rs, abi, path, rx)?;
     }

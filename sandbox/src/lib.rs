@@ -12,7 +12,8 @@
 //!    root cannot be regained (`setuid(0)` fails, all uids/gids are the target),
 //! 5. clear the remaining capability sets (effective, permitted, inheritable, ambient),
 //! 6. `no_new_privs` (not for the master: see [`Role::Master`]),
-//! 7. Landlock (control: data dir rw, tester binary rx; tester: nothing),
+//! 7. Landlock (control: data dir rw; spawner: tester binary and libraries rx; tester:
+//!    nothing),
 //! 8. seccomp (one policy per role, `src/seccomp/*.rs`).
 //!
 //! `unsafe` is allowed here (and in `ipc`) only; every block carries a `SAFETY:` comment.
@@ -37,7 +38,7 @@ pub use fds::close_fds_above;
 pub use identity::{RunAs, is_root, lookup_group, lookup_user};
 pub use process::set_process_name;
 
-/// The three owampd processes (design.md "Processes"); each gets its own confinement.
+/// The owampd processes (docs/processes.md); each gets its own confinement.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Role {
     /// `owampd`, the tiny privileged listener. It keeps its uid, and when root at most
@@ -51,9 +52,13 @@ pub enum Role {
     /// packaged setup that gives the control binary file capabilities instead. What limits
     /// control is the bounding set, emptied down to the four capabilities above.
     Master,
-    /// `owampd-control`: run-as user, no capabilities, Landlock (data dir rw, tester
-    /// binary rx), seccomp.
+    /// `owampd-control`: run-as user, no capabilities, Landlock (data dir rw, nothing
+    /// executable), seccomp without exec or fork.
     Control,
+    /// The spawner control forks before its own sandbox to start testers: run-as user,
+    /// no capabilities, Landlock (the tester binary and its libraries rx, nothing
+    /// else), seccomp covering what a tester does from its exec on.
+    Spawner,
     /// `owampd-tester`: run-as user, no capabilities, no file access, strict seccomp.
     Tester,
 }
@@ -64,6 +69,7 @@ impl Role {
         match self {
             Role::Master => "master",
             Role::Control => "control",
+            Role::Spawner => "spawner",
             Role::Tester => "tester",
         }
     }
@@ -89,7 +95,7 @@ pub struct SandboxOptions {
     pub run_as: Option<RunAs>,
     /// Control: the data directory, readable and writable under Landlock.
     pub data_dir: Option<PathBuf>,
-    /// Control: files (or directories) that may be read and executed: the tester binary.
+    /// Spawner: files (or directories) that may be read and executed: the tester binary.
     /// The shared libraries the current process was loaded with are added automatically,
     /// because an exec'd dynamically linked tester needs its loader and libc (see
     /// `landlock_step`).
@@ -144,6 +150,7 @@ pub fn enter(role: Role, opts: &SandboxOptions) -> Result<(), SandboxError> {
     process::set_no_new_privs()?;
     match role {
         Role::Control => landlock_step::restrict_control(opts)?,
+        Role::Spawner => landlock_step::restrict_spawner(opts)?,
         Role::Tester => landlock_step::restrict_tester()?,
         Role::Master => {}
     }

@@ -45,7 +45,9 @@ pub fn apply(role: Role, opts: &SandboxOptions) -> Result<(), SandboxError> {
                 "rlimit_nofile",
             )?;
         }
-        Role::Master => {}
+        // The spawner holds its channel and a request's descriptors; it must be able to
+        // create a process per tester, so no NPROC limit (the tester sets its own).
+        Role::Spawner | Role::Master => {}
     }
     Ok(())
 }

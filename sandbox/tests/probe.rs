@@ -276,27 +276,27 @@ fn control_landlock_allows_the_data_dir_only() {
     let d = data_dir();
     let dir = d.path().to_str().expect("utf-8 temp path");
     let who = run_as_arg();
-    let args = ["--run-as", who.as_str(), "--data-dir", dir, "--exec", PROBE];
+    let args = ["--run-as", who.as_str(), "--data-dir", dir];
     // Writes, renames and deletes inside the data dir work.
     assert_lives(&probe("control", "data-dir-rw", &args), "data-dir-rw");
     // /etc/passwd is outside: EACCES from Landlock (the probe checks the errno).
     assert_lives(&probe("control", "open-passwd", &args), "open-passwd");
-    // /bin/true is not an exec path: EACCES.
-    assert_lives(&probe("control", "exec-denied", &args), "exec-denied");
 }
 
 #[test]
-fn control_can_start_a_tester_that_confines_itself() {
-    if !root_or_skip("control_can_start_a_tester_that_confines_itself") {
+fn the_spawner_may_execute_the_tester_and_nothing_else() {
+    if !root_or_skip("the_spawner_may_execute_the_tester_and_nothing_else") {
         return;
     }
-    let d = data_dir();
-    let dir = d.path().to_str().expect("utf-8 temp path");
     let who = run_as_arg();
-    let args = ["--run-as", who.as_str(), "--data-dir", dir, "--exec", PROBE];
-    // The probe execs itself as a tester under control's Landlock and seccomp (filters
-    // stack): loader, Rust start-up, enter(Tester) and UDP I/O must all pass.
-    assert_lives(&probe("control", "exec-tester", &args), "exec-tester");
+    let args = ["--run-as", who.as_str(), "--exec", PROBE];
+    // Landlock: /bin/true is not the tester (EACCES), /etc/passwd is not readable.
+    assert_lives(&probe("spawner", "exec-denied", &args), "exec-denied");
+    assert_lives(&probe("spawner", "open-passwd", &args), "open-passwd");
+    // seccomp: it creates no socket and maps no anonymous executable memory.
+    assert_sigsys(&probe("spawner", "socket", &args), "socket");
+    assert_sigsys(&probe("spawner", "mmap-exec", &args), "mmap-exec");
+    assert_sigsys(&probe("spawner", "unshare", &args), "unshare");
 }
 
 #[test]
@@ -316,6 +316,9 @@ fn control_seccomp_pins_arguments() {
     assert_sigsys(&probe("control", "mmap-exec", &args), "mmap-exec");
     // connect is not in control's list (connections arrive over SCM_RIGHTS).
     assert_sigsys(&probe("control", "connect", &args), "connect");
+    // Control starts no process itself: its spawner does.
+    assert_sigsys(&probe("control", "execve", &args), "execve");
+    assert_sigsys(&probe("control", "fork", &args), "fork");
 }
 
 #[test]
@@ -386,6 +389,10 @@ fn control_runtime_example() -> std::path::PathBuf {
     ex
 }
 
+/// The real process layout: control forks its spawner, both enter their sandboxes, and
+/// control's runtime asks the spawner for testers (sandbox-probe as a tester, with fds
+/// 3-6 passed as control passes a tester's) through `ipc::spawner`: the tester's whole
+/// start under the spawner's filter and its own, and a kill through a pidfd.
 #[test]
 fn control_policy_runs_tokio_store_and_spawn() {
     if !root_or_skip("control_policy_runs_tokio_store_and_spawn") {

@@ -169,6 +169,23 @@ impl Server {
         }
     }
 
+    /// The spawner: control's one child, which starts every tester.
+    pub fn spawner_pid(&self) -> u32 {
+        let control = self.control_pid();
+        let mut kids = Vec::new();
+        let found = wait_for(Duration::from_secs(10), || {
+            kids = child_pids(control);
+            kids.len() == 1
+        });
+        assert!(found, "control has children {kids:?}, want 1 (the spawner)");
+        kids[0]
+    }
+
+    /// The testers running now (the spawner's children).
+    pub fn tester_pids(&self) -> Vec<u32> {
+        child_pids(self.spawner_pid())
+    }
+
     /// `host:port` for owping's command line.
     pub fn target(&self) -> String {
         match self.addr {

@@ -4,7 +4,7 @@
 //! processes (issue: "Hostile clients").
 
 use e2e::raw::{Raw, receive_request};
-use e2e::{Server, child_pids, fd_count, wait_for};
+use e2e::{Server, fd_count, wait_for};
 use owamp::Mode;
 use owamp::wire::RequestSession;
 use std::io::Write;
@@ -192,7 +192,9 @@ fn truncated_messages_and_abrupt_closes_leave_no_trace() {
     let control = control_pid(&server);
     // Settle (the probe session's tester gone), then take the baseline.
     assert_server_accepts(&server);
-    assert!(wait_for(Duration::from_secs(10), || child_pids(control).is_empty()));
+    assert!(wait_for(Duration::from_secs(10), || server
+        .tester_pids()
+        .is_empty()));
     let fds_before = fd_count(control);
     for i in 0..60 {
         let mut raw = Raw::connect(server.addr).unwrap();
@@ -219,9 +221,9 @@ fn truncated_messages_and_abrupt_closes_leave_no_trace() {
         fd_count(control)
     );
     assert!(
-        wait_for(Duration::from_secs(10), || child_pids(control).is_empty()),
+        wait_for(Duration::from_secs(10), || server.tester_pids().is_empty()),
         "testers left behind: {:?}",
-        child_pids(control)
+        server.tester_pids()
     );
     assert_eq!(control_pid(&server), control, "control did not restart");
     assert_server_accepts(&server);

@@ -4,7 +4,7 @@
 //! uid fields with no capabilities, NoNewPrivs and seccomp filtering; the master keeps
 //! at most CAP_SETUID, CAP_SETGID, CAP_KILL and CAP_NET_BIND_SERVICE.
 
-use e2e::{Server, child_pids, enter_private_netns, require_root, run_client, wait_for};
+use e2e::{Server, enter_private_netns, require_root, run_client, wait_for};
 use std::os::unix::fs::chown;
 use std::time::{Duration, Instant};
 
@@ -84,9 +84,10 @@ fn default_port_as_nobody_with_every_process_confined() {
         )
     });
     let control = server.control_pid();
+    let spawner = server.spawner_pid();
     let start = Instant::now();
     let testers = loop {
-        let t = child_pids(control);
+        let t = server.tester_pids();
         if !t.is_empty() {
             break t;
         }
@@ -97,6 +98,7 @@ fn default_port_as_nobody_with_every_process_confined() {
         std::thread::sleep(Duration::from_millis(20));
     };
     assert_confined(control, "owampd-control");
+    assert_confined(spawner, "owampd-spawner");
     for t in &testers {
         assert_confined(*t, "owampd-tester");
     }

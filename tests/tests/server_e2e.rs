@@ -419,7 +419,7 @@ fn a_killed_tester_ends_only_its_own_session() {
     let control = server.control_pid();
     let start = Instant::now();
     let tester = loop {
-        if let Some(t) = child_pids(control).first() {
+        if let Some(t) = server.tester_pids().first() {
             break *t;
         }
         assert!(

@@ -19,7 +19,10 @@ pub const TOKEN_LEN: usize = 64;
 /// Debug never prints the bytes. On drop the fields are overwritten with zeros; this is
 /// best effort (no volatile writes in safe Rust, and moved-from copies or the expanded
 /// AES/HMAC states inside a [`super::ControlCipher`] are not wiped).
-#[derive(Clone)]
+///
+/// Serde lets the server's control process hand the keys to the tester of a session,
+/// which derives the test-session keys from them.
+#[derive(Clone, serde::Serialize, serde::Deserialize)]
 pub struct SessionKeys {
     pub aes: [u8; 16],
     pub hmac: [u8; 32],

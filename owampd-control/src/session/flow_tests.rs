@@ -6,11 +6,11 @@ use crate::directory::SimpleDirectory;
 use crate::log::MemorySink;
 use crate::policy::ClassTree;
 use crate::testers::{LaunchFuture, ReadyRx, TesterError};
-use ipc::tester::TesterReport;
 use owamp::wire::{FetchAck, StartSessions};
 use owamp::{Slot, SlotKind};
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, Ordering};
+use tester_ipc::{Outcome, Report};
 use tokio::io::{AsyncReadExt, AsyncWriteExt, DuplexStream};
 
 /// Scripted testers: a sender finishes right after Start; a receiver says ReceiveDone
@@ -18,7 +18,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt, DuplexStream};
 #[derive(Default)]
 struct FakeLauncher {
     sent: Arc<Mutex<Vec<(usize, ControlToTester)>>>,
-    setups: Mutex<Vec<TesterSetup>>,
+    setups: Mutex<Vec<Setup>>,
     /// The next testers fail their start-up exchange (after Accept-Session).
     fail_start: AtomicBool,
 }
@@ -30,6 +30,8 @@ struct FakeLink {
     events: EventTx,
     sent: Arc<Mutex<Vec<(usize, ControlToTester)>>>,
     ready: Option<ReadyRx>,
+    /// The receiver's Stop, until Finalize.
+    stop: Option<Stop>,
 }
 
 impl TesterLink for FakeLink {
@@ -37,40 +39,48 @@ impl TesterLink for FakeLink {
         self.sent.lock().unwrap().push((self.index, msg.clone()));
         let reply = match (msg, self.role) {
             (ControlToTester::Start, TesterRole::Sender) => {
-                Some(TesterToControl::Finished(TesterReport {
-                    outcome: TesterOutcome::Sender {
+                let skips = vec![SkipRange { first: 1, last: 2 }];
+                let _ = self.events.send((
+                    self.index,
+                    TesterEvent::Msg(TesterToControl::SenderSkips(skips)),
+                ));
+                Some(TesterToControl::Finished(Report {
+                    outcome: Outcome::Sender {
                         next_seqno: self.npackets,
-                        skips: vec![IpcSkipRange { first: 1, last: 2 }],
+                        num_skips: 1,
                     },
                     drops: vec![],
                 }))
             }
             (ControlToTester::Start, TesterRole::Receiver) => Some(TesterToControl::ReceiveDone),
+            (ControlToTester::Stop(stop), TesterRole::Receiver) => {
+                self.stop = Some(*stop);
+                None
+            }
             // Scripted: Next Seqno 0 stands for "a received record at or past it".
-            (
-                ControlToTester::Stop(StopInfo::Stop {
-                    next_seqno: Some(0),
+            (ControlToTester::Finalize, TesterRole::Receiver) => match self.stop {
+                Some(Stop {
+                    peer: Some(PeerRecord { next_seqno: 0, .. }),
                     ..
-                }),
-                TesterRole::Receiver,
-            ) => Some(TesterToControl::Finished(TesterReport {
-                outcome: TesterOutcome::Failed {
-                    reason: "session invalid".into(),
-                },
-                drops: vec![],
-            })),
-            (ControlToTester::Stop(StopInfo::Stop { next_seqno, .. }), TesterRole::Receiver) => {
-                Some(TesterToControl::Finished(TesterReport {
-                    outcome: TesterOutcome::Receiver {
-                        finished: if next_seqno.is_some() { 1 } else { 2 },
-                        records: 3,
-                        lost: 0,
-                        // A lie: the file is 500 octets (set at launch).
-                        file_len: 1,
+                }) => Some(TesterToControl::Finished(Report {
+                    outcome: Outcome::Failed {
+                        reason: "session invalid".into(),
                     },
                     drops: vec![],
-                }))
-            }
+                })),
+                stop => Some(TesterToControl::Finished(Report {
+                    outcome: Outcome::Receiver {
+                        finished: if stop.is_some_and(|s| s.peer.is_some()) {
+                            1
+                        } else {
+                            2
+                        },
+                        records: 3,
+                        lost: 0,
+                    },
+                    drops: vec![],
+                })),
+            },
             _ => None,
         };
         if let Some(r) = reply {
@@ -87,7 +97,7 @@ impl TesterLink for FakeLink {
 impl TesterLauncher for FakeLauncher {
     fn launch(
         &self,
-        setup: TesterSetup,
+        setup: Setup,
         _socket: std::net::UdpSocket,
         file: Option<File>,
         index: usize,
@@ -96,7 +106,6 @@ impl TesterLauncher for FakeLauncher {
         if let Some(f) = file {
             f.set_len(500).unwrap();
         }
-        let stored = RequestSession::decode_stored(&setup.request).unwrap();
         let ready = self.fail_start.load(Ordering::SeqCst).then(|| {
             let (tx, rx) = tokio::sync::oneshot::channel();
             tx.send(Err(TesterError::Protocol("sandbox refused".into())))
@@ -106,10 +115,11 @@ impl TesterLauncher for FakeLauncher {
         let link = FakeLink {
             index,
             role: setup.role,
-            npackets: stored.preamble.num_packets,
+            npackets: setup.request.num_packets,
             events,
             sent: self.sent.clone(),
             ready,
+            stop: None,
         };
         self.setups.lock().unwrap().push(setup);
         Box::pin(async move { Ok(Box::new(link) as Box<dyn TesterLink>) })
@@ -156,7 +166,6 @@ fn harness_tree(authmodes: u32, timeout: Duration, max_conns: u32, tree: ClassTr
             end_delay_s: 1.0,
             start_time: Num64(0xdd12_e5a0_0000_0000),
             debug_time_offset: 0.0,
-            seccomp_log_only: false,
         },
         directory: Arc::new(SimpleDirectory {
             users: vec![("alice".into(), b"testpass".to_vec())],
@@ -485,21 +494,19 @@ async fn full_test_period_server_stops_first() {
     drop(c);
     task.await.unwrap();
     let sent = h.launcher.sent.lock().unwrap().clone();
-    assert!(sent.contains(&(
-        0,
-        ControlToTester::Stop(StopInfo::Stop {
-            stop_time_ntp: match sent.iter().find_map(|(i, m)| match m {
-                ControlToTester::Stop(StopInfo::Stop { stop_time_ntp, .. }) if *i == 0 =>
-                    Some(*stop_time_ntp),
-                _ => None,
-            }) {
-                Some(t) => t,
-                None => panic!("receiver never stopped: {sent:?}"),
-            },
-            next_seqno: Some(8),
-            skips: vec![],
+    let stop = sent.iter().find_map(|(i, m)| match m {
+        ControlToTester::Stop(s) if *i == 0 => Some(*s),
+        _ => None,
+    });
+    let stop = stop.unwrap_or_else(|| panic!("receiver never stopped: {sent:?}"));
+    assert_eq!(
+        stop.peer,
+        Some(PeerRecord {
+            next_seqno: 8,
+            num_skips: 0
         })
-    )));
+    );
+    assert!(sent.contains(&(0, ControlToTester::Finalize)), "{sent:?}");
     // The kept file is accounted at its real size, whatever the tester reported.
     assert_eq!(h.ctx.policy.disk_used(0), 500);
     let setups = h.launcher.setups.lock().unwrap();
@@ -537,10 +544,7 @@ async fn stop_with_unknown_sid_closes() {
     assert!(c.closed().await);
     task.await.unwrap();
     let sent = h.launcher.sent.lock().unwrap().clone();
-    assert!(
-        sent.contains(&(0, ControlToTester::Stop(StopInfo::Abort))),
-        "{sent:?}"
-    );
+    assert!(sent.contains(&(0, ControlToTester::Abort)), "{sent:?}");
 }
 
 #[tokio::test]

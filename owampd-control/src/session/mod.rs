@@ -23,10 +23,6 @@ use crate::policy::{
 use crate::ports::{PortAllocator, PortLease};
 use crate::store::Store;
 use crate::testers::{EventRx, EventTx, TesterEvent, TesterLauncher, TesterLink};
-use ipc::tester::{
-    ControlToTester, IpcSkipRange, SessionKeyBytes, StopInfo, TesterOutcome, TesterRole,
-    TesterSetup, TesterToControl,
-};
 use owamp::crypto::{self, ControlCipher, SessionKeys, Token};
 use owamp::wire::{
     self, AcceptSession, CommandKind, FetchSession, RequestSession, ServerGreeting, ServerStart,
@@ -37,6 +33,10 @@ use std::fs::File;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
+use tester_ipc::{
+    ControlToTester, MAX_SKIPS_PER_MESSAGE, Outcome, PeerRecord, Role as TesterRole, Setup, Stop,
+    TesterToControl, chunks,
+};
 use thiserror::Error;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::mpsc;
@@ -63,7 +63,6 @@ pub struct ServerConfig {
     /// The daemon's start time, sent in Server-Start (spec §1.3).
     pub start_time: Num64,
     pub debug_time_offset: f64,
-    pub seccomp_log_only: bool,
 }
 
 /// What every connection shares.
@@ -151,7 +150,8 @@ struct TestSession {
     id: usize,
     sid: Sid,
     role: TesterRole,
-    request: RequestSession,
+    /// Number of Packets of the request.
+    num_packets: u32,
     link: Box<dyn TesterLink>,
     log: Logger,
     /// Local endpoint finished its part (sender reported, receiver's time is over or
@@ -162,10 +162,12 @@ struct TestSession {
     stop_sent: bool,
     /// The tester reported failure: the data is discarded, not kept as incomplete.
     failed: bool,
-    /// A sender's own Stop-Sessions record (spec §2.5).
+    /// A sender's skip ranges as they arrive, before its report.
+    sender_skips: Vec<SkipRange>,
+    /// A sender's own Stop-Sessions record (RFC 4656 §3.8).
     sender_result: Option<(u32, Vec<SkipRange>)>,
-    /// A receiver's report after finalisation: finished word, file length.
-    receiver_result: Option<(u32, u64)>,
+    /// A receiver's report after finalisation: the `.owp` finished word.
+    receiver_result: Option<u32>,
     /// Control's own handle on the receiver's file, to finalise it as incomplete if
     /// the tester dies (design.md "Processes").
     file: Option<File>,

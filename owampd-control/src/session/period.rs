@@ -62,10 +62,10 @@ impl Connection<'_> {
             TesterEvent::Msg(TesterToControl::Log(l)) => {
                 s.log.log(
                     match l.level {
-                        ipc::tester::TesterLogLevel::Error => crate::log::Level::Error,
-                        ipc::tester::TesterLogLevel::Warning => crate::log::Level::Warning,
-                        ipc::tester::TesterLogLevel::Info => crate::log::Level::Info,
-                        ipc::tester::TesterLogLevel::Debug => crate::log::Level::Debug,
+                        tester_ipc::LogLevel::Error => crate::log::Level::Error,
+                        tester_ipc::LogLevel::Warning => crate::log::Level::Warning,
+                        tester_ipc::LogLevel::Info => crate::log::Level::Info,
+                        tester_ipc::LogLevel::Debug => crate::log::Level::Debug,
                     },
                     format!("tester: {}", l.message),
                 );
@@ -74,6 +74,9 @@ impl Connection<'_> {
                 if !s.stop_sent {
                     s.done = true;
                 }
+            }
+            TesterEvent::Msg(TesterToControl::SenderSkips(v)) if s.role == TesterRole::Sender => {
+                s.sender_skips.extend(v);
             }
             TesterEvent::Msg(TesterToControl::Finished(rep)) => {
                 if !rep.drops.is_empty() {
@@ -85,39 +88,35 @@ impl Connection<'_> {
                     s.log.info(format!("dropped packets: {}", d.join(", ")));
                 }
                 match rep.outcome {
-                    TesterOutcome::Sender { next_seqno, skips } if s.role == TesterRole::Sender => {
-                        s.sender_result = Some((
-                            next_seqno,
-                            skips
-                                .into_iter()
-                                .map(|r| SkipRange {
-                                    first: r.first,
-                                    last: r.last,
-                                })
-                                .collect(),
-                        ));
+                    Outcome::Sender {
+                        next_seqno,
+                        num_skips,
+                    } if s.role == TesterRole::Sender
+                        && num_skips as usize == s.sender_skips.len() =>
+                    {
+                        s.sender_result = Some((next_seqno, std::mem::take(&mut s.sender_skips)));
                     }
-                    TesterOutcome::Receiver {
+                    Outcome::Receiver {
                         finished,
                         records,
                         lost,
-                        file_len,
                     } if s.role == TesterRole::Receiver => {
                         s.log.info(format!(
                             "receive session finalised: finished={finished}, {records} records, {lost} lost"
                         ));
-                        s.receiver_result = Some((finished, file_len));
+                        s.receiver_result = Some(finished);
                     }
-                    TesterOutcome::Failed { reason } => {
+                    Outcome::Failed { reason } => {
                         // It reported: its data is bad (e.g. a received record at or
-                        // past Next Seqno, spec §7.8), not merely cut short.
+                        // past Next Seqno, RFC 4656 §3.8), not merely cut short.
                         s.log.warn(format!("session failed: {reason}"));
                         s.gone = true;
                         s.failed = true;
                     }
-                    _ => {
-                        s.log
-                            .warn("tester sent a report for the wrong role: killed");
+                    other => {
+                        s.log.warn(format!(
+                            "tester sent a report that does not fit its session ({other:?}): killed"
+                        ));
                         s.link.kill();
                         s.gone = true;
                     }
@@ -125,7 +124,7 @@ impl Connection<'_> {
                 s.done = true;
             }
             TesterEvent::Msg(other) => {
-                // A message not allowed now ends that tester, never control (design.md "IPC").
+                // A message not allowed now ends that tester, never control.
                 s.log.warn(format!(
                     "unexpected message from tester ({other:?}): killed"
                 ));
@@ -136,6 +135,7 @@ impl Connection<'_> {
             TesterEvent::Gone(why) => {
                 if s.sender_result.is_none() && s.receiver_result.is_none() {
                     s.log.warn(format!("tester ended: {why}"));
+                    s.link.kill();
                     s.gone = true;
                 }
                 s.done = true;
@@ -195,13 +195,12 @@ impl Connection<'_> {
             )));
         }
         let peer_stop = self.read_stop_rest(conn, &header).await?;
-        // Our senders stop now (a Stop-Sessions cuts their end delay short, §3.3).
+        // Our senders stop now (a Stop-Sessions cuts their end delay short, §3.8).
         for s in &mut self.sessions {
             if s.role == TesterRole::Sender && !s.done {
-                let _ = s.link.send(&ControlToTester::Stop(StopInfo::Stop {
-                    stop_time_ntp: stop_time.0,
-                    next_seqno: None,
-                    skips: vec![],
+                let _ = s.link.send(&ControlToTester::Stop(Stop {
+                    stop_time,
+                    peer: None,
                 }));
             }
         }
@@ -211,43 +210,22 @@ impl Connection<'_> {
             if s.role != TesterRole::Receiver || s.gone {
                 continue;
             }
-            let msg = if abort {
-                StopInfo::Abort
-            } else {
-                let rec = peer_stop.sessions.iter().find(|r| r.sid == s.sid);
-                StopInfo::Stop {
-                    stop_time_ntp: stop_time.0,
-                    next_seqno: rec.map(|r| {
-                        // 0xFFFFFFFF means "all of them" (spec §2.5).
-                        if r.next_seqno == u32::MAX {
-                            s.request.num_packets
-                        } else {
-                            r.next_seqno
-                        }
-                    }),
-                    skips: rec
-                        .map(|r| {
-                            r.skips
-                                .iter()
-                                .map(|k| IpcSkipRange {
-                                    first: k.first,
-                                    last: k.last,
-                                })
-                                .collect()
-                        })
-                        .unwrap_or_default(),
-                }
-            };
             s.receiver_result = None;
             s.stop_sent = true;
-            // An aborted tester exits without a report: nothing to wait for.
-            let wait = msg != StopInfo::Abort;
-            if let Err(e) = s.link.send(&ControlToTester::Stop(msg)) {
-                s.log.warn(format!("cannot stop: {e}"));
-                s.gone = true;
-                s.done = true;
+            let sent = if abort {
+                s.link.send(&ControlToTester::Abort)
             } else {
-                s.done = !wait;
+                let rec = peer_stop.sessions.iter().find(|r| r.sid == s.sid);
+                stop_receiver(&mut *s.link, stop_time, rec, s.num_packets)
+            };
+            match sent {
+                Err(e) => {
+                    s.log.warn(format!("cannot stop: {e}"));
+                    s.gone = true;
+                    s.done = true;
+                }
+                // An aborted tester exits without a report: nothing to wait for.
+                Ok(()) => s.done = abort,
             }
         }
         self.wait_reports().await;
@@ -280,7 +258,7 @@ impl Connection<'_> {
         let max_packets = self
             .sessions
             .iter()
-            .map(|s| s.request.num_packets)
+            .map(|s| s.num_packets)
             .max()
             .unwrap_or(0);
         let limits = StopLimits {
@@ -327,11 +305,11 @@ impl Connection<'_> {
                     r.sid.to_hex()
                 ));
             };
-            if r.next_seqno != u32::MAX && r.next_seqno > s.request.num_packets {
+            if r.next_seqno != u32::MAX && r.next_seqno > s.num_packets {
                 return Err(format!(
                     "Stop-Sessions Next Seqno {} > {} packets (SID {})",
                     r.next_seqno,
-                    s.request.num_packets,
+                    s.num_packets,
                     r.sid.to_hex()
                 ));
             }
@@ -413,7 +391,7 @@ impl Connection<'_> {
             if s.role != TesterRole::Receiver {
                 continue;
             }
-            let keep = !aborted && matches!(s.receiver_result, Some((1 | 2, _)));
+            let keep = !aborted && matches!(s.receiver_result, Some(1 | 2));
             if !keep && !aborted && s.gone && !s.failed {
                 // Tester died: keep what it wrote, finalised as incomplete.
                 self.finalise_incomplete_here(&mut s).await;
@@ -422,13 +400,7 @@ impl Connection<'_> {
             if keep {
                 // The file's real size, not the tester's word for it: a compromised
                 // tester could report 0 and free its class's disk allowance.
-                let reported = s.receiver_result.map(|(_, l)| l).unwrap_or(0);
-                let len = self
-                    .ctx
-                    .store
-                    .file_size_async(&s.sid)
-                    .await
-                    .unwrap_or(reported);
+                let len = self.ctx.store.file_size_async(&s.sid).await.unwrap_or(0);
                 if let Some(g) = s.disk.take()
                     && let Err(e) = g.commit(len)
                 {
@@ -483,17 +455,13 @@ impl Connection<'_> {
             if s.gone {
                 continue;
             }
-            let msg = match s.role {
-                TesterRole::Receiver => StopInfo::Stop {
-                    stop_time_ntp: now.0,
-                    next_seqno: None,
-                    skips: vec![],
-                },
-                TesterRole::Sender => StopInfo::Abort,
-            };
             s.receiver_result = None;
             s.stop_sent = true;
-            let sent = s.link.send(&ControlToTester::Stop(msg)).is_ok();
+            let sent = match s.role {
+                TesterRole::Receiver => stop_receiver(&mut *s.link, now, None, s.num_packets),
+                TesterRole::Sender => s.link.send(&ControlToTester::Abort),
+            }
+            .is_ok();
             // Only receivers report after this (their finalisation); senders just exit.
             s.done = !(sent && s.role == TesterRole::Receiver);
         }
@@ -505,7 +473,7 @@ impl Connection<'_> {
     /// kill testers and delete their files (spec §7.2: closed before Start-Sessions).
     pub(super) async fn abandon_all(&mut self) {
         for mut s in std::mem::take(&mut self.sessions) {
-            let _ = s.link.send(&ControlToTester::Stop(StopInfo::Abort));
+            let _ = s.link.send(&ControlToTester::Abort);
             s.link.kill();
             if s.role == TesterRole::Receiver {
                 s.log
@@ -514,4 +482,31 @@ impl Connection<'_> {
             }
         }
     }
+}
+
+/// Stops a receiving tester: `Stop`, the peer's skip ranges in chunks, `Finalize`
+/// (tester_ipc). `rec`: the peer's record of the session, `None` when it sent none (the
+/// data is then kept as incomplete).
+fn stop_receiver(
+    link: &mut dyn TesterLink,
+    stop_time: Num64,
+    rec: Option<&SessionStop>,
+    num_packets: u32,
+) -> Result<(), crate::testers::TesterError> {
+    let peer = rec.map(|r| PeerRecord {
+        // 0xFFFFFFFF means "all of them" (RFC 4656 §3.8).
+        next_seqno: if r.next_seqno == u32::MAX {
+            num_packets
+        } else {
+            r.next_seqno
+        },
+        num_skips: u32::try_from(r.skips.len()).unwrap_or(u32::MAX),
+    });
+    link.send(&ControlToTester::Stop(Stop { stop_time, peer }))?;
+    if let Some(r) = rec {
+        for chunk in chunks(&r.skips, MAX_SKIPS_PER_MESSAGE) {
+            link.send(&ControlToTester::Skips(chunk))?;
+        }
+    }
+    link.send(&ControlToTester::Finalize)
 }

@@ -176,18 +176,17 @@ impl Connection<'_> {
             }
             TesterRole::Sender => (None, None),
         };
-        let setup = TesterSetup {
+        let num_packets = req.num_packets;
+        let setup = Setup {
             role,
-            request: req.encode_stored(),
-            mode: self.mode.bit(),
-            keys: self.keys.as_ref().map(|k| SessionKeyBytes {
-                aes: k.aes,
-                hmac: k.hmac,
-            }),
+            num_slots: u32::try_from(req.slots.len()).unwrap_or(u32::MAX),
+            request: req,
+            mode: self.mode,
+            keys: self.keys.clone(),
             peer,
-            end_delay_s: ctx.config.end_delay_s,
+            end_delay: Duration::try_from_secs_f64(ctx.config.end_delay_s.clamp(0.0, 3600.0))
+                .unwrap_or(Duration::ZERO),
             debug_time_offset: ctx.config.debug_time_offset,
-            seccomp_log_only: ctx.config.seccomp_log_only,
         };
         let index = self.next_id;
         self.next_id += 1;
@@ -221,19 +220,20 @@ impl Connection<'_> {
                 TesterRole::Sender => "sender",
                 TesterRole::Receiver => "receiver",
             },
-            req.num_packets
+            num_packets
         ));
         self.sessions.push(TestSession {
             id: index,
             sid,
             role,
-            request: req,
+            num_packets,
             link,
             log,
             done: false,
             gone: false,
             stop_sent: false,
             failed: false,
+            sender_skips: Vec::new(),
             sender_result: None,
             receiver_result: None,
             file,

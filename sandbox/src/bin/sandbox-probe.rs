@@ -1,15 +1,20 @@
 //! Test helper: enters a role's sandbox, then performs one named action, so the tests in
 //! `sandbox/tests/probe.rs` can check from outside how it ends (exit status or signal).
 //!
-//! Usage: `sandbox-probe <tester|control|master> <action> [--run-as UID:GID]
-//!         [--data-dir DIR] [--exec PATH] [--log]`
+//! Usage: `sandbox-probe <tester|control|spawner|master> <action> [--run-as UID:GID]
+//!         [--data-dir DIR] [--exec PATH] [--log] [--inherited]`
+//! With no arguments, they are read (split at spaces) from `SANDBOX_PROBE`: the
+//! spawner starts its program without arguments, as it starts `owampd-tester`.
 //!
 //! Exit 0: the action behaved as expected for an allowed action (or an expected errno for
 //! Landlock denials); 1: unexpected outcome; 2: usage; 3: `enter` failed. Forbidden
 //! syscalls never return: the process dies by SIGSYS.
 //!
 //! Everything a tester would inherit (UDP sockets, the data file, a handle on
-//! /proc/self/status) is set up *before* `enter`, and kept below `keep_fds`.
+//! /proc/self/status) is set up *before* `enter`, and kept below `keep_fds`. With
+//! `--inherited` it comes from the parent instead, as a tester's does: fd 3 a stream on
+//! which the outcome is reported (`ok`, or the error), fd 4 and fd 6 UDP sockets, fd 5
+//! the data file.
 
 use std::io::{Read, Seek, SeekFrom, Write};
 use std::net::UdpSocket;
@@ -26,13 +31,23 @@ struct Args {
     data_dir: Option<PathBuf>,
     exec: Vec<PathBuf>,
     log: bool,
+    inherited: bool,
 }
 
 fn parse_args() -> Result<Args, String> {
-    let mut it = std::env::args().skip(1);
+    let mut argv: Vec<String> = std::env::args().skip(1).collect();
+    if argv.is_empty() {
+        argv = std::env::var("SANDBOX_PROBE")
+            .unwrap_or_default()
+            .split_whitespace()
+            .map(str::to_owned)
+            .collect();
+    }
+    let mut it = argv.into_iter();
     let role = match it.next().as_deref() {
         Some("tester") => Role::Tester,
         Some("control") => Role::Control,
+        Some("spawner") => Role::Spawner,
         Some("master") => Role::Master,
         other => return Err(format!("bad role {other:?}")),
     };
@@ -44,6 +59,7 @@ fn parse_args() -> Result<Args, String> {
         data_dir: None,
         exec: Vec::new(),
         log: false,
+        inherited: false,
     };
     while let Some(flag) = it.next() {
         match flag.as_str() {
@@ -58,6 +74,7 @@ fn parse_args() -> Result<Args, String> {
             "--data-dir" => args.data_dir = Some(it.next().ok_or("--data-dir needs DIR")?.into()),
             "--exec" => args.exec.push(it.next().ok_or("--exec needs PATH")?.into()),
             "--log" => args.log = true,
+            "--inherited" => args.inherited = true,
             other => return Err(format!("unknown flag {other}")),
         }
     }
@@ -71,11 +88,39 @@ struct Inherited {
     /// Bound to [::1] when the host has IPv6 loopback.
     udp_v6: Option<UdpSocket>,
     data: std::fs::File,
-    /// None when Landlock (inherited from a control probe) hides /proc.
+    /// None when Landlock (inherited from a spawner) hides /proc.
     status: Option<std::fs::File>,
+    /// With `--inherited`: where the outcome is reported.
+    report: Option<std::os::unix::net::UnixStream>,
+}
+
+/// Takes the descriptors a parent placed (see the module comment).
+fn take_inherited() -> Result<Inherited, String> {
+    use std::os::fd::FromRawFd;
+    for fd in 3..=6 {
+        // SAFETY: F_GETFD only reads the descriptor flags of `fd`, if it is open.
+        if unsafe { libc::fcntl(fd, libc::F_GETFD) } < 0 {
+            return Err(format!("--inherited: fd {fd} is not open"));
+        }
+    }
+    // SAFETY: fds 3..=6 are open (checked) and were placed for this process alone by
+    // its parent, per the layout above; each is taken once.
+    unsafe {
+        Ok(Inherited {
+            report: Some(std::os::unix::net::UnixStream::from_raw_fd(3)),
+            udp_a: UdpSocket::from_raw_fd(4),
+            data: std::fs::File::from_raw_fd(5),
+            udp_b: UdpSocket::from_raw_fd(6),
+            udp_v6: None,
+            status: None,
+        })
+    }
 }
 
 fn prepare(args: &Args) -> Result<Inherited, String> {
+    if args.inherited {
+        return take_inherited();
+    }
     let udp_a = UdpSocket::bind("127.0.0.1:0").map_err(|e| format!("udp: {e}"))?;
     let udp_b = UdpSocket::bind("127.0.0.1:0").map_err(|e| format!("udp: {e}"))?;
     // In the data dir when there is one (a tester started by a control probe can only
@@ -102,6 +147,7 @@ fn prepare(args: &Args) -> Result<Inherited, String> {
         udp_v6,
         data,
         status,
+        report: None,
     })
 }
 
@@ -121,6 +167,7 @@ fn main() -> ExitCode {
         }
     };
     let keep = [
+        inh.report.as_ref().map_or(2, |r| r.as_raw_fd()),
         inh.udp_a.as_raw_fd(),
         inh.udp_b.as_raw_fd(),
         inh.data.as_raw_fd(),
@@ -157,7 +204,17 @@ fn main() -> ExitCode {
         eprintln!("sandbox-probe: enter: {e}");
         return ExitCode::from(3);
     }
-    match act(&args, inh, stray) {
+    let mut inh = inh;
+    let mut report = inh.report.take();
+    let outcome = act(&args, inh, stray);
+    if let Some(r) = report.as_mut() {
+        let line = match &outcome {
+            Ok(()) => "ok\n".to_owned(),
+            Err(e) => format!("{}: {e}\n", args.action),
+        };
+        let _ = r.write_all(line.as_bytes());
+    }
+    match outcome {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("sandbox-probe: {}: {e}", args.action);
@@ -334,20 +391,13 @@ fn act(args: &Args, mut inh: Inherited, stray: i32) -> Result<(), String> {
                 .ok_or_else(|| "read back differs".to_owned())
         }
         "open-passwd" => expect_eacces(std::fs::File::open("/etc/passwd").map(drop)),
-        "exec-denied" => expect_eacces(std::process::Command::new("/bin/true").status().map(drop)),
-        "exec-tester" => {
-            // Start this probe again as a tester, under the inherited control sandbox, to
-            // prove control's filter and Landlock let a tester start and confine itself.
-            let me = std::env::current_exe().map_err(|e| e.to_string())?;
-            let mut cmd = std::process::Command::new(me);
-            cmd.args(["tester", "udp"]);
-            if let Some(d) = &args.data_dir {
-                cmd.arg("--data-dir").arg(d);
+        "exec-denied" => {
+            // Landlock (the spawner's): /bin/true is not the tester.
+            let prog = c"/bin/true";
+            match nix::unistd::execv(prog, &[prog]) {
+                Err(nix::errno::Errno::EACCES) => Ok(()),
+                other => Err(format!("expected EACCES, got {other:?}")),
             }
-            let st = cmd.status().map_err(|e| format!("spawn: {e}"))?;
-            st.success()
-                .then_some(())
-                .ok_or_else(|| format!("tester probe ended {st:?}"))
         }
         other => Err(format!("unknown action {other}")),
     }

@@ -1,13 +1,12 @@
-//! Control's allow-list. Control is one tokio current_thread process (epoll) that receives
-//! client connections over SCM_RIGHTS (so no accept/listen/connect), owns the data store
-//! (Landlock confines the paths) and starts testers with posix_spawn(3)
-//! (`ipc::spawn::spawn_child_vfork`).
-//!
-//! Filters are inherited, so this list must also cover the tester from its execve to
-//! its own filter: dynamic loading, Rust start-up, and `sandbox::enter(Tester)`.
+//! Control's allow-list. Control is one tokio current_thread process (epoll, with a
+//! blocking pool for the data store) that receives client connections over SCM_RIGHTS
+//! (so no accept/listen/connect), owns the data store (Landlock confines the paths) and
+//! asks its spawner, forked before this filter was loaded, to start testers. So control
+//! itself never execs and never forks: it creates threads only, and its filter is not
+//! inherited by any tester.
 
-use super::rules::{Cond, Policy, PolicyError, c, eq, none_of};
-use super::tester::{TEST_SOCKOPTS, allow_send_timer};
+use super::rules::{Cond, Policy, PolicyError, all_of, c, eq, none_of};
+use super::tester::TEST_SOCKOPTS;
 
 /// Socket options control sets besides the test-socket ones: on the passed TCP control
 /// connections and its own sockets.
@@ -29,11 +28,8 @@ const CONTROL_GETSOCKOPTS: &[(libc::c_int, libc::c_int)] = &[
 /// The control policy.
 pub fn policy() -> Result<Policy, PolicyError> {
     let mut p = Policy::default();
-    // No anonymous executable memory (no JIT, no shellcode staging). File-backed
-    // executable mappings stay allowed: the exec'd tester's loader maps libc that way,
-    // and Landlock limits executable files to the tester and the libraries.
+    // No executable memory at all (no JIT, no shellcode staging, no library loading).
     let no_exec = none_of(2, c(libc::PROT_EXEC));
-    let file_backed = none_of(3, c(libc::MAP_ANONYMOUS));
 
     // Plain I/O on fds it holds: connections, IPC, data files (tokio, std, ipc, owp).
     p.allow(libc::SYS_read);
@@ -48,14 +44,8 @@ pub fn policy() -> Result<Policy, PolicyError> {
     p.allow(libc::SYS_ftruncate);
     p.allow(libc::SYS_fstat);
     p.allow(libc::SYS_close);
-    p.allow(libc::SYS_close_range); // Command spawn; the tester's first sandbox step
     p.allow(libc::SYS_flock); // owp file lock
-    p.allow(libc::SYS_fcntl); // tokio/std fd flags, F_DUPFD_CLOEXEC for Command
-    p.allow(libc::SYS_dup); // Command stdio setup
-    p.allow(libc::SYS_dup3); // child: move fds 3/4/5 into place
-    #[cfg(target_arch = "x86_64")]
-    p.allow(libc::SYS_dup2);
-    p.allow(libc::SYS_pipe2); // Command's exec-error pipe
+    p.allow(libc::SYS_fcntl); // tokio/std fd flags, File::try_clone (F_DUPFD_CLOEXEC)
     // ioctl: FIONBIO (std set_nonblocking), FIOCLEX/FIONCLEX (fd flags), nothing else.
     p.allow_if(
         libc::SYS_ioctl,
@@ -96,10 +86,6 @@ pub fn policy() -> Result<Policy, PolicyError> {
     p.allow(libc::SYS_stat);
     #[cfg(target_arch = "x86_64")]
     p.allow(libc::SYS_lstat);
-    p.allow(libc::SYS_faccessat); // ld.so, Command's PATH checks
-    p.allow(libc::SYS_faccessat2);
-    #[cfg(target_arch = "x86_64")]
-    p.allow(libc::SYS_access); // ld.so: /etc/ld.so.preload
     p.allow(libc::SYS_getcwd); // std::env::current_dir in error messages
 
     // Sockets: test sockets (UDP), IPC socketpairs; connections arrive over SCM_RIGHTS.
@@ -118,11 +104,8 @@ pub fn policy() -> Result<Policy, PolicyError> {
     p.allow(libc::SYS_shutdown);
     p.allow(libc::SYS_sendto);
     p.allow(libc::SYS_sendmsg); // ipc (SCM_RIGHTS)
-    p.allow(libc::SYS_recvfrom);
+    p.allow(libc::SYS_recvfrom); // also the peek for a message's length (ipc::channel)
     p.allow(libc::SYS_recvmsg); // ipc (SCM_RIGHTS)
-    // Not control's own: the filter is inherited by the tester, whose receiver reads its
-    // batches with it (owamp::engine::UdpTestSocket::recv_queued).
-    p.allow(libc::SYS_recvmmsg);
     let mut set: Vec<[Cond; 2]> = TEST_SOCKOPTS
         .iter()
         .chain(CONTROL_SOCKOPTS)
@@ -147,29 +130,17 @@ pub fn policy() -> Result<Policy, PolicyError> {
     p.allow(libc::SYS_epoll_pwait2);
     p.allow(libc::SYS_eventfd2); // mio waker
     #[cfg(target_arch = "x86_64")]
-    p.allow(libc::SYS_poll); // std start-up of the tester; tester engine
+    p.allow(libc::SYS_poll);
     p.allow(libc::SYS_ppoll);
     p.allow(libc::SYS_restart_syscall);
 
-    // Spawning testers: glibc's posix_spawn (clone3/clone with CLONE_VM|CLONE_VFORK),
-    // execve limited by Landlock to the tester, and reaping (wait4 from waitpid).
-    p.allow(libc::SYS_clone);
+    // Threads for tokio's blocking pool: clone only with CLONE_THREAD (clone3's flags are
+    // in a struct BPF cannot read; without execve a copy of control could run nothing
+    // new). No execve, no wait: testers are the spawner's children.
+    p.allow_if(libc::SYS_clone, &[&[all_of(0, c(libc::CLONE_THREAD))]])?;
     p.allow(libc::SYS_clone3);
-    #[cfg(target_arch = "x86_64")]
-    p.allow(libc::SYS_vfork);
-    p.allow(libc::SYS_execve);
-    p.allow(libc::SYS_execveat);
-    p.allow(libc::SYS_wait4);
-    p.allow(libc::SYS_waitid);
-    // Stopping a tester: TERM, then KILL; 0 probes whether it is alive.
-    p.allow_if(
-        libc::SYS_kill,
-        &[
-            &[eq(1, c(libc::SIGTERM))],
-            &[eq(1, c(libc::SIGKILL))],
-            &[eq(1, 0)],
-        ],
-    )?;
+    // Killing a tester that does not stop: SIGKILL through the pidfd the spawner gave.
+    p.allow_if(libc::SYS_pidfd_send_signal, &[&[eq(1, c(libc::SIGKILL))]])?;
     // glibc abort() after a panic: SIGABRT to itself.
     p.allow_if(libc::SYS_tgkill, &[&[eq(2, c(libc::SIGABRT))]])?;
 
@@ -179,8 +150,6 @@ pub fn policy() -> Result<Policy, PolicyError> {
     p.allow(libc::SYS_gettimeofday);
     p.allow(libc::SYS_clock_nanosleep);
     p.allow(libc::SYS_nanosleep);
-    // Not control's own: the tester runs under this filter too (filters stack).
-    allow_send_timer(&mut p)?;
     p.allow(libc::SYS_adjtimex); // kernel_clock (modes=0; setting needs CAP_SYS_TIME)
     // glibc implements adjtimex() as clock_adjtime(CLOCK_REALTIME, ...).
     p.allow_if(
@@ -190,10 +159,7 @@ pub fn policy() -> Result<Policy, PolicyError> {
     p.allow(libc::SYS_getrandom); // SIDs, challenges, salts (owamp::crypto)
 
     // Memory.
-    p.allow_if(
-        libc::SYS_mmap,
-        &[std::slice::from_ref(&no_exec), &[file_backed]],
-    )?;
+    p.allow_if(libc::SYS_mmap, &[std::slice::from_ref(&no_exec)])?;
     p.allow_if(libc::SYS_mprotect, &[&[no_exec]])?;
     p.allow(libc::SYS_munmap);
     p.allow(libc::SYS_mremap);
@@ -202,57 +168,30 @@ pub fn policy() -> Result<Policy, PolicyError> {
 
     // Signals.
     p.allow(libc::SYS_rt_sigaction);
-    p.allow(libc::SYS_rt_sigprocmask); // also Command's child before exec
+    p.allow(libc::SYS_rt_sigprocmask);
     p.allow(libc::SYS_rt_sigreturn);
     p.allow(libc::SYS_sigaltstack);
 
-    // Process and thread bits (std, tokio, glibc start-up of the exec'd tester).
+    // Process and thread bits (std, tokio, glibc thread start).
     p.allow(libc::SYS_exit);
     p.allow(libc::SYS_exit_group);
     p.allow(libc::SYS_getpid);
     p.allow(libc::SYS_getppid);
     p.allow(libc::SYS_gettid);
-    p.allow(libc::SYS_getuid);
-    p.allow(libc::SYS_geteuid);
-    p.allow(libc::SYS_getgid);
-    p.allow(libc::SYS_getegid);
-    p.allow(libc::SYS_getresuid); // sandbox::enter checks (tester)
-    p.allow(libc::SYS_getresgid);
-    p.allow(libc::SYS_getgroups);
     p.allow(libc::SYS_futex);
     p.allow(libc::SYS_sched_yield);
     p.allow(libc::SYS_sched_getaffinity); // std::thread::available_parallelism (tokio)
-    p.allow(libc::SYS_set_robust_list); // glibc thread/process start
-    p.allow(libc::SYS_set_tid_address); // glibc start-up
-    p.allow(libc::SYS_rseq); // glibc start-up
-    #[cfg(target_arch = "x86_64")]
-    p.allow(libc::SYS_arch_prctl); // glibc TLS set-up
-    p.allow(libc::SYS_uname); // glibc start-up checks
-    // getrlimit/setrlimit (glibc: prlimit64) on itself only: std start-up reads the stack
-    // limit, the tester lowers its own limits.
+    p.allow(libc::SYS_set_robust_list); // glibc thread start
+    p.allow(libc::SYS_rseq); // glibc thread start
+    // getrlimit (prlimit64) on itself only: glibc reads the stack limit for new threads.
     p.allow_if(libc::SYS_prlimit64, &[&[eq(0, 0)]])?;
-    // The tester's own sandbox steps: capabilities, Landlock, seccomp.
-    p.allow(libc::SYS_capget);
-    p.allow(libc::SYS_capset);
-    p.allow(libc::SYS_landlock_create_ruleset);
-    p.allow(libc::SYS_landlock_add_rule);
-    p.allow(libc::SYS_landlock_restrict_self);
-    p.allow_if(
-        libc::SYS_seccomp,
-        &[&[eq(0, u64::from(libc::SECCOMP_SET_MODE_FILTER))]],
-    )?;
+    // Its own seccomp check right after loading this filter; thread names.
     p.allow_if(
         libc::SYS_prctl,
         &[
             &[eq(0, c(libc::PR_SET_NAME))],
             &[eq(0, c(libc::PR_GET_NAME))],
-            &[eq(0, c(libc::PR_SET_TIMERSLACK))],
-            &[eq(0, c(libc::PR_SET_NO_NEW_PRIVS))],
-            &[eq(0, c(libc::PR_GET_NO_NEW_PRIVS))],
             &[eq(0, c(libc::PR_GET_SECCOMP))],
-            &[eq(0, c(libc::PR_CAPBSET_READ))],
-            &[eq(0, c(libc::PR_CAP_AMBIENT))],
-            &[eq(0, c(libc::PR_SET_PDEATHSIG))], // a tester dies with control
         ],
     )?;
     p.finish()

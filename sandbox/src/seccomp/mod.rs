@@ -1,14 +1,17 @@
-//! Step 8: seccomp-bpf, one allow-list policy per role (`control.rs`, `tester.rs`) and a
-//! lenient deny-list for the master (`master.rs`), compiled with seccompiler.
+//! Step 8: seccomp-bpf, one allow-list policy per role (`control.rs`, `spawner.rs`,
+//! `tester.rs`) and a lenient deny-list for the master (`master.rs`), compiled with
+//! seccompiler.
 //!
-//! Filters stack and are inherited across fork and exec (seccomp(2)): the tester runs
-//! under control's filter *and* its own, and control under the master's. So control's
-//! policy also has to allow what a freshly exec'd tester does before its own filter
-//! (dynamic loading, its own sandbox steps).
+//! Filters stack and are inherited across fork and exec (seccomp(2)): control and the
+//! spawner run under the master's filter and their own, and a tester under the master's,
+//! the spawner's and its own. So the spawner's policy also allows what a freshly exec'd
+//! tester does before its own filter (dynamic loading, its own sandbox steps) and
+//! everything the tester's own policy allows.
 
 mod control;
 mod master;
 mod rules;
+mod spawner;
 mod tester;
 
 use seccompiler::{BpfProgram, SeccompAction, SeccompFilter, TargetArch};
@@ -24,6 +27,7 @@ pub fn policy(role: Role) -> Result<Policy, SandboxError> {
     match role {
         Role::Master => master::policy(),
         Role::Control => control::policy(),
+        Role::Spawner => spawner::policy(),
         Role::Tester => tester::policy(),
     }
     .map_err(|e| SandboxError::other(STEP, e))
@@ -122,7 +126,7 @@ mod tests {
 
     #[test]
     fn every_policy_compiles_in_both_modes() {
-        for role in [Role::Master, Role::Control, Role::Tester] {
+        for role in [Role::Master, Role::Control, Role::Spawner, Role::Tester] {
             for mode in [SeccompMode::Enforce, SeccompMode::Log] {
                 let prog = compile(role, mode).unwrap_or_else(|e| panic!("{role:?}: {e}"));
                 assert!(!prog.is_empty());
@@ -168,6 +172,47 @@ mod tests {
             libc::SYS_ptrace,
             libc::SYS_connect,
         ] {
+            assert!(!p.mentions(nr), "control allows syscall {nr}");
+        }
+    }
+
+    /// A tester runs under the spawner's filter and its own (they stack): whatever the
+    /// tester's allows, the spawner's must too, or the tester dies of a syscall its own
+    /// policy permits. For each syscall the tester pins by argument, the spawner's rule
+    /// must be the same or looser: checked by the same alternatives being present or the
+    /// spawner allowing any arguments.
+    #[test]
+    fn the_spawner_allows_everything_the_tester_does() {
+        let tester = policy(Role::Tester).unwrap().into_map();
+        let spawner = policy(Role::Spawner).unwrap().into_map();
+        for (nr, rules) in &tester {
+            let Some(theirs) = spawner.get(nr) else {
+                panic!("the tester allows syscall {nr}, the spawner does not");
+            };
+            if theirs.is_empty() {
+                continue;
+            }
+            assert!(
+                !rules.is_empty(),
+                "syscall {nr}: any arguments for the tester, pinned for the spawner"
+            );
+            for r in rules {
+                assert!(
+                    theirs.contains(r),
+                    "syscall {nr}: the tester's rule {r:?} is not the spawner's"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn control_can_neither_exec_nor_fork() {
+        let p = policy(Role::Control).unwrap();
+        for nr in [libc::SYS_execve, libc::SYS_execveat, libc::SYS_wait4] {
+            assert!(!p.mentions(nr), "control allows syscall {nr}");
+        }
+        #[cfg(target_arch = "x86_64")]
+        for nr in [libc::SYS_fork, libc::SYS_vfork] {
             assert!(!p.mentions(nr), "control allows syscall {nr}");
         }
     }

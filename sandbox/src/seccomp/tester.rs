@@ -1,5 +1,4 @@
-//! The tester's allow-list (design.md "Processes": no open, socket, bind, connect, exec,
-//! fork). It only works on the descriptors control handed it: fd 3 IPC, fd 4 the bound UDP
+//! The tester's allow-list (no open, socket, bind, connect, exec, fork). It only works on the descriptors control handed it: fd 3 IPC, fd 4 the bound UDP
 //! test socket, fd 5 the session data file (receiver). It is single-threaded: no clone.
 
 use super::rules::{Policy, PolicyError, all_of, c, eq, le, none_of};
@@ -21,21 +20,6 @@ pub(super) const TEST_SOCKOPTS: &[(libc::c_int, libc::c_int)] = &[
 /// The highest fd number the tester uses; `*at` calls must name one of its fds, never
 /// AT_FDCWD (which is -100, i.e. huge as an unsigned int).
 const MAX_FD: u64 = 1023;
-
-/// The sender's one wait per send time: a `CLOCK_REALTIME` timerfd polled beside the
-/// control socket (owamp engine/wait.rs), made only this way; arming it is harmless.
-/// Control's policy has it too, because the tester runs under both filters.
-pub(super) fn allow_send_timer(p: &mut Policy) -> Result<(), PolicyError> {
-    p.allow_if(
-        libc::SYS_timerfd_create,
-        &[&[
-            eq(0, c(libc::CLOCK_REALTIME)),
-            eq(1, c(libc::TFD_CLOEXEC | libc::TFD_NONBLOCK)),
-        ]],
-    )?;
-    p.allow(libc::SYS_timerfd_settime);
-    Ok(())
-}
 
 /// The tester policy.
 pub fn policy() -> Result<Policy, PolicyError> {
@@ -100,7 +84,7 @@ pub fn policy() -> Result<Policy, PolicyError> {
     let alts: Vec<&[super::rules::Cond]> = get.iter().map(|a| a.as_slice()).collect();
     p.allow_if(libc::SYS_getsockopt, &alts)?;
 
-    // Waiting: the engine polls fd 3 and fd 4 with a deadline.
+    // Waiting: the engine polls fd 3 (and fd 4) with a deadline.
     #[cfg(target_arch = "x86_64")]
     p.allow(libc::SYS_poll); // std/nix poll on x86_64
     p.allow(libc::SYS_ppoll); // nix ppoll, and poll on aarch64
@@ -110,9 +94,8 @@ pub fn policy() -> Result<Policy, PolicyError> {
     p.allow(libc::SYS_clock_gettime); // vDSO fallback
     p.allow(libc::SYS_clock_getres);
     p.allow(libc::SYS_gettimeofday); // vDSO fallback
-    p.allow(libc::SYS_clock_nanosleep); // sender pacing (std::thread::sleep)
+    p.allow(libc::SYS_clock_nanosleep); // the sender's wait without a control descriptor
     p.allow(libc::SYS_nanosleep);
-    allow_send_timer(&mut p)?;
     // sandbox::kernel_clock: adjtimex(modes=0). The struct cannot be inspected by BPF, but
     // any mode other than 0 needs CAP_SYS_TIME, which the tester does not have.
     p.allow(libc::SYS_adjtimex);
@@ -145,13 +128,12 @@ pub fn policy() -> Result<Policy, PolicyError> {
     p.allow(libc::SYS_getpid); // log lines, abort()
     p.allow(libc::SYS_gettid); // abort()
     p.allow(libc::SYS_futex); // std Mutex/Once
-    p.allow(libc::SYS_sched_yield); // the sender's final approach (engine/wait.rs), std spin loops
+    p.allow(libc::SYS_sched_yield); // std's spin loops
     p.allow(libc::SYS_getcwd); // std's panic message (shortens the source path)
-    // prctl: timer slack (precise pacing), process name, and our own seccomp check.
+    // prctl: the process name, and our own seccomp check.
     p.allow_if(
         libc::SYS_prctl,
         &[
-            &[eq(0, c(libc::PR_SET_TIMERSLACK))],
             &[eq(0, c(libc::PR_SET_NAME))],
             &[eq(0, c(libc::PR_GET_SECCOMP))],
         ],
