@@ -110,3 +110,38 @@ fn files_owstats_owfetch_owup() {
     assert!(up.status.success(), "{}", text(&up.stderr));
     assert!(text(&up.stderr).starts_with("Server Up Since: "));
 }
+
+/// A loss timeout of 1 ns makes every packet of both directions late, so nothing is
+/// received: each `-M` summary, whole or `-N` sub-session, still carries MINTTL 255
+/// and MAXTTL 0 (what `.sum` parsers expect) and only `<TTLBUCKETS>` is left out.
+#[test]
+fn machine_summary_keeps_ttl_keys_when_nothing_arrives() {
+    let (srv, _files, _) = start_server();
+    let target = srv.target();
+    let base = [
+        "-c",
+        "5",
+        "-i",
+        "0.05",
+        "-L",
+        "0.000000001",
+        "-b",
+        "0.000000001",
+    ];
+    for (extra, summaries) in [(&["-M"][..], 2), (&["-M", "-N", "2"][..], 6)] {
+        let mut a = base.to_vec();
+        a.extend(extra);
+        a.push(&target);
+        let out = run_client("owping", &a, LIMIT);
+        let so = text(&out.stdout);
+        assert!(out.status.success(), "{so}{}", text(&out.stderr));
+        assert_eq!(so.matches("SUMMARY\t3.00\n").count(), summaries, "{so}");
+        assert_eq!(so.matches("\nSENT\t0\n").count(), summaries, "{so}");
+        assert_eq!(
+            so.matches("\nMINTTL\t255\nMAXTTL\t0\n").count(),
+            summaries,
+            "{so}"
+        );
+        assert!(!so.contains("TTLBUCKETS"), "{so}");
+    }
+}
