@@ -145,3 +145,53 @@ fn machine_summary_keeps_ttl_keys_when_nothing_arrives() {
         assert!(!so.contains("TTLBUCKETS"), "{so}");
     }
 }
+
+/// owping names its own end by its resolved name and the test peer as it was typed,
+/// as the reference's owping does: the same names in the human and the `-M` summaries.
+/// The expected local name is what owstats prints for the saved file's sender address
+/// (owstats resolves as the reference does), so the test holds whatever /etc/hosts says.
+#[test]
+fn owping_names_this_host_resolved_and_the_peer_as_typed() {
+    let (srv, files, _) = start_server();
+    let port = srv.target().rsplit_once(':').unwrap().1.to_string();
+    let to = files.join("names-to.owp").display().to_string();
+    let from = files.join("names-from.owp").display().to_string();
+    for peer in ["127.0.0.1", "localhost"] {
+        let target = format!("{peer}:{port}");
+        let mut a = FAST.to_vec();
+        a.extend(["-M", "-T", &to, "-F", &from, &target]);
+        let out = run_client("owping", &a, LIMIT);
+        let so = text(&out.stdout);
+        assert!(out.status.success(), "{so}{}", text(&out.stderr));
+        let st = run_client("owstats", &["-M", &to], LIMIT);
+        let local = text(&st.stdout)
+            .lines()
+            .find_map(|l| l.strip_prefix("FROM_HOST\t"))
+            .expect("FROM_HOST in owstats -M")
+            .to_string();
+        // The "to" session, then the "from" one.
+        let hosts: Vec<&str> = so
+            .lines()
+            .filter_map(|l| {
+                l.strip_prefix("FROM_HOST\t")
+                    .or(l.strip_prefix("TO_HOST\t"))
+            })
+            .collect();
+        assert_eq!(hosts, [local.as_str(), peer, peer, local.as_str()], "{so}");
+        let mut a = FAST.to_vec();
+        a.push(&target);
+        let so = text(&run_client("owping", &a, LIMIT).stdout);
+        let heads: Vec<&str> = so.lines().filter(|l| l.starts_with("--- owping")).collect();
+        assert_eq!(heads.len(), 2, "{so}");
+        assert!(
+            heads[0].starts_with(&format!("--- owping statistics from [{local}]:"))
+                && heads[0].contains(&format!(" to [{peer}]:")),
+            "{so}"
+        );
+        assert!(
+            heads[1].starts_with(&format!("--- owping statistics from [{peer}]:"))
+                && heads[1].contains(&format!(" to [{local}]:")),
+            "{so}"
+        );
+    }
+}
