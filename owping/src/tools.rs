@@ -57,9 +57,9 @@ pub fn owstats_main(args: &[String]) -> i32 {
                 return 1;
             }
         };
-        if cl.out.wants_data()
-            && let Err(e) = print_session(&mut out, &data, &stats_names(&data, &cl.out), &cl.out)
-        {
+        // Unlike owping and owfetch, the reference's owstats never tests -Q: it prints
+        // the summary anyway (-Q still cancels -M and -v, in OutOpts::resolve).
+        if let Err(e) = print_session(&mut out, &data, &stats_names(&data, &cl.out), &cl.out) {
             log(prog, &e.to_string());
             return 1;
         }

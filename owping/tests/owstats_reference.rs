@@ -131,3 +131,19 @@ fn sessions_with_nothing_received() {
     check_cases("ref-owampd-empty", cases);
     check_cases("ref-owping-all-late", cases);
 }
+
+/// The reference's owstats never tests `-Q` (only its owping and owfetch do): it still
+/// prints the summary, with `-Q`'s side effects (`-M` and `-v` ignored, with their
+/// warnings), and `-R` still prints the raw records.
+#[test]
+fn quiet_still_prints_the_summary() {
+    check_cases(
+        "ref-owping-T",
+        &[
+            (&["-Q"], "human"),
+            (&["-Q", "-M"], "human"),
+            (&["-Q", "-v"], "human"),
+            (&["-Q", "-R"], "R"),
+        ],
+    );
+}
