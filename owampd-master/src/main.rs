@@ -70,7 +70,10 @@ fn run(cli: &cli::Cli) -> Result<(), MasterError> {
     let plan = setup::plan(cli)?;
     let listeners = listen::bind_srcnode(&plan.srcnode)?;
     let pid_file = pidfile::PidFile::lock(&plan.vardir)?;
-    let log = Log::open(plan.facility, plan.foreground, plan.loglevel);
+    let mut log = Log::open(plan.facility, plan.foreground, plan.loglevel);
+    for w in &plan.conf_warnings {
+        log.master(LogLevel::Warning, w);
+    }
 
     // Without -Z, the launcher waits until we are ready, or prints why we are not.
     let mut launcher = if plan.foreground {

@@ -47,6 +47,9 @@ pub struct Plan {
     pub loglevel: LogLevel,
     pub control_path: PathBuf,
     pub settings: ControlSettings,
+    /// Lines of owamp-server.conf read as the reference reads them rather than as
+    /// written (`file:line: …`), one warning each once the log is open.
+    pub conf_warnings: Vec<String>,
 }
 
 /// Where a value came from, for the error line.
@@ -117,7 +120,8 @@ pub fn plan(cli: &Cli) -> Result<Plan, SetupError> {
         Some(c) => cwd.join(c),
         None => cwd.clone(),
     };
-    let conf = ServerConf::load(&confdir, cli.confdir.is_some())?;
+    let loaded = ServerConf::load(&confdir, cli.confdir.is_some())?;
+    let conf = loaded.conf;
     let pfs = Pfs::load(&confdir)?;
     let limits = Limits::load(&confdir, Some(&pfs))?;
 
@@ -226,6 +230,7 @@ pub fn plan(cli: &Cli) -> Result<Plan, SetupError> {
             // Debug only (design.md "Sandbox"): never the default.
             seccomp_log_only: std::env::var_os("OWAMPD_SECCOMP_LOG_ONLY").is_some_and(|v| v == "1"),
         },
+        conf_warnings: loaded.warnings.iter().map(ToString::to_string).collect(),
     })
 }
 

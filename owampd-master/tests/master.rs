@@ -272,6 +272,47 @@ fn bad_conf_value_names_file_and_line() {
     refused(&env, &["-Z", "-f", "-c", "conf"], "owamp-server.conf:1:");
 }
 
+/// Lines the reference's owampd accepts start ours too, read as the reference reads
+/// them (a flag with any value is on, numbers as C's strtoul reads them), with one
+/// warning each in the log naming the file, the line and what was ignored.
+#[test]
+fn reference_conf_forms_start_with_one_warning_each() {
+    let env = Env::new();
+    env.conf("verbose off\nloglocation on\nrootfolly yes\ndieby 0x10\ncontroltimeout 30s\n");
+    let mut child = env.start(&[]);
+    let mut seen = Vec::new();
+    let file = env.path("conf/owamp-server.conf").display().to_string();
+    for (line, what) in [
+        (
+            1,
+            "\"verbose\" is a flag and takes no value: \"off\" ignored, verbose is on",
+        ),
+        (
+            2,
+            "\"loglocation\" is a flag and takes no value: \"on\" ignored",
+        ),
+        (
+            3,
+            "\"rootfolly\" is a flag and takes no value: \"yes\" ignored",
+        ),
+        (4, "dieby \"0x10\" read as 0: \"x10\" ignored"),
+        (5, "controltimeout \"30s\" read as 30: \"s\" ignored"),
+    ] {
+        env.wait_log(&format!("[master] {file}:{line}: {what}"), &mut seen);
+    }
+    env.wait_log("owampd-control ready", &mut seen);
+    env.wait_log("dieby=0 maxcontrolsessions=0", &mut seen);
+    env.wait_log("verbose=true", &mut seen);
+    env.wait_log("controltimeout=30", &mut seen);
+    let warnings = seen
+        .iter()
+        .filter(|l| l.contains(&format!("{file}:")))
+        .count();
+    assert_eq!(warnings, 5, "one warning per line: {seen:#?}");
+    term(&child);
+    assert!(wait_exit(&mut child).success());
+}
+
 #[test]
 fn root_without_user_is_refused() {
     if !nix::unistd::Uid::effective().is_root() {

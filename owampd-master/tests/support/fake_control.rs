@@ -54,14 +54,15 @@ fn run() -> Result<(), IpcError> {
     log(
         &ch,
         format!(
-            "settings authmodes={} testports={:?} dieby={} maxcontrolsessions={} run_as={:?} verbose={} tester={}",
+            "settings authmodes={} testports={:?} dieby={} maxcontrolsessions={} run_as={:?} verbose={} tester={} controltimeout={}",
             settings.authmodes,
             settings.testports.map(|r| (r.low, r.high)),
             settings.dieby_s,
             settings.maxcontrolsessions,
             settings.run_as,
             settings.verbose,
-            settings.tester_path.display()
+            settings.tester_path.display(),
+            settings.controltimeout_s
         ),
     )?;
     if marker("fake-crash") {
