@@ -277,6 +277,9 @@ pub fn parse_authmode(text: &str) -> Result<u32, ConfProblem> {
 #[derive(Debug, Clone, PartialEq)]
 pub struct LoadedConf {
     pub conf: ServerConf,
+    /// The file read (`owamp-server.conf`, else the older `owampd.conf`), for messages
+    /// about its values; `None` when neither exists.
+    pub path: Option<PathBuf>,
     pub warnings: Vec<ConfWarning>,
 }
 
@@ -550,13 +553,18 @@ impl ServerConf {
         match read_first(confdir, &CONF_FILE_NAMES)? {
             Some((path, text)) => {
                 let (conf, warnings) = ServerConf::parse_with_warnings(&text, &path)?;
-                Ok(LoadedConf { conf, warnings })
+                Ok(LoadedConf {
+                    conf,
+                    path: Some(path),
+                    warnings,
+                })
             }
             None if required => Err(ConfError::Missing {
                 dir: confdir.to_path_buf(),
             }),
             None => Ok(LoadedConf {
                 conf: ServerConf::default(),
+                path: None,
                 warnings: Vec::new(),
             }),
         }
@@ -996,8 +1004,8 @@ dieby +7
         std::fs::write(dir.path().join("owampd.conf"), "dieby 9\n")
             .unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(
-            ServerConf::load(dir.path(), true).map(|l| l.conf.dieby),
-            Ok(9)
+            ServerConf::load(dir.path(), true).map(|l| (l.conf.dieby, l.path)),
+            Ok((9, Some(dir.path().join("owampd.conf"))))
         );
         std::fs::write(dir.path().join("owamp-server.conf"), "dieby 3\nbad\n")
             .unwrap_or_else(|e| panic!("{e}"));

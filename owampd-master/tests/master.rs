@@ -265,6 +265,38 @@ fn unknown_conf_keyword_names_file_and_line() {
     refused(&env, &["-Z", "-f", "-c", "conf"], &want);
 }
 
+/// With only the older `owampd.conf` in the conf dir, messages about its values name
+/// that file, not `owamp-server.conf`.
+#[test]
+fn errors_name_the_older_conf_file_when_that_is_the_one_read() {
+    let env = Env::new();
+    let old = env.path("conf/owampd.conf");
+    for (text, needle) in [
+        (
+            "datadir /nonexistent/owampd\n",
+            format!("datadir (in {}) \"/nonexistent/owampd\"", old.display()),
+        ),
+        (
+            "vardir /nonexistent/owampd\n",
+            format!("vardir (in {}) \"/nonexistent/owampd\"", old.display()),
+        ),
+        (
+            "loglevel WARN\n",
+            format!("{}:1: invalid loglevel", old.display()),
+        ),
+    ] {
+        std::fs::write(&old, text).expect("write owampd.conf");
+        let out = env
+            .cmd(&["-Z", "-f", "-c", "conf", "-S", "127.0.0.1:1"])
+            .output()
+            .expect("run");
+        let err = stderr_of(&out);
+        assert_eq!(out.status.code(), Some(1), "{err}");
+        assert!(err.contains(&needle), "{err:?} lacks {needle:?}");
+        assert!(!err.contains("owamp-server.conf"), "{err}");
+    }
+}
+
 #[test]
 fn bad_conf_value_names_file_and_line() {
     let env = Env::new();
