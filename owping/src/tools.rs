@@ -104,7 +104,10 @@ pub fn owfetch_main(args: &[String], intr: &crate::signals::Interrupt) -> i32 {
             Ok(()) => {}
             Err(e) => {
                 log(prog, &format!("Unable to fetch sid({sid_text}): {e}"));
-                if matches!(e, ControlError::Refused { .. }) {
+                if matches!(
+                    e,
+                    ControlError::Refused { .. } | ControlError::NoRecords { .. }
+                ) {
                     status = 1;
                     continue;
                 }
@@ -133,8 +136,9 @@ pub fn owfetch_main(args: &[String], intr: &crate::signals::Interrupt) -> i32 {
 
 /// Fetches the whole session `sid` into `path` (removed again on failure).
 /// The file is created (truncating an existing one) only when the first byte of the
-/// session arrives: a refused fetch (an unknown or mistyped SID) must not destroy what
-/// `path` held. Once written to, a failed fetch removes the partial file.
+/// session arrives: a refused fetch (an unknown or mistyped SID, a session without
+/// records) must not destroy what `path` held. Once written to, a failed fetch removes
+/// the partial file.
 pub fn fetch_to_file(ctl: &mut Control, sid: Sid, path: &Path) -> Result<(), ControlError> {
     let mut w = LazyFile::new(path);
     let r = ctl.fetch_to(sid, &mut w, path).and_then(|_| {
@@ -178,8 +182,8 @@ impl Write for LazyFile<'_> {
         self.get()?.write(buf)
     }
 
-    /// Creates the file even if nothing was written: a fetch that succeeded with no
-    /// records still has a header, but an empty session must leave a file too.
+    /// Creates the file even if nothing was written, so that a successful fetch always
+    /// leaves its file (a fetch of a session without records fails before this).
     fn flush(&mut self) -> std::io::Result<()> {
         self.get()?.flush()
     }

@@ -195,3 +195,58 @@ fn owping_names_this_host_resolved_and_the_peer_as_typed() {
         );
     }
 }
+
+/// A stored session without one record (owping interrupted before the start time, so
+/// its Stop-Sessions says nothing was sent): owping's fetch of it and owfetch's are
+/// refused as the reference's clients refuse them, and no file is written; owfetch's
+/// connection stays usable for the next SID.
+#[test]
+fn fetch_of_a_session_without_records_is_refused_and_writes_nothing() {
+    use nix::sys::signal::{Signal, kill};
+    use nix::unistd::Pid;
+    use std::io::BufRead;
+    let (srv, files, _) = start_server();
+    let target = srv.target();
+    let to = files.join("empty-to.owp");
+    let mut child = std::process::Command::new(e2e::bin("owping"))
+        .args(["-t", "-z", "30", "-c", "5", "-P", "0", "-T"])
+        .arg(&to)
+        .arg(&target)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // "Approximately …" is printed once Start-Sessions is acknowledged.
+    let mut first = String::new();
+    let mut stdout = std::io::BufReader::new(child.stdout.take().unwrap());
+    stdout.read_line(&mut first).unwrap();
+    assert!(first.starts_with("Approximately"), "{first}");
+    kill(Pid::from_raw(child.id() as i32), Signal::SIGINT).unwrap();
+    let out = child.wait_with_output().unwrap();
+    let err = text(&out.stderr);
+    assert!(!out.status.success(), "{err}");
+    assert!(err.contains("the session holds no records"), "{err}");
+    assert!(!to.exists(), "no file for a session without records");
+    let sid = err
+        .split("Unable to fetch data for sid(")
+        .nth(1)
+        .and_then(|r| r.get(..32))
+        .expect("the SID in the message")
+        .to_string();
+
+    let a = files.join("empty-a.owp").display().to_string();
+    let b = files.join("empty-b.owp").display().to_string();
+    let f = run_client("owfetch", &[&target, &sid, &a, &sid, &b], LIMIT);
+    let ferr = text(&f.stderr);
+    assert_eq!(f.status.code(), Some(1), "{ferr}");
+    assert_eq!(
+        ferr.matches(&format!(
+            "Unable to fetch sid({sid}): the session holds no records"
+        ))
+        .count(),
+        2,
+        "both fetches refused on one connection: {ferr}"
+    );
+    assert!(text(&f.stdout).is_empty(), "no nan statistics");
+    assert!(!std::path::Path::new(&a).exists() && !std::path::Path::new(&b).exists());
+}
