@@ -6,8 +6,8 @@ use clap::Parser;
 
 /// Every option takes one value or none, as in owampd(8). As with getopt(3), the word
 /// after an option that takes a value is its value even when it starts with `-`
-/// (`-U -1000` is uid 1000). clap's own `-h`/`-V` are off:
-/// `-h` prints the reference's usage, and there is no `-V`.
+/// (`-U -1000` is uid 1000). clap's own `-h`/`-V` are off: `-h` prints the reference's
+/// usage, `-V`/`--version` (ours; the reference has none) our version line.
 #[derive(Debug, Default, Parser)]
 #[command(
     name = "owampd",
@@ -44,13 +44,19 @@ pub struct Cli {
     pub user: Option<String>,
     #[arg(short = 'v')]
     pub verbose: bool,
+    #[arg(short = 'V', long = "version")]
+    pub version: bool,
     /// Foreground: no daemon, logs also on stderr.
     #[arg(short = 'Z')]
     pub foreground: bool,
 }
 
-/// The usage text of the reference's `owampd -h`.
-pub const USAGE: &str = "\
+/// The usage text of `owampd -h`: the reference's, with `-V`, then the version line.
+pub fn usage() -> String {
+    format!("{USAGE_OPTIONS}{}", buildinfo::usage_version_line())
+}
+
+const USAGE_OPTIONS: &str = "\
 usage: owampd [options]
 where \"options\" are:
 
@@ -66,6 +72,7 @@ where \"options\" are:
    -S nodename:port  Srcaddr to bind to
    -U user           Run as user \"user\" :-uid also valid
    -v                verbose output
+   -V, --version     Print the version and exit
    -Z                Do not daemonize
 ";
 
@@ -140,10 +147,11 @@ mod tests {
     }
 
     #[test]
-    fn h_is_ours_and_no_long_options() {
+    fn h_is_ours_and_version_is_the_only_long_option() {
         assert!(parse(["owampd", "-h"]).expect("parse").help);
         assert!(parse(["owampd", "--help"]).is_err());
-        assert!(parse(["owampd", "-V"]).is_err());
+        assert!(parse(["owampd", "-V"]).expect("parse").version);
+        assert!(parse(["owampd", "--version"]).expect("parse").version);
     }
 
     #[test]

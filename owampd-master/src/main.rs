@@ -50,7 +50,11 @@ fn main() -> ExitCode {
         }
     };
     if cli.help {
-        print!("{}", cli::USAGE);
+        print!("{}", cli::usage());
+        return ExitCode::SUCCESS;
+    }
+    if cli.version {
+        print!("{}", buildinfo::version_output("owampd"));
         return ExitCode::SUCCESS;
     }
     match run(&cli) {
@@ -102,6 +106,10 @@ fn serve(
 ) -> Result<(), MasterError> {
     let pid = std::process::id();
     log.set_pid(pid);
+    log.master(
+        LogLevel::Info,
+        format!("owampd {} starting", buildinfo::version()),
+    );
     // From here on, errors go to the log (stderr is /dev/null unless -Z), and on to the
     // launcher's stderr while it still waits.
     let fatal = |log: &mut Log, e: MasterError| {

@@ -244,8 +244,24 @@ fn h_prints_usage() {
     assert!(out.status.success());
     let usage = String::from_utf8_lossy(&out.stdout);
     assert!(usage.starts_with("usage: owampd [options]"), "{usage}");
+    // As the reference's usage ends, with the version.
+    let version = buildinfo::version();
+    assert!(version.starts_with(env!("CARGO_PKG_VERSION")), "{version}");
+    assert!(
+        usage.ends_with(&format!("\n\nVersion: {version}\n")),
+        "{usage}"
+    );
+    for v in ["-V", "--version"] {
+        let out = env.cmd(&[v]).output().expect("run");
+        assert!(out.status.success(), "{v}");
+        assert_eq!(
+            String::from_utf8_lossy(&out.stdout),
+            format!("owampd {version}\n"),
+            "{v}"
+        );
+    }
     for opt in [
-        "-a", "-c", "-d", "-e", "-f", "-G", "-h", "-P", "-R", "-S", "-U", "-v", "-Z",
+        "-a", "-c", "-d", "-e", "-f", "-G", "-h", "-P", "-R", "-S", "-U", "-v", "-V,", "-Z",
     ] {
         assert!(
             usage.contains(&format!("   {opt} ")),
@@ -369,6 +385,10 @@ fn serves_writes_pid_and_info_and_stops_on_term() {
     let env = Env::new();
     let mut child = env.start(&[]);
     let mut seen = Vec::new();
+    env.wait_log(
+        &format!("[master] owampd {} starting", buildinfo::version()),
+        &mut seen,
+    );
     env.wait_log("owampd-control ready", &mut seen);
     env.wait_log("[control] configured, datadir", &mut seen);
     assert!(seen.iter().all(|l| l.contains("owampd[")), "{seen:#?}");

@@ -15,6 +15,10 @@ pub fn command_line(prog: Program, args: &[String]) -> Result<CommandLine, i32> 
             eprint!("{}", usage(prog));
             Err(0)
         }
+        Ok(c) if c.version => {
+            print!("{}", buildinfo::version_output(prog.name()));
+            Err(0)
+        }
         Ok(c) => {
             for w in &c.warnings {
                 log(prog, w);

@@ -75,3 +75,31 @@ fn help_and_errors() {
         "{err}"
     );
 }
+
+/// `-h` ends with a `Version:` line, as the reference's usage does, and `-V` /
+/// `--version` print `<program> <version>` on stdout (Cargo's version, plus the git
+/// revision when built from a checkout).
+#[test]
+fn version_line_and_version_option() {
+    let version = buildinfo::version();
+    assert!(version.starts_with(env!("CARGO_PKG_VERSION")), "{version}");
+    for (bin, name) in [
+        (env!("CARGO_BIN_EXE_owping"), "owping"),
+        (env!("CARGO_BIN_EXE_owstats"), "owstats"),
+        (env!("CARGO_BIN_EXE_owfetch"), "owfetch"),
+        (env!("CARGO_BIN_EXE_owup"), "owup"),
+    ] {
+        let (code, _, err) = run(bin, &["-h"]);
+        assert_eq!(code, Some(0), "{name} -h");
+        assert!(
+            err.ends_with(&format!("\n\nVersion: {version}\n")),
+            "{name}: {err}"
+        );
+        for v in ["-V", "--version"] {
+            let (code, out, err) = run(bin, &[v]);
+            assert_eq!(code, Some(0), "{name} {v}: {err}");
+            assert_eq!(out, format!("{name} {version}\n"), "{name} {v}");
+            assert!(err.is_empty(), "{name} {v}: {err}");
+        }
+    }
+}
