@@ -76,9 +76,27 @@ where \"options\" are:
    -Z                Do not daemonize
 ";
 
-/// Parse argv; a bad command line becomes one line (clap's first line, without its
-/// `error: ` prefix), for `owampd: <line>` and exit status 1.
-pub fn parse<I, T>(args: I) -> Result<Cli, String>
+/// A bad command line, as one line (clap's first line, without its `error: ` prefix)
+/// for `owampd: <line>`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CliError {
+    /// What getopt(3) itself refuses: an unknown option or one missing its value. The
+    /// usage follows on stderr and the exit status is 2, as for getopt tools.
+    Usage(String),
+    /// An operand (owampd takes none): exit status 1, as the reference's.
+    Operand(String),
+}
+
+impl CliError {
+    pub fn line(&self) -> &str {
+        match self {
+            CliError::Usage(l) | CliError::Operand(l) => l,
+        }
+    }
+}
+
+/// Parse argv.
+pub fn parse<I, T>(args: I) -> Result<Cli, CliError>
 where
     I: IntoIterator<Item = T>,
     T: Into<std::ffi::OsString> + Clone,
@@ -86,7 +104,17 @@ where
     Cli::try_parse_from(args).map_err(|e| {
         let rendered = e.render().to_string();
         let first = rendered.lines().next().unwrap_or("bad command line");
-        first.strip_prefix("error: ").unwrap_or(first).to_string()
+        let line = first.strip_prefix("error: ").unwrap_or(first).to_string();
+        let operand = e.kind() == clap::error::ErrorKind::UnknownArgument
+            && matches!(
+                e.get(clap::error::ContextKind::InvalidArg),
+                Some(clap::error::ContextValue::String(a)) if !a.starts_with('-')
+            );
+        if operand {
+            CliError::Operand(line)
+        } else {
+            CliError::Usage(line)
+        }
     })
 }
 
@@ -156,9 +184,19 @@ mod tests {
 
     #[test]
     fn errors_are_one_line() {
-        let e = parse(["owampd", "-x"]).expect_err("unknown");
-        assert!(!e.contains('\n') && e.contains("-x"), "{e}");
-        let e = parse(["owampd", "-a"]).expect_err("missing value");
-        assert!(!e.contains('\n') && e.contains("-a"), "{e}");
+        for (args, opt) in [
+            (["owampd", "-x"], "-x"),
+            (["owampd", "-a"], "-a"),
+            (["owampd", "--x"], "--x"),
+        ] {
+            match parse(args) {
+                Err(CliError::Usage(l)) => assert!(!l.contains('\n') && l.contains(opt), "{l}"),
+                other => panic!("{args:?}: {other:?}"),
+            }
+        }
+        match parse(["owampd", "extra"]) {
+            Err(CliError::Operand(l)) => assert!(!l.contains('\n') && l.contains("extra"), "{l}"),
+            other => panic!("{other:?}"),
+        }
     }
 }

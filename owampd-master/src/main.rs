@@ -44,9 +44,15 @@ enum MasterError {
 fn main() -> ExitCode {
     let cli = match cli::parse(std::env::args_os()) {
         Ok(c) => c,
-        Err(line) => {
-            eprintln!("owampd: {line}");
-            return ExitCode::from(1);
+        Err(e) => {
+            eprintln!("owampd: {}", e.line());
+            return match e {
+                cli::CliError::Usage(_) => {
+                    eprint!("{}", cli::usage());
+                    ExitCode::from(2)
+                }
+                cli::CliError::Operand(_) => ExitCode::from(1),
+            };
         }
     };
     if cli.help {

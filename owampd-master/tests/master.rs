@@ -183,8 +183,7 @@ fn bad_options_and_values_exit_1_with_one_line() {
         v.extend_from_slice(extra);
         v
     };
-    refused(&env, &["-x"], "-x");
-    refused(&env, &["-a"], "-a");
+    refused(&env, &["extra"], "extra");
     refused(&env, &with(&["-a", "XYZ"]), "-a: invalid authmode \"XYZ\"");
     refused(
         &env,
@@ -217,6 +216,29 @@ fn bad_options_and_values_exit_1_with_one_line() {
             &with(&["-U", "nobody", "-G", "no-such-group-owampd"]),
             "-G",
         );
+    }
+}
+
+/// What getopt refuses (an unknown option, a missing value) is a usage error: the line,
+/// the usage on stderr, exit status 2.
+#[test]
+fn usage_errors_exit_2_with_the_usage() {
+    let env = Env::new();
+    for (args, needle) in [
+        (&["-x"][..], "-x"),
+        (&["-Z", "-a"][..], "-a"),
+        (&["--frob"][..], "--frob"),
+    ] {
+        let out = env.cmd(args).output().expect("run owampd");
+        let err = stderr_of(&out);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {err}");
+        let first = err.lines().next().unwrap_or("");
+        assert!(
+            first.starts_with("owampd: ") && first.contains(needle),
+            "{err}"
+        );
+        assert!(err.contains("\nusage: owampd [options]\n"), "{err}");
+        assert!(out.stdout.is_empty());
     }
 }
 

@@ -1,7 +1,7 @@
 //! The `main` of owstats, owfetch and owup (spec §8.6), returning exit codes.
 
 use crate::control::{Control, ControlError};
-use crate::opts::{CommandLine, Program, parse_command_line, usage};
+use crate::opts::{CommandLine, OptsError, Program, parse_command_line, usage};
 use crate::output::{Names, SessionData, print_session};
 use crate::{connect_params, log};
 use owamp::Sid;
@@ -28,7 +28,13 @@ pub fn command_line(prog: Program, args: &[String]) -> Result<CommandLine, i32> 
         Err(e) => {
             log(prog, &e.to_string());
             eprint!("{}", usage(prog));
-            Err(1)
+            // What getopt itself refuses (an unknown option, a missing value) is a usage
+            // error, 2 as for getopt tools; a bad value or operand count is a failure.
+            Err(if matches!(e, OptsError::Getopt(_)) {
+                2
+            } else {
+                1
+            })
         }
     }
 }
