@@ -116,6 +116,9 @@ fn serve(
         LogLevel::Info,
         format!("owampd {} starting", buildinfo::version()),
     );
+    if let Some(w) = sandbox::clock_warning() {
+        log.master(LogLevel::Warning, w);
+    }
     // From here on, errors go to the log (stderr is /dev/null unless -Z), and on to the
     // launcher's stderr while it still waits.
     let fatal = |log: &mut Log, e: MasterError| {

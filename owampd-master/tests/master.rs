@@ -412,6 +412,11 @@ fn serves_writes_pid_and_info_and_stops_on_term() {
         &mut seen,
     );
     env.wait_log("owampd-control ready", &mut seen);
+    // An unsynchronised clock (STA_UNSYNC, read as the master reads it) is logged once,
+    // before control is started.
+    let unsync = sandbox::kernel_clock().is_none_or(|c| !c.synchronized);
+    let ntp = seen.iter().filter(|l| l.contains("[master] NTP: ")).count();
+    assert_eq!(ntp, usize::from(unsync), "{seen:#?}");
     env.wait_log("[control] configured, datadir", &mut seen);
     assert!(seen.iter().all(|l| l.contains("owampd[")), "{seen:#?}");
 

@@ -23,6 +23,11 @@ pub fn command_line(prog: Program, args: &[String]) -> Result<CommandLine, i32> 
             for w in &c.warnings {
                 log(prog, w);
             }
+            // Once per run, as the reference's clients warn (on stderr: stdout is for
+            // the results, which mark unsynchronized times themselves).
+            if let Some(w) = sandbox::clock_warning() {
+                log(prog, w);
+            }
             Ok(c)
         }
         Err(e) => {

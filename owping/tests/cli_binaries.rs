@@ -163,3 +163,46 @@ fn exit_statuses() {
         }
     }
 }
+
+/// A clock the kernel does not call synchronised (STA_UNSYNC, as on this project's
+/// machines, where no NTP daemon runs) gets one warning on stderr per run, in every
+/// client, as with the reference; a synchronised one none. The expectation reads the
+/// kernel's state the way the clients do (adjtimex through `sandbox`).
+#[test]
+fn unsynchronised_clock_is_warned_about_once() {
+    let unsync = sandbox::kernel_clock().is_none_or(|c| !c.synchronized);
+    let want = usize::from(unsync);
+    let closed = format!("127.0.0.1:{}", e2e::free_port());
+    let owp = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../owamp/tests/data/reference/ref-owping-T.owp"
+    );
+    let sid = "ffffffffffffffffffffffffffffffff";
+    let runs: &[(&str, &[&str])] = &[
+        (env!("CARGO_BIN_EXE_owstats"), &["-M", owp]),
+        (env!("CARGO_BIN_EXE_owping"), &["-c", "1", &closed]),
+        (
+            env!("CARGO_BIN_EXE_owfetch"),
+            &[&closed, sid, "/nonexistent/x"],
+        ),
+        (env!("CARGO_BIN_EXE_owup"), &[&closed]),
+    ];
+    for (bin, args) in runs {
+        let (_, out, err) = run(bin, args);
+        assert_eq!(err.matches("NTP: ").count(), want, "{bin} {args:?}: {err}");
+        assert!(!out.contains("NTP: "), "stdout is for results: {out}");
+        if unsync {
+            assert!(
+                err.lines().any(|l| l.ends_with(
+                    ": NTP: clock not synchronized (kernel STA_UNSYNC): one-way delays are likely off by the clocks' offset"
+                ) || l.contains("NTP: clock synchronization unknown")),
+                "{err}"
+            );
+        }
+    }
+    // Not for help, version or a usage error.
+    for args in [&["-h"][..], &["-V"], &["-x"]] {
+        let (_, _, err) = run(env!("CARGO_BIN_EXE_owstats"), args);
+        assert!(!err.contains("NTP: "), "{args:?}: {err}");
+    }
+}
