@@ -170,14 +170,18 @@ fn serve(
         ..sandbox::SandboxOptions::default()
     };
     let entered = sandbox::enter(sandbox::Role::Master, &opts).map_err(MasterError::from);
-    if entered.is_ok()
-        && let Some(l) = launcher.take()
-    {
-        // Listening, pid file written, confined: ready (connections queue until
-        // control takes them).
-        l.ready();
-    }
-    let result = entered.and_then(|()| master.run().map_err(MasterError::from));
+    // Ready once listening, with the pid file written, confined, and the first control
+    // ready with its data store open: a datadir the run-as user cannot write fails the
+    // start here, rather than every connection later.
+    let result = entered.and_then(|()| {
+        master
+            .run(|| {
+                if let Some(l) = launcher.take() {
+                    l.ready();
+                }
+            })
+            .map_err(MasterError::from)
+    });
     master.finish();
     if let Err(e) = &result {
         master.log.master(LogLevel::Fatal, e);

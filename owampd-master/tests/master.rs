@@ -635,6 +635,98 @@ fn a_daemon_failing_after_the_fork_is_reported_by_the_launcher() {
     );
 }
 
+/// The daemon is ready only once its first control is: a control that cannot open its
+/// data store (a datadir the run-as user cannot write) fails the start. The launcher
+/// exits 1 with control's line, no pid file is left, nothing listens, and control is
+/// not restarted.
+#[test]
+fn a_control_that_cannot_start_fails_the_daemon_start() {
+    let env = Env::new();
+    env.conf("");
+    env.marker("fake-start-fail");
+    let out = env.run_daemonized();
+    let err = stderr_of(&out);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    let want = format!(
+        "owampd: owampd-control: data store: create {}: Permission denied (os error 13)\n",
+        env.path("data")
+            .canonicalize()
+            .expect("datadir")
+            .join("hierarchy")
+            .display()
+    );
+    assert_eq!(err, want);
+    assert!(!env.path("var/owamp-server.pid").exists(), "pid file left");
+    assert!(
+        std::net::TcpStream::connect(("127.0.0.1", env.port)).is_err(),
+        "a failed daemon is listening"
+    );
+    let mut seen = Vec::new();
+    env.wait_log("[master] exiting", &mut seen);
+    let starts = seen
+        .iter()
+        .filter(|l| l.contains("started owampd-control"))
+        .count();
+    assert_eq!(starts, 1, "control restarted: {seen:#?}");
+    assert!(
+        !seen.iter().any(|l| l.contains("restarting owampd-control")),
+        "{seen:#?}"
+    );
+
+    // In the foreground too: exit 1, not a control crash-looping behind a live master.
+    let mut child = env.start(&[]);
+    let status = wait_exit(&mut child);
+    assert_eq!(status.code(), Some(1), "{status}");
+    assert!(!env.path("var/owamp-server.pid").exists(), "pid file left");
+}
+
+/// A missing vardir, or one where the pid file cannot be written (here its name is
+/// taken by a directory), fails the start in daemon mode too: the launcher exits 1
+/// with one line naming it, and no daemon is left.
+#[test]
+fn a_missing_or_unwritable_vardir_fails_the_daemon_start() {
+    let env = Env::new();
+    env.conf("");
+    std::fs::remove_dir(env.path("var")).expect("rm var");
+    let out = env.run_daemonized();
+    let err = stderr_of(&out);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.starts_with("owampd: -R \"var\": ") && err.lines().count() == 1,
+        "{err}"
+    );
+
+    std::fs::create_dir_all(env.path("var/owamp-server.pid")).expect("mkdir");
+    let out = env.run_daemonized();
+    let err = stderr_of(&out);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.starts_with("owampd: ") && err.contains("owamp-server.pid") && err.lines().count() == 1,
+        "{err}"
+    );
+    assert!(
+        std::net::TcpStream::connect(("127.0.0.1", env.port)).is_err(),
+        "a failed daemon is listening"
+    );
+}
+
+/// A first control that exits during start-up without a word fails the start too.
+#[test]
+fn a_control_exiting_during_start_up_fails_the_daemon_start() {
+    let env = Env::new();
+    env.conf("");
+    env.marker("fake-silent-exit");
+    let out = env.run_daemonized();
+    let err = stderr_of(&out);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.starts_with("owampd: owampd-control exited during start-up (exit status: 1)")
+            && err.lines().count() == 1,
+        "{err}"
+    );
+    assert!(!env.path("var/owamp-server.pid").exists(), "pid file left");
+}
+
 #[test]
 fn fake_control_refuses_to_run_by_hand() {
     let out = Command::new(fake_control())
