@@ -21,6 +21,7 @@
 //! to the control process over IPC. This crate does no crypto and no name resolution.
 #![forbid(unsafe_code)]
 
+mod cnum;
 pub mod limits;
 pub mod pfs;
 pub mod ports;
@@ -31,6 +32,9 @@ mod text;
 pub use limits::{ClassId, LimitClass, Limits, LimitsError, LimitsProblem, NetRule};
 pub use pfs::{Pfs, PfsError, PfsProblem, pfs_lookup_client};
 pub use ports::{PortRange, PortRangeError};
-pub use server::{ConfError, ConfProblem, Facility, LogLevel, RunAs, ServerConf};
+pub use server::{
+    ConfError, ConfNote, ConfProblem, ConfWarning, Facility, LoadedConf, LogLevel, RunAs,
+    ServerConf,
+};
 pub use srcnode::{OWAMP_CONTROL_PORT, SrcNode, SrcNodeError};
 pub use text::ReadError;

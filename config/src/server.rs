@@ -4,13 +4,20 @@
 //! whitespace-separated, keywords case-insensitive. A value is a single token (no
 //! quoting, so no spaces in paths). An unknown keyword is fatal.
 //!
-//! Where this parser is stricter than the reference (each departure refuses a file whose
-//! meaning would otherwise be surprising, it never changes the meaning of a valid file):
-//! - a flag keyword (`rootfolly`, `loglocation`, `verbose`) given a value is refused
-//!   (the reference ignores the value, so `verbose off` turned verbose *on*);
+//! Files in the wild were written for the reference, so what it accepts is accepted and
+//! read as it reads it, each surprise reported as a [`ConfWarning`] (`file:line: …`) for
+//! the log:
+//! - a flag keyword (`rootfolly`, `loglocation`, `verbose`) given a value is on, whatever
+//!   the value: the reference ignores it, so `verbose off` and `rootfolly no` turn the
+//!   flag *on*;
+//! - numbers are read as C's `strtoul`/`strtod` read them (module `cnum`): the leading
+//!   number counts and the rest is ignored (`controltimeout 30s` is 30, `dieby 0x10` is
+//!   0), a negative whole number wraps around and one above 2^32−1 keeps its low 32 bits.
+//!
+//! Where this parser stays stricter than the reference (each refuses a file whose
+//! meaning would otherwise be surprising or unusable):
 //! - a keyword that needs a value and has none is refused (the reference stored "");
-//! - numbers must be plain decimal with nothing after them (the reference's `strtoul`
-//!   took `-1`, leading spaces and trailing garbage);
+//! - `enddelay inf` is refused (the reference's senders would wait forever);
 //! - `pbkdf2_count` is honoured (see [`ServerConf::pbkdf2_count`]).
 //!
 //! Like the reference, a later line for the same keyword overrides an earlier one, and
@@ -19,6 +26,7 @@
 //! `maxcontrolsessions_total` are all the same key. `testtimeout` belongs to twampd and
 //! is an unknown keyword here, with a message that says so.
 
+use crate::cnum::{CNumError, strtod, strtoul_u32};
 use crate::ports::{PortRange, PortRangeError};
 use crate::srcnode::{SrcNode, SrcNodeError};
 use crate::text::{ReadError, logical_lines, read_first, tokens};
@@ -265,6 +273,16 @@ pub fn parse_authmode(text: &str) -> Result<u32, ConfProblem> {
     Ok(mask)
 }
 
+/// What [`ServerConf::load`] found: the settings, and the warnings for the log.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LoadedConf {
+    pub conf: ServerConf,
+    /// The file read (`owamp-server.conf`, else the older `owampd.conf`), for messages
+    /// about its values; `None` when neither exists.
+    pub path: Option<PathBuf>,
+    pub warnings: Vec<ConfWarning>,
+}
+
 /// Everything `owamp-server.conf` can set. Command-line options override these values
 /// in the master.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -342,8 +360,6 @@ pub enum ConfProblem {
     TwampOnly(String),
     #[error("keyword {0:?} needs a value")]
     MissingValue(String),
-    #[error("keyword {keyword:?} is a flag and takes no value (found {value:?})")]
-    FlagWithValue { keyword: String, value: String },
     #[error("unexpected {extra:?} after the value of {keyword:?} (only a #comment may follow)")]
     TrailingText { keyword: String, extra: String },
     #[error(
@@ -362,6 +378,10 @@ pub enum ConfProblem {
     },
     #[error("invalid {keyword} {text:?}: expected a whole number from 0 to 4294967295")]
     Number { keyword: String, text: String },
+    #[error(
+        "invalid {keyword} {text:?}: out of range (more than 20 digits, or beyond what a double holds)"
+    )]
+    OutOfRange { keyword: String, text: String },
     #[error("invalid diskfudge {text:?}: expected a number from 1.0 to 10.0")]
     DiskFudge { text: String },
     #[error("invalid enddelay {text:?}: expected a number of seconds >= 0")]
@@ -394,60 +414,163 @@ pub enum ConfError {
     Read(#[from] ReadError),
 }
 
-fn number(keyword: &str, text: &str) -> Result<u32, ConfProblem> {
-    let bad = || ConfProblem::Number {
-        keyword: keyword.to_string(),
-        text: text.to_string(),
-    };
-    if text.is_empty() || !text.bytes().all(|b| b.is_ascii_digit()) {
-        return Err(bad());
-    }
-    text.parse::<u32>().map_err(|_| bad())
+/// A value the reference reads differently from how it is written, or in part.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ConfNote {
+    #[error(
+        "{keyword:?} is a flag and takes no value: {value:?} ignored, {keyword} is on (as the reference reads it)"
+    )]
+    FlagValueIgnored { keyword: String, value: String },
+    #[error("{keyword} {text:?} read as {value}{}{}", wrapped_note(*.wrapped), ignored_note(.ignored))]
+    NumberReadAs {
+        keyword: String,
+        text: String,
+        value: String,
+        /// The text after the number, which C's strtoul/strtod stop before.
+        ignored: String,
+        /// A negative number wrapped around, or one above 2^32−1 cut to 32 bits.
+        wrapped: bool,
+    },
 }
 
-/// A finite float; Rust's parser also takes "inf" and "nan", which the checks below
-/// must not see.
-fn float(text: &str) -> Option<f64> {
-    text.parse::<f64>().ok().filter(|v| v.is_finite())
+fn wrapped_note(wrapped: bool) -> &'static str {
+    if wrapped {
+        " (wrapped around to 32 bits, as the reference stores it)"
+    } else {
+        ""
+    }
+}
+
+fn ignored_note(ignored: &str) -> String {
+    if ignored.is_empty() {
+        String::new()
+    } else {
+        format!(
+            ": {ignored:?} ignored (the number is read as C's strtoul/strtod read it, as the reference does)"
+        )
+    }
+}
+
+/// A line the reference accepts and that we read the same way, with what was ignored or
+/// changed. Displays as `owamp-server.conf:12: …`, for one warning in the log.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{}:{line}: {note}", path.display())]
+pub struct ConfWarning {
+    pub path: PathBuf,
+    pub line: usize,
+    pub note: ConfNote,
+}
+
+/// A number of `owamp-server.conf` as the reference reads it (`strtoul` into a
+/// `uint32_t`); a note when the text says something else.
+fn number(keyword: &str, text: &str, notes: &mut Vec<ConfNote>) -> Result<u32, ConfProblem> {
+    let n = strtoul_u32(text).map_err(|e| match e {
+        CNumError::NoNumber => ConfProblem::Number {
+            keyword: keyword.to_string(),
+            text: text.to_string(),
+        },
+        CNumError::OutOfRange => ConfProblem::OutOfRange {
+            keyword: keyword.to_string(),
+            text: text.to_string(),
+        },
+    })?;
+    note_number(keyword, text, n.value.to_string(), n.used, n.wrapped, notes);
+    Ok(n.value)
+}
+
+fn note_number(
+    keyword: &str,
+    text: &str,
+    value: String,
+    used: usize,
+    wrapped: bool,
+    notes: &mut Vec<ConfNote>,
+) {
+    let ignored = text.get(used..).unwrap_or("");
+    if wrapped || !ignored.is_empty() {
+        notes.push(ConfNote::NumberReadAs {
+            keyword: keyword.to_string(),
+            text: text.to_string(),
+            value,
+            ignored: ignored.to_string(),
+            wrapped,
+        });
+    }
+}
+
+/// A float as the reference reads it (`strtod`); `None` when it has no number at all or
+/// is out of a double's range (the reference refuses both). Range checks are the
+/// caller's.
+fn float(keyword: &str, text: &str, notes: &mut Vec<ConfNote>) -> Option<f64> {
+    let n = strtod(text).ok()?;
+    note_number(keyword, text, n.value.to_string(), n.used, false, notes);
+    Some(n.value)
 }
 
 /// Keywords taking no value.
 const FLAGS: [&str; 3] = ["rootfolly", "loglocation", "verbose"];
 
 impl ServerConf {
-    /// Parses the text of a configuration file; `path` is used only in error messages.
+    /// Parses the text of a configuration file; `path` is used only in messages.
     pub fn parse(text: &str, path: &Path) -> Result<ServerConf, ConfError> {
+        Self::parse_with_warnings(text, path).map(|(c, _)| c)
+    }
+
+    /// [`ServerConf::parse`], with a warning for each line read differently from how it
+    /// is written (see the module's documentation), in file order.
+    pub fn parse_with_warnings(
+        text: &str,
+        path: &Path,
+    ) -> Result<(ServerConf, Vec<ConfWarning>), ConfError> {
         let mut conf = ServerConf::default();
+        let mut warnings = Vec::new();
         let lines = logical_lines(text).map_err(|b| ConfError::Line {
             path: path.to_path_buf(),
             line: b.line,
             problem: ConfProblem::BadBackslash,
         })?;
         for l in lines {
-            conf.apply_line(&l.text)
+            let mut notes = Vec::new();
+            conf.apply_line(&l.text, &mut notes)
                 .map_err(|problem| ConfError::Line {
                     path: path.to_path_buf(),
                     line: l.line,
                     problem,
                 })?;
+            warnings.extend(notes.into_iter().map(|note| ConfWarning {
+                path: path.to_path_buf(),
+                line: l.line,
+                note,
+            }));
         }
-        Ok(conf)
+        Ok((conf, warnings))
     }
 
     /// Loads `owamp-server.conf`, else `owampd.conf`, from `confdir`. When neither exists
     /// the defaults are returned, unless `required` (the reference requires the file
     /// when `-c` was given).
-    pub fn load(confdir: &Path, required: bool) -> Result<ServerConf, ConfError> {
+    pub fn load(confdir: &Path, required: bool) -> Result<LoadedConf, ConfError> {
         match read_first(confdir, &CONF_FILE_NAMES)? {
-            Some((path, text)) => ServerConf::parse(&text, &path),
+            Some((path, text)) => {
+                let (conf, warnings) = ServerConf::parse_with_warnings(&text, &path)?;
+                Ok(LoadedConf {
+                    conf,
+                    path: Some(path),
+                    warnings,
+                })
+            }
             None if required => Err(ConfError::Missing {
                 dir: confdir.to_path_buf(),
             }),
-            None => Ok(ServerConf::default()),
+            None => Ok(LoadedConf {
+                conf: ServerConf::default(),
+                path: None,
+                warnings: Vec::new(),
+            }),
         }
     }
 
-    fn apply_line(&mut self, line: &str) -> Result<(), ConfProblem> {
+    fn apply_line(&mut self, line: &str, notes: &mut Vec<ConfNote>) -> Result<(), ConfProblem> {
         let mut toks = tokens(line);
         let Some(key) = toks.next() else {
             return Ok(());
@@ -469,8 +592,8 @@ impl ServerConf {
 
         if FLAGS.contains(&lower.as_str()) {
             if let Some(v) = value {
-                return Err(ConfProblem::FlagWithValue {
-                    keyword: key.to_string(),
+                notes.push(ConfNote::FlagValueIgnored {
+                    keyword: lower.clone(),
                     value: v.to_string(),
                 });
             }
@@ -516,29 +639,31 @@ impl ServerConf {
                 })?
             }
             "diskfudge" => {
-                self.diskfudge = float(v)
+                self.diskfudge = float("diskfudge", v, notes)
                     .filter(|d| (1.0..=10.0).contains(d))
                     .ok_or_else(|| ConfProblem::DiskFudge {
                         text: v.to_string(),
                     })?
             }
             "enddelay" => {
-                self.enddelay =
-                    float(v)
-                        .filter(|d| *d >= 0.0)
-                        .ok_or_else(|| ConfProblem::EndDelay {
-                            text: v.to_string(),
-                        })?
+                // Finite: the reference takes "inf", and its senders then never stop.
+                self.enddelay = float("enddelay", v, notes)
+                    .filter(|d| *d >= 0.0 && d.is_finite())
+                    .ok_or_else(|| ConfProblem::EndDelay {
+                        text: v.to_string(),
+                    })?
             }
-            "dieby" => self.dieby = number("dieby", v)?,
-            "controltimeout" => self.controltimeout = number("controltimeout", v)?,
-            "maxcontrolsessions" => self.maxcontrolsessions = number("maxcontrolsessions", v)?,
+            "dieby" => self.dieby = number("dieby", v, notes)?,
+            "controltimeout" => self.controltimeout = number("controltimeout", v, notes)?,
+            "maxcontrolsessions" => {
+                self.maxcontrolsessions = number("maxcontrolsessions", v, notes)?
+            }
             _ => {
                 // pbkdf2_count
                 let bad = || ConfProblem::Pbkdf2Count {
                     text: v.to_string(),
                 };
-                let n = number("pbkdf2_count", v).map_err(|_| bad())?;
+                let n = number("pbkdf2_count", v, notes).map_err(|_| bad())?;
                 self.pbkdf2_count = match n {
                     0 => DEFAULT_PBKDF2_COUNT,
                     n if (MIN_PBKDF2_COUNT..=MAX_PBKDF2_COUNT).contains(&n) => n,
@@ -728,10 +853,6 @@ dieby 5
                 "owamp-server.conf:1: keyword \"datadir\" needs a value",
             ),
             (
-                "verbose off",
-                "owamp-server.conf:1: keyword \"verbose\" is a flag and takes no value (found \"off\")",
-            ),
-            (
                 "datadir /a /b",
                 "owamp-server.conf:1: unexpected \"/b\" after the value of \"datadir\" (only a #comment may follow)",
             ),
@@ -756,16 +877,28 @@ dieby 5
                 "owamp-server.conf:1: invalid loglevel \"verbose\": use one of fatal, warning, info, debug, all, none",
             ),
             (
-                "dieby -1",
-                "owamp-server.conf:1: invalid dieby \"-1\": expected a whole number from 0 to 4294967295",
+                "dieby x30",
+                "owamp-server.conf:1: invalid dieby \"x30\": expected a whole number from 0 to 4294967295",
             ),
             (
-                "controltimeout 4294967296",
-                "owamp-server.conf:1: invalid controltimeout \"4294967296\": expected a whole number from 0 to 4294967295",
+                "controltimeout 18446744073709551616",
+                "owamp-server.conf:1: invalid controltimeout \"18446744073709551616\": out of range (more than 20 digits, or beyond what a double holds)",
             ),
             (
-                "maxcontrolsessions 5x",
-                "owamp-server.conf:1: invalid maxcontrolsessions \"5x\": expected a whole number from 0 to 4294967295",
+                "maxcontrolsessions -",
+                "owamp-server.conf:1: invalid maxcontrolsessions \"-\": expected a whole number from 0 to 4294967295",
+            ),
+            (
+                "diskfudge x2",
+                "owamp-server.conf:1: invalid diskfudge \"x2\": expected a number from 1.0 to 10.0",
+            ),
+            (
+                "enddelay 1e400",
+                "owamp-server.conf:1: invalid enddelay \"1e400\": expected a number of seconds >= 0",
+            ),
+            (
+                "verbose on off",
+                "owamp-server.conf:1: unexpected \"off\" after the value of \"verbose\" (only a #comment may follow)",
             ),
             (
                 "diskfudge 0.5",
@@ -805,11 +938,60 @@ dieby 5
         }
     }
 
+    /// Lines the reference accepts (each was run through its owampd) are read as it
+    /// reads them, with one warning naming the file, the line and what was ignored.
+    #[test]
+    fn reference_forms_are_read_as_the_reference_reads_them() {
+        let text = "\
+# comment
+verbose off
+loglocation on
+rootfolly no
+dieby 0x10
+controltimeout 30s
+maxcontrolsessions -1
+pbkdf2_count 4096x
+diskfudge 2.5x
+enddelay 0x1p1
+dieby +7
+";
+        let (c, warnings) = ServerConf::parse_with_warnings(text, Path::new("/etc/o.conf"))
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert!(c.verbose && c.loglocation && c.rootfolly);
+        // dieby: the later, plain "+7" wins (and is read without a warning).
+        assert_eq!(c.dieby, 7);
+        assert_eq!(c.controltimeout, 30);
+        assert_eq!(c.maxcontrolsessions, u32::MAX);
+        assert_eq!(c.pbkdf2_count, 4096);
+        assert_eq!(c.diskfudge, 2.5);
+        assert_eq!(c.enddelay, 2.0);
+        let lines: Vec<String> = warnings.iter().map(ToString::to_string).collect();
+        let ign = ": {} ignored (the number is read as C's strtoul/strtod read it, as the reference does)";
+        let want = [
+            "/etc/o.conf:2: \"verbose\" is a flag and takes no value: \"off\" ignored, verbose is on (as the reference reads it)".to_string(),
+            "/etc/o.conf:3: \"loglocation\" is a flag and takes no value: \"on\" ignored, loglocation is on (as the reference reads it)".to_string(),
+            "/etc/o.conf:4: \"rootfolly\" is a flag and takes no value: \"no\" ignored, rootfolly is on (as the reference reads it)".to_string(),
+            format!("/etc/o.conf:5: dieby \"0x10\" read as 0{}", ign.replace("{}", "\"x10\"")),
+            format!("/etc/o.conf:6: controltimeout \"30s\" read as 30{}", ign.replace("{}", "\"s\"")),
+            "/etc/o.conf:7: maxcontrolsessions \"-1\" read as 4294967295 (wrapped around to 32 bits, as the reference stores it)".to_string(),
+            format!("/etc/o.conf:8: pbkdf2_count \"4096x\" read as 4096{}", ign.replace("{}", "\"x\"")),
+            format!("/etc/o.conf:9: diskfudge \"2.5x\" read as 2.5{}", ign.replace("{}", "\"x\"")),
+        ];
+        assert_eq!(lines, want);
+        // A plain value, or a flag alone, says nothing.
+        let (_, none) = ServerConf::parse_with_warnings("verbose\ndieby 5 # x\n", Path::new("c"))
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert!(none.is_empty(), "{none:?}");
+        // Only the low 32 bits of a larger number are kept, as in the reference.
+        let c = parse("controltimeout 4294967301").unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(c.controltimeout, 5);
+    }
+
     #[test]
     fn load_tries_new_then_old_name() {
         let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(
-            ServerConf::load(dir.path(), false),
+            ServerConf::load(dir.path(), false).map(|l| l.conf),
             Ok(ServerConf::default())
         );
         assert_eq!(
@@ -821,7 +1003,10 @@ dieby 5
         );
         std::fs::write(dir.path().join("owampd.conf"), "dieby 9\n")
             .unwrap_or_else(|e| panic!("{e}"));
-        assert_eq!(ServerConf::load(dir.path(), true).map(|c| c.dieby), Ok(9));
+        assert_eq!(
+            ServerConf::load(dir.path(), true).map(|l| (l.conf.dieby, l.path)),
+            Ok((9, Some(dir.path().join("owampd.conf"))))
+        );
         std::fs::write(dir.path().join("owamp-server.conf"), "dieby 3\nbad\n")
             .unwrap_or_else(|e| panic!("{e}"));
         let path = dir.path().join("owamp-server.conf");

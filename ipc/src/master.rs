@@ -16,7 +16,7 @@ pub use config::{Limits, LogLevel, Pfs, PortRange};
 
 /// Bumped whenever a message changes incompatibly (appending a variant is compatible only
 /// with peers that never receive it; both binaries ship together, so bump anyway).
-pub const PROTOCOL_VERSION: u32 = 1;
+pub const PROTOCOL_VERSION: u32 = 2;
 
 /// Messages from the master to control.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -47,6 +47,13 @@ pub enum ControlToMaster {
     Log(LogRecord),
     /// One control connection has ended (for `maxcontrolsessions` accounting).
     ConnectionDone,
+    /// Control cannot start (its sandbox, or its data store: e.g. a datadir the run-as
+    /// user cannot write) and is about to exit. Sent after `Hello`, instead of `Ready`;
+    /// `reason` is one line. The first control of a daemon failing this way ends the
+    /// daemon's start (no respawn), with `reason` as its launcher's error line.
+    StartFailed {
+        reason: String,
+    },
 }
 
 /// One log line from a less-privileged process. `message` starts with the role tag of its
@@ -207,6 +214,12 @@ mod tests {
             &[0x02, 0x02, 0x02, b'h', b'i'],
         );
         golden(ControlToMaster::ConnectionDone, &[0x03]);
+        golden(
+            ControlToMaster::StartFailed {
+                reason: "no".into(),
+            },
+            &[0x04, 0x02, b'n', b'o'],
+        );
     }
 
     #[test]

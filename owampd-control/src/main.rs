@@ -48,6 +48,20 @@ fn fail(msg: impl std::fmt::Display) -> ExitCode {
     ExitCode::FAILURE
 }
 
+/// A failure between the handshake and `Ready`: the master is told why (a daemon's
+/// stderr is /dev/null, and its launcher prints this line), then we exit.
+fn start_failed(chan: &Channel, msg: impl std::fmt::Display) -> ExitCode {
+    let reason = format!("owampd-control: {msg}");
+    let _ = chan.send(
+        &ControlToMaster::StartFailed {
+            reason: reason.clone(),
+        },
+        &[],
+    );
+    eprintln!("{reason}");
+    ExitCode::FAILURE
+}
+
 fn main() -> ExitCode {
     let fd = match ipc::fds::take_inherited(IPC_FD) {
         Ok(fd) => fd,
@@ -112,29 +126,31 @@ fn main() -> ExitCode {
         ..sandbox::SandboxOptions::default()
     };
     if let Err(e) = sandbox::enter(sandbox::Role::Control, &opts) {
-        return fail(format!("sandbox: {e}"));
+        return start_failed(&chan, format!("sandbox: {e}"));
     }
     let tree = match class_tree(&settings.limits) {
         Ok(t) => t,
-        Err(e) => return fail(e),
+        Err(e) => return start_failed(&chan, e),
     };
+    // Opened before `Ready`, so that a datadir the run-as user cannot write fails the
+    // daemon's start (its launcher exits 1 with this line) instead of every session.
     let (store, found, removed) = match Store::open_reporting(&settings.datadir, &tree) {
         Ok(x) => x,
-        Err(e) => return fail(e),
+        Err(e) => return start_failed(&chan, e),
     };
     let policy = Policy::new(tree, settings.diskfudge, settings.maxcontrolsessions);
     for (_, class, size) in &found {
         let _ = policy.add_existing_disk(*class, *size);
     }
     if let Err(e) = chan.set_nonblocking(true) {
-        return fail(e);
+        return start_failed(&chan, e);
     }
     let rt = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
     {
         Ok(rt) => rt,
-        Err(e) => return fail(format!("runtime: {e}")),
+        Err(e) => return start_failed(&chan, format!("runtime: {e}")),
     };
     let directory = ConfigDirectory {
         limits: settings.limits.clone(),

@@ -6,8 +6,8 @@ use clap::Parser;
 
 /// Every option takes one value or none, as in owampd(8). As with getopt(3), the word
 /// after an option that takes a value is its value even when it starts with `-`
-/// (`-U -1000` is uid 1000). clap's own `-h`/`-V` are off:
-/// `-h` prints the reference's usage, and there is no `-V`.
+/// (`-U -1000` is uid 1000). clap's own `-h`/`-V` are off: `-h` prints the reference's
+/// usage, `-V`/`--version` (ours; the reference has none) our version line.
 #[derive(Debug, Default, Parser)]
 #[command(
     name = "owampd",
@@ -44,13 +44,19 @@ pub struct Cli {
     pub user: Option<String>,
     #[arg(short = 'v')]
     pub verbose: bool,
+    #[arg(short = 'V', long = "version")]
+    pub version: bool,
     /// Foreground: no daemon, logs also on stderr.
     #[arg(short = 'Z')]
     pub foreground: bool,
 }
 
-/// The usage text of the reference's `owampd -h`.
-pub const USAGE: &str = "\
+/// The usage text of `owampd -h`: the reference's, with `-V`, then the version line.
+pub fn usage() -> String {
+    format!("{USAGE_OPTIONS}{}", buildinfo::usage_version_line())
+}
+
+const USAGE_OPTIONS: &str = "\
 usage: owampd [options]
 where \"options\" are:
 
@@ -66,12 +72,31 @@ where \"options\" are:
    -S nodename:port  Srcaddr to bind to
    -U user           Run as user \"user\" :-uid also valid
    -v                verbose output
+   -V, --version     Print the version and exit
    -Z                Do not daemonize
 ";
 
-/// Parse argv; a bad command line becomes one line (clap's first line, without its
-/// `error: ` prefix), for `owampd: <line>` and exit status 1.
-pub fn parse<I, T>(args: I) -> Result<Cli, String>
+/// A bad command line, as one line (clap's first line, without its `error: ` prefix)
+/// for `owampd: <line>`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CliError {
+    /// What getopt(3) itself refuses: an unknown option or one missing its value. The
+    /// usage follows on stderr and the exit status is 2, as for getopt tools.
+    Usage(String),
+    /// An operand (owampd takes none): exit status 1, as the reference's.
+    Operand(String),
+}
+
+impl CliError {
+    pub fn line(&self) -> &str {
+        match self {
+            CliError::Usage(l) | CliError::Operand(l) => l,
+        }
+    }
+}
+
+/// Parse argv.
+pub fn parse<I, T>(args: I) -> Result<Cli, CliError>
 where
     I: IntoIterator<Item = T>,
     T: Into<std::ffi::OsString> + Clone,
@@ -79,7 +104,17 @@ where
     Cli::try_parse_from(args).map_err(|e| {
         let rendered = e.render().to_string();
         let first = rendered.lines().next().unwrap_or("bad command line");
-        first.strip_prefix("error: ").unwrap_or(first).to_string()
+        let line = first.strip_prefix("error: ").unwrap_or(first).to_string();
+        let operand = e.kind() == clap::error::ErrorKind::UnknownArgument
+            && matches!(
+                e.get(clap::error::ContextKind::InvalidArg),
+                Some(clap::error::ContextValue::String(a)) if !a.starts_with('-')
+            );
+        if operand {
+            CliError::Operand(line)
+        } else {
+            CliError::Usage(line)
+        }
     })
 }
 
@@ -140,17 +175,28 @@ mod tests {
     }
 
     #[test]
-    fn h_is_ours_and_no_long_options() {
+    fn h_is_ours_and_version_is_the_only_long_option() {
         assert!(parse(["owampd", "-h"]).expect("parse").help);
         assert!(parse(["owampd", "--help"]).is_err());
-        assert!(parse(["owampd", "-V"]).is_err());
+        assert!(parse(["owampd", "-V"]).expect("parse").version);
+        assert!(parse(["owampd", "--version"]).expect("parse").version);
     }
 
     #[test]
     fn errors_are_one_line() {
-        let e = parse(["owampd", "-x"]).expect_err("unknown");
-        assert!(!e.contains('\n') && e.contains("-x"), "{e}");
-        let e = parse(["owampd", "-a"]).expect_err("missing value");
-        assert!(!e.contains('\n') && e.contains("-a"), "{e}");
+        for (args, opt) in [
+            (["owampd", "-x"], "-x"),
+            (["owampd", "-a"], "-a"),
+            (["owampd", "--x"], "--x"),
+        ] {
+            match parse(args) {
+                Err(CliError::Usage(l)) => assert!(!l.contains('\n') && l.contains(opt), "{l}"),
+                other => panic!("{args:?}: {other:?}"),
+            }
+        }
+        match parse(["owampd", "extra"]) {
+            Err(CliError::Operand(l)) => assert!(!l.contains('\n') && l.contains("extra"), "{l}"),
+            other => panic!("{other:?}"),
+        }
     }
 }

@@ -44,13 +44,23 @@ enum MasterError {
 fn main() -> ExitCode {
     let cli = match cli::parse(std::env::args_os()) {
         Ok(c) => c,
-        Err(line) => {
-            eprintln!("owampd: {line}");
-            return ExitCode::from(1);
+        Err(e) => {
+            eprintln!("owampd: {}", e.line());
+            return match e {
+                cli::CliError::Usage(_) => {
+                    eprint!("{}", cli::usage());
+                    ExitCode::from(2)
+                }
+                cli::CliError::Operand(_) => ExitCode::from(1),
+            };
         }
     };
     if cli.help {
-        print!("{}", cli::USAGE);
+        print!("{}", cli::usage());
+        return ExitCode::SUCCESS;
+    }
+    if cli.version {
+        print!("{}", buildinfo::version_output("owampd"));
         return ExitCode::SUCCESS;
     }
     match run(&cli) {
@@ -70,7 +80,10 @@ fn run(cli: &cli::Cli) -> Result<(), MasterError> {
     let plan = setup::plan(cli)?;
     let listeners = listen::bind_srcnode(&plan.srcnode)?;
     let pid_file = pidfile::PidFile::lock(&plan.vardir)?;
-    let log = Log::open(plan.facility, plan.foreground, plan.loglevel);
+    let mut log = Log::open(plan.facility, plan.foreground, plan.loglevel);
+    for w in &plan.conf_warnings {
+        log.master(LogLevel::Warning, w);
+    }
 
     // Without -Z, the launcher waits until we are ready, or prints why we are not.
     let mut launcher = if plan.foreground {
@@ -99,6 +112,13 @@ fn serve(
 ) -> Result<(), MasterError> {
     let pid = std::process::id();
     log.set_pid(pid);
+    log.master(
+        LogLevel::Info,
+        format!("owampd {} starting", buildinfo::version()),
+    );
+    if let Some(w) = sandbox::clock_warning() {
+        log.master(LogLevel::Warning, w);
+    }
     // From here on, errors go to the log (stderr is /dev/null unless -Z), and on to the
     // launcher's stderr while it still waits.
     let fatal = |log: &mut Log, e: MasterError| {
@@ -150,14 +170,18 @@ fn serve(
         ..sandbox::SandboxOptions::default()
     };
     let entered = sandbox::enter(sandbox::Role::Master, &opts).map_err(MasterError::from);
-    if entered.is_ok()
-        && let Some(l) = launcher.take()
-    {
-        // Listening, pid file written, confined: ready (connections queue until
-        // control takes them).
-        l.ready();
-    }
-    let result = entered.and_then(|()| master.run().map_err(MasterError::from));
+    // Ready once listening, with the pid file written, confined, and the first control
+    // ready with its data store open: a datadir the run-as user cannot write fails the
+    // start here, rather than every connection later.
+    let result = entered.and_then(|()| {
+        master
+            .run(|| {
+                if let Some(l) = launcher.take() {
+                    l.ready();
+                }
+            })
+            .map_err(MasterError::from)
+    });
     master.finish();
     if let Err(e) = &result {
         master.log.master(LogLevel::Fatal, e);

@@ -47,14 +47,19 @@ pub struct Plan {
     pub loglevel: LogLevel,
     pub control_path: PathBuf,
     pub settings: ControlSettings,
+    /// Lines of owamp-server.conf read as the reference reads them rather than as
+    /// written (`file:line: …`), one warning each once the log is open.
+    pub conf_warnings: Vec<String>,
 }
 
-/// Where a value came from, for the error line.
-fn origin(cli_given: bool, opt: &str, keyword: &str, confdir: &Path) -> String {
-    if cli_given {
-        opt.to_string()
-    } else {
-        format!("{keyword} (owamp-server.conf in {})", confdir.display())
+/// Where a value came from, for the error line: the option, the configuration file
+/// that was read (`owamp-server.conf`, or the older `owampd.conf`) when it set the
+/// value, else the default.
+fn origin(cli_given: bool, opt: &str, keyword: &str, conf_file: Option<&Path>) -> String {
+    match (cli_given, conf_file) {
+        (true, _) => opt.to_string(),
+        (false, Some(file)) => format!("{keyword} (in {})", file.display()),
+        (false, None) => format!("{keyword} (default)"),
     }
 }
 
@@ -117,7 +122,11 @@ pub fn plan(cli: &Cli) -> Result<Plan, SetupError> {
         Some(c) => cwd.join(c),
         None => cwd.clone(),
     };
-    let conf = ServerConf::load(&confdir, cli.confdir.is_some())?;
+    let loaded = ServerConf::load(&confdir, cli.confdir.is_some())?;
+    let conf_file = loaded.path.as_deref();
+    // The file read, for the values it set.
+    let set_in = |set: bool| conf_file.filter(|_| set);
+    let conf = &loaded.conf;
     let pfs = Pfs::load(&confdir)?;
     let limits = Limits::load(&confdir, Some(&pfs))?;
 
@@ -134,14 +143,24 @@ pub fn plan(cli: &Cli) -> Result<Plan, SetupError> {
             .as_deref()
             .or(conf.datadir.as_deref())
             .unwrap_or(&cwd),
-        origin(cli.datadir.is_some(), "-d", "datadir", &confdir),
+        origin(
+            cli.datadir.is_some(),
+            "-d",
+            "datadir",
+            set_in(conf.datadir.is_some()),
+        ),
     )?;
     let vardir = existing_dir(
         cli.vardir
             .as_deref()
             .or(conf.vardir.as_deref())
             .unwrap_or(&cwd),
-        origin(cli.vardir.is_some(), "-R", "vardir", &confdir),
+        origin(
+            cli.vardir.is_some(),
+            "-R",
+            "vardir",
+            set_in(conf.vardir.is_some()),
+        ),
     )?;
 
     let testports = match &cli.testports {
@@ -171,10 +190,15 @@ pub fn plan(cli: &Cli) -> Result<Plan, SetupError> {
     };
     let facility = syslog_facility(
         facility,
-        origin(cli.facility.is_some(), "-e", "facility", &confdir),
+        origin(
+            cli.facility.is_some(),
+            "-e",
+            "facility",
+            set_in(conf.facility != ServerConf::default().facility),
+        ),
     )?;
 
-    let run_as = run_as(cli, &conf, &confdir)?;
+    let run_as = run_as(cli, conf, conf_file)?;
 
     let debug_time_offset = match std::env::var("OWAMP_DEBUG_TIMEOFFSET") {
         Ok(v) => v
@@ -226,12 +250,17 @@ pub fn plan(cli: &Cli) -> Result<Plan, SetupError> {
             // Debug only (design.md "Sandbox"): never the default.
             seccomp_log_only: std::env::var_os("OWAMPD_SECCOMP_LOG_ONLY").is_some_and(|v| v == "1"),
         },
+        conf_warnings: loaded.warnings.iter().map(ToString::to_string).collect(),
     })
 }
 
 /// spec §7.1: as root, a user to run as is required unless rootfolly; not as root, no
 /// uid change happens at all.
-fn run_as(cli: &Cli, conf: &ServerConf, confdir: &Path) -> Result<Option<(u32, u32)>, SetupError> {
+fn run_as(
+    cli: &Cli,
+    conf: &ServerConf,
+    conf_file: Option<&Path>,
+) -> Result<Option<(u32, u32)>, SetupError> {
     if !sandbox::is_root() {
         return Ok(None);
     }
@@ -243,13 +272,13 @@ fn run_as(cli: &Cli, conf: &ServerConf, confdir: &Path) -> Result<Option<(u32, u
         return Err(SetupError::RootWithoutUser);
     };
     let ids = sandbox::lookup_user(&user).map_err(|e| SetupError::Bad {
-        origin: origin(cli.user.is_some(), "-U", "user", confdir),
+        origin: origin(cli.user.is_some(), "-U", "user", conf_file),
         value: user.clone(),
         reason: e.to_string(),
     })?;
     let gid = match cli.group.clone().or(conf.group.as_ref().map(run_as_text)) {
         Some(g) => sandbox::lookup_group(&g).map_err(|e| SetupError::Bad {
-            origin: origin(cli.group.is_some(), "-G", "group", confdir),
+            origin: origin(cli.group.is_some(), "-G", "group", conf_file),
             value: g.clone(),
             reason: e.to_string(),
         })?,

@@ -28,6 +28,9 @@ const STABLE: Duration = Duration::from_secs(60);
 const ACCEPT_BATCH: usize = 64;
 /// How long listeners rest after an accept error (EMFILE, ENFILE, ENOBUFS).
 const ACCEPT_PAUSE: Duration = Duration::from_millis(100);
+/// How long the first control may take to be ready (sandbox, data store scan) before
+/// the daemon's start counts as failed.
+const STARTUP_LIMIT: Duration = Duration::from_secs(60);
 
 /// Signals that stop the daemon (spec §7.1; SIGUSR1/2 as the reference).
 const STOP_SIGNALS: [Signal; 5] = [
@@ -46,6 +49,9 @@ pub enum SuperviseError {
     Poll(nix::Error),
     #[error("owampd-control speaks another IPC version: {0}")]
     Version(IpcError),
+    /// The daemon's first control never became ready: the start failed.
+    #[error("{0}")]
+    ControlStart(String),
 }
 
 /// Block the signals we handle and read them from a signalfd, so that the poll loop
@@ -113,6 +119,14 @@ pub struct Master {
     /// After an accept error such as EMFILE, listeners rest until then: the pending
     /// connection would make poll return at once, forever.
     accept_pause_until: Option<Instant>,
+    /// Until the first control is ready, the daemon is starting: a control that fails
+    /// then ends the start instead of being restarted (its reason goes to the
+    /// launcher), and this is when waiting for it gives up.
+    starting_until: Option<Instant>,
+    /// Why the start failed, for [`Master::run`] to return.
+    start_failure: Option<String>,
+    /// The first control just said `Ready`: [`Master::run`] tells its caller once.
+    just_ready: bool,
 }
 
 impl Master {
@@ -134,6 +148,9 @@ impl Master {
             backoff: Backoff::new(),
             kill_at: None,
             accept_pause_until: None,
+            starting_until: Some(Instant::now() + STARTUP_LIMIT),
+            start_failure: None,
+            just_ready: false,
         }
     }
 
@@ -177,6 +194,10 @@ impl Master {
                     let _ = control.child.kill();
                     self.log
                         .master(LogLevel::Warning, format!("configuring control: {e}"));
+                    if self.starting_until.is_some() {
+                        self.start_failure
+                            .get_or_insert(format!("configuring owampd-control: {e}"));
+                    }
                 }
             }
             Ok(control)
@@ -191,13 +212,19 @@ impl Master {
             }
             Err(e) => {
                 self.log.master(LogLevel::Warning, &e);
-                self.schedule_respawn(Duration::ZERO);
+                self.schedule_respawn(Duration::ZERO, &e);
             }
         }
     }
 
-    fn schedule_respawn(&mut self, uptime: Duration) {
+    /// Control is gone (`why`): start another after the backoff, unless we are
+    /// stopping, or still starting, when the daemon's start has failed.
+    fn schedule_respawn(&mut self, uptime: Duration, why: &str) {
         if self.kill_at.is_some() {
+            return;
+        }
+        if self.starting_until.is_some() {
+            self.start_failure.get_or_insert_with(|| why.to_string());
             return;
         }
         let delay = self.backoff.after_exit(uptime);
@@ -208,11 +235,26 @@ impl Master {
         self.respawn_at = Some(Instant::now() + delay);
     }
 
-    /// Run until stopped. `Err` only for what must end the daemon (an IPC version
-    /// mismatch: the installation is broken, respawning cannot help).
-    pub fn run(&mut self) -> Result<(), SuperviseError> {
+    /// Run until stopped. `on_ready` is called once, when the first control is ready
+    /// (its data store open): the daemon's start is then complete. `Err` only for what
+    /// must end the daemon: an IPC version mismatch (the installation is broken,
+    /// respawning cannot help), or a first control that failed to start.
+    pub fn run(&mut self, mut on_ready: impl FnMut()) -> Result<(), SuperviseError> {
         loop {
+            if let Some(why) = self.start_failure.take() {
+                return Err(SuperviseError::ControlStart(why));
+            }
+            if std::mem::take(&mut self.just_ready) {
+                on_ready();
+            }
             let now = Instant::now();
+            if self.starting_until.is_some_and(|t| now >= t) && self.kill_at.is_none() {
+                self.kill_control("not ready in time");
+                return Err(SuperviseError::ControlStart(format!(
+                    "owampd-control was not ready within {} s",
+                    STARTUP_LIMIT.as_secs()
+                )));
+            }
             if let Some(kill_at) = self.kill_at {
                 if self.control.is_none() {
                     return Ok(());
@@ -227,10 +269,15 @@ impl Master {
             if self.accept_pause_until.is_some_and(|t| now >= t) {
                 self.accept_pause_until = None;
             }
-            let deadline = [self.kill_at, self.respawn_at, self.accept_pause_until]
-                .into_iter()
-                .flatten()
-                .min();
+            let deadline = [
+                self.kill_at,
+                self.respawn_at,
+                self.accept_pause_until,
+                self.starting_until,
+            ]
+            .into_iter()
+            .flatten()
+            .min();
             let timeout = match deadline {
                 Some(t) => PollTimeout::try_from(t.saturating_duration_since(now))
                     .unwrap_or(PollTimeout::MAX),
@@ -310,6 +357,10 @@ impl Master {
         match c.child.try_wait() {
             Ok(Some(status)) => {
                 let uptime = c.started.elapsed();
+                if self.starting_until.is_some() {
+                    // What it said before exiting (StartFailed, log lines) comes first.
+                    let _ = self.handle_control_messages();
+                }
                 self.control = None;
                 if self.kill_at.is_some() {
                     self.log
@@ -321,7 +372,10 @@ impl Master {
                             "owampd-control died ({status}); its open control connections are lost"
                         ),
                     );
-                    self.schedule_respawn(uptime);
+                    self.schedule_respawn(
+                        uptime,
+                        &format!("owampd-control exited during start-up ({status})"),
+                    );
                 }
             }
             Ok(None) => {}
@@ -338,7 +392,7 @@ impl Master {
             let _ = c.child.kill();
             let _ = c.child.wait();
             let uptime = c.started.elapsed();
-            self.schedule_respawn(uptime);
+            self.schedule_respawn(uptime, &format!("owampd-control killed: {why}"));
         }
     }
 
@@ -386,6 +440,16 @@ impl Master {
                 }
                 (true, ControlToMaster::Ready) => {
                     self.log.master(LogLevel::Info, "owampd-control ready");
+                    if self.starting_until.take().is_some() {
+                        self.just_ready = true;
+                    }
+                }
+                (true, ControlToMaster::StartFailed { reason }) => {
+                    // It exits next; its SIGCHLD restarts it, or ends a start.
+                    self.log.master(LogLevel::Fatal, &reason);
+                    if self.starting_until.is_some() {
+                        self.start_failure.get_or_insert(reason);
+                    }
                 }
                 (true, ControlToMaster::Log(rec)) => self.log.write(rec.level, &rec.message),
                 (true, ControlToMaster::ConnectionDone) => {

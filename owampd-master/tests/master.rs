@@ -183,8 +183,7 @@ fn bad_options_and_values_exit_1_with_one_line() {
         v.extend_from_slice(extra);
         v
     };
-    refused(&env, &["-x"], "-x");
-    refused(&env, &["-a"], "-a");
+    refused(&env, &["extra"], "extra");
     refused(&env, &with(&["-a", "XYZ"]), "-a: invalid authmode \"XYZ\"");
     refused(
         &env,
@@ -220,6 +219,29 @@ fn bad_options_and_values_exit_1_with_one_line() {
     }
 }
 
+/// What getopt refuses (an unknown option, a missing value) is a usage error: the line,
+/// the usage on stderr, exit status 2.
+#[test]
+fn usage_errors_exit_2_with_the_usage() {
+    let env = Env::new();
+    for (args, needle) in [
+        (&["-x"][..], "-x"),
+        (&["-Z", "-a"][..], "-a"),
+        (&["--frob"][..], "--frob"),
+    ] {
+        let out = env.cmd(args).output().expect("run owampd");
+        let err = stderr_of(&out);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {err}");
+        let first = err.lines().next().unwrap_or("");
+        assert!(
+            first.starts_with("owampd: ") && first.contains(needle),
+            "{err}"
+        );
+        assert!(err.contains("\nusage: owampd [options]\n"), "{err}");
+        assert!(out.stdout.is_empty());
+    }
+}
+
 #[test]
 fn missing_control_binary_is_refused() {
     let env = Env::new();
@@ -244,8 +266,24 @@ fn h_prints_usage() {
     assert!(out.status.success());
     let usage = String::from_utf8_lossy(&out.stdout);
     assert!(usage.starts_with("usage: owampd [options]"), "{usage}");
+    // As the reference's usage ends, with the version.
+    let version = buildinfo::version();
+    assert!(version.starts_with(env!("CARGO_PKG_VERSION")), "{version}");
+    assert!(
+        usage.ends_with(&format!("\n\nVersion: {version}\n")),
+        "{usage}"
+    );
+    for v in ["-V", "--version"] {
+        let out = env.cmd(&[v]).output().expect("run");
+        assert!(out.status.success(), "{v}");
+        assert_eq!(
+            String::from_utf8_lossy(&out.stdout),
+            format!("owampd {version}\n"),
+            "{v}"
+        );
+    }
     for opt in [
-        "-a", "-c", "-d", "-e", "-f", "-G", "-h", "-P", "-R", "-S", "-U", "-v", "-Z",
+        "-a", "-c", "-d", "-e", "-f", "-G", "-h", "-P", "-R", "-S", "-U", "-v", "-V,", "-Z",
     ] {
         assert!(
             usage.contains(&format!("   {opt} ")),
@@ -265,11 +303,84 @@ fn unknown_conf_keyword_names_file_and_line() {
     refused(&env, &["-Z", "-f", "-c", "conf"], &want);
 }
 
+/// With only the older `owampd.conf` in the conf dir, messages about its values name
+/// that file, not `owamp-server.conf`.
+#[test]
+fn errors_name_the_older_conf_file_when_that_is_the_one_read() {
+    let env = Env::new();
+    let old = env.path("conf/owampd.conf");
+    for (text, needle) in [
+        (
+            "datadir /nonexistent/owampd\n",
+            format!("datadir (in {}) \"/nonexistent/owampd\"", old.display()),
+        ),
+        (
+            "vardir /nonexistent/owampd\n",
+            format!("vardir (in {}) \"/nonexistent/owampd\"", old.display()),
+        ),
+        (
+            "loglevel WARN\n",
+            format!("{}:1: invalid loglevel", old.display()),
+        ),
+    ] {
+        std::fs::write(&old, text).expect("write owampd.conf");
+        let out = env
+            .cmd(&["-Z", "-f", "-c", "conf", "-S", "127.0.0.1:1"])
+            .output()
+            .expect("run");
+        let err = stderr_of(&out);
+        assert_eq!(out.status.code(), Some(1), "{err}");
+        assert!(err.contains(&needle), "{err:?} lacks {needle:?}");
+        assert!(!err.contains("owamp-server.conf"), "{err}");
+    }
+}
+
 #[test]
 fn bad_conf_value_names_file_and_line() {
     let env = Env::new();
     env.conf("loglevel WARN\n");
     refused(&env, &["-Z", "-f", "-c", "conf"], "owamp-server.conf:1:");
+}
+
+/// Lines the reference's owampd accepts start ours too, read as the reference reads
+/// them (a flag with any value is on, numbers as C's strtoul reads them), with one
+/// warning each in the log naming the file, the line and what was ignored.
+#[test]
+fn reference_conf_forms_start_with_one_warning_each() {
+    let env = Env::new();
+    env.conf("verbose off\nloglocation on\nrootfolly yes\ndieby 0x10\ncontroltimeout 30s\n");
+    let mut child = env.start(&[]);
+    let mut seen = Vec::new();
+    let file = env.path("conf/owamp-server.conf").display().to_string();
+    for (line, what) in [
+        (
+            1,
+            "\"verbose\" is a flag and takes no value: \"off\" ignored, verbose is on",
+        ),
+        (
+            2,
+            "\"loglocation\" is a flag and takes no value: \"on\" ignored",
+        ),
+        (
+            3,
+            "\"rootfolly\" is a flag and takes no value: \"yes\" ignored",
+        ),
+        (4, "dieby \"0x10\" read as 0: \"x10\" ignored"),
+        (5, "controltimeout \"30s\" read as 30: \"s\" ignored"),
+    ] {
+        env.wait_log(&format!("[master] {file}:{line}: {what}"), &mut seen);
+    }
+    env.wait_log("owampd-control ready", &mut seen);
+    env.wait_log("dieby=0 maxcontrolsessions=0", &mut seen);
+    env.wait_log("verbose=true", &mut seen);
+    env.wait_log("controltimeout=30", &mut seen);
+    let warnings = seen
+        .iter()
+        .filter(|l| l.contains(&format!("{file}:")))
+        .count();
+    assert_eq!(warnings, 5, "one warning per line: {seen:#?}");
+    term(&child);
+    assert!(wait_exit(&mut child).success());
 }
 
 #[test]
@@ -296,7 +407,16 @@ fn serves_writes_pid_and_info_and_stops_on_term() {
     let env = Env::new();
     let mut child = env.start(&[]);
     let mut seen = Vec::new();
+    env.wait_log(
+        &format!("[master] owampd {} starting", buildinfo::version()),
+        &mut seen,
+    );
     env.wait_log("owampd-control ready", &mut seen);
+    // An unsynchronised clock (STA_UNSYNC, read as the master reads it) is logged once,
+    // before control is started.
+    let unsync = sandbox::kernel_clock().is_none_or(|c| !c.synchronized);
+    let ntp = seen.iter().filter(|l| l.contains("[master] NTP: ")).count();
+    assert_eq!(ntp, usize::from(unsync), "{seen:#?}");
     env.wait_log("[control] configured, datadir", &mut seen);
     assert!(seen.iter().all(|l| l.contains("owampd[")), "{seen:#?}");
 
@@ -513,6 +633,98 @@ fn a_daemon_failing_after_the_fork_is_reported_by_the_launcher() {
         !env.path("var/owamp-server.pid").exists(),
         "a failed daemon left its pid file"
     );
+}
+
+/// The daemon is ready only once its first control is: a control that cannot open its
+/// data store (a datadir the run-as user cannot write) fails the start. The launcher
+/// exits 1 with control's line, no pid file is left, nothing listens, and control is
+/// not restarted.
+#[test]
+fn a_control_that_cannot_start_fails_the_daemon_start() {
+    let env = Env::new();
+    env.conf("");
+    env.marker("fake-start-fail");
+    let out = env.run_daemonized();
+    let err = stderr_of(&out);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    let want = format!(
+        "owampd: owampd-control: data store: create {}: Permission denied (os error 13)\n",
+        env.path("data")
+            .canonicalize()
+            .expect("datadir")
+            .join("hierarchy")
+            .display()
+    );
+    assert_eq!(err, want);
+    assert!(!env.path("var/owamp-server.pid").exists(), "pid file left");
+    assert!(
+        std::net::TcpStream::connect(("127.0.0.1", env.port)).is_err(),
+        "a failed daemon is listening"
+    );
+    let mut seen = Vec::new();
+    env.wait_log("[master] exiting", &mut seen);
+    let starts = seen
+        .iter()
+        .filter(|l| l.contains("started owampd-control"))
+        .count();
+    assert_eq!(starts, 1, "control restarted: {seen:#?}");
+    assert!(
+        !seen.iter().any(|l| l.contains("restarting owampd-control")),
+        "{seen:#?}"
+    );
+
+    // In the foreground too: exit 1, not a control crash-looping behind a live master.
+    let mut child = env.start(&[]);
+    let status = wait_exit(&mut child);
+    assert_eq!(status.code(), Some(1), "{status}");
+    assert!(!env.path("var/owamp-server.pid").exists(), "pid file left");
+}
+
+/// A missing vardir, or one where the pid file cannot be written (here its name is
+/// taken by a directory), fails the start in daemon mode too: the launcher exits 1
+/// with one line naming it, and no daemon is left.
+#[test]
+fn a_missing_or_unwritable_vardir_fails_the_daemon_start() {
+    let env = Env::new();
+    env.conf("");
+    std::fs::remove_dir(env.path("var")).expect("rm var");
+    let out = env.run_daemonized();
+    let err = stderr_of(&out);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.starts_with("owampd: -R \"var\": ") && err.lines().count() == 1,
+        "{err}"
+    );
+
+    std::fs::create_dir_all(env.path("var/owamp-server.pid")).expect("mkdir");
+    let out = env.run_daemonized();
+    let err = stderr_of(&out);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.starts_with("owampd: ") && err.contains("owamp-server.pid") && err.lines().count() == 1,
+        "{err}"
+    );
+    assert!(
+        std::net::TcpStream::connect(("127.0.0.1", env.port)).is_err(),
+        "a failed daemon is listening"
+    );
+}
+
+/// A first control that exits during start-up without a word fails the start too.
+#[test]
+fn a_control_exiting_during_start_up_fails_the_daemon_start() {
+    let env = Env::new();
+    env.conf("");
+    env.marker("fake-silent-exit");
+    let out = env.run_daemonized();
+    let err = stderr_of(&out);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.starts_with("owampd: owampd-control exited during start-up (exit status: 1)")
+            && err.lines().count() == 1,
+        "{err}"
+    );
+    assert!(!env.path("var/owamp-server.pid").exists(), "pid file left");
 }
 
 #[test]

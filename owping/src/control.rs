@@ -83,6 +83,12 @@ pub enum ControlError {
         peer: SocketAddr,
         detail: String,
     },
+    /// A stored session without one record: nothing to save or summarise. The
+    /// reference's clients refuse such a fetch too (and the connection stays usable).
+    #[error(
+        "the session holds no records on {peer} (no packet was sent in it; is the sender's clock synchronized?)"
+    )]
+    NoRecords { peer: SocketAddr },
     #[error("random source: {0}")]
     Random(String),
     #[error(transparent)]
@@ -543,7 +549,13 @@ impl Control {
                 last: u32::from_be_bytes([c[4], c[5], c[6], c[7]]),
             })
             .collect();
-        // 3. The records, streamed to the file in whole-block chunks.
+        // 3. The records, streamed to the file in whole-block chunks. None at all: the
+        // fetch is refused, as the reference's clients refuse it, and nothing is written
+        // (the connection stays in step: only the records' HMAC block is left to read).
+        if ack.num_records == 0 {
+            self.read_hmac(step)?;
+            return Err(ControlError::NoRecords { peer: self.peer });
+        }
         let info = FetchInfo {
             finished: u32::from(ack.finished),
             next_seqno: ack.next_seqno,

@@ -1,7 +1,7 @@
 //! The command lines of owping, owstats, owfetch and owup (spec §8.1), with the
 //! reference's option strings: connection `64A:k:S:u:`, test `c:D:E:F:i:L:P:s:z:`,
 //! output `a:b:d:Mn:N:pQRv::U`, owping's `ftT:`, and `h`. Added here: `-B ifname`
-//! (connection) and `--json` (output).
+//! (connection), `--json` (output), and `-V`/`--version` (every program).
 
 use crate::getopt::{GetoptError, Opt, getopt};
 use crate::parse::{
@@ -195,14 +195,14 @@ impl Program {
             }
             Program::Owup => s.push_str(CONN),
         }
-        s.push('h');
+        s.push_str("hV");
         s
     }
 
     fn long_opts(self) -> &'static [&'static str] {
         match self {
-            Program::Owping | Program::Owstats | Program::Owfetch => &["json", "help"],
-            Program::Owup => &["help"],
+            Program::Owping | Program::Owstats | Program::Owfetch => &["json", "help", "version"],
+            Program::Owup => &["help", "version"],
         }
     }
 }
@@ -211,6 +211,8 @@ impl Program {
 #[derive(Clone, Debug, PartialEq)]
 pub struct CommandLine {
     pub help: bool,
+    /// `-V`/`--version`: print the version and exit.
+    pub version: bool,
     pub conn: ConnOpts,
     pub test: TestOpts,
     pub out: OutOpts,
@@ -231,10 +233,15 @@ pub fn parse_command_line(prog: Program, args: &[String]) -> Result<CommandLine,
     let mut test = TestOpts::default();
     let mut out = OutOpts::default();
     let mut help = false;
+    let mut version = false;
     for opt in parsed.opts {
         let (c, v) = match opt {
             Opt::Long("json") => {
                 out.json = true;
+                continue;
+            }
+            Opt::Long("version") => {
+                version = true;
                 continue;
             }
             Opt::Long(_) => {
@@ -323,6 +330,7 @@ pub fn parse_command_line(prog: Program, args: &[String]) -> Result<CommandLine,
                 }
             }
             'U' => out.unix_ts = true,
+            'V' => version = true,
             // 'h' and anything getopt let through that we do not handle.
             _ => help = true,
         }
@@ -336,7 +344,7 @@ pub fn parse_command_line(prog: Program, args: &[String]) -> Result<CommandLine,
         test.from = true;
     }
     let operands = parsed.operands;
-    if !help {
+    if !help && !version {
         let ok = match prog {
             Program::Owping => (1..=2).contains(&operands.len()),
             Program::Owstats => !operands.is_empty(),
@@ -354,6 +362,7 @@ pub fn parse_command_line(prog: Program, args: &[String]) -> Result<CommandLine,
     }
     Ok(CommandLine {
         help,
+        version,
         conn,
         test,
         out,
@@ -419,11 +428,12 @@ pub fn usage(prog: Program) -> String {
         Program::Owup => ("[arguments] servaddr", vec![&conn]),
     };
     s.push_str(&format!(
-        "usage: {name} {operands}\n[arguments] are as follows: \n\n   -h             print this message and exit\n"
+        "usage: {name} {operands}\n[arguments] are as follows: \n\n   -h             print this message and exit\n   -V, --version  print the version and exit\n"
     ));
     for p in parts {
         s.push('\n');
         s.push_str(p);
     }
+    s.push_str(&buildinfo::usage_version_line());
     s
 }

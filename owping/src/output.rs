@@ -103,6 +103,31 @@ fn host_name(addr: std::net::IpAddr, port: u16) -> String {
         .unwrap_or_else(|_| "***".to_string())
 }
 
+/// owping's name for its own end of the control connection (owping.c asks I2util for
+/// the local socket's node name): `getnameinfo(3)` with flags 0, the numeric form when
+/// that fails, and no `%scope`. `None` only when even the numeric form cannot be had;
+/// the summary then shows the address from the session header.
+pub fn local_host_name(local: std::net::SocketAddr) -> Option<String> {
+    let name = dns_lookup::getnameinfo(&local, libc::NI_NUMERICSERV)
+        .or_else(|_| dns_lookup::getnameinfo(&local, libc::NI_NUMERICSERV | libc::NI_NUMERICHOST))
+        .ok()?
+        .0;
+    Some(without_scope(&name).to_string())
+}
+
+/// owping's name for the test peer: the host as the user typed it, without the port,
+/// the brackets of `[v6]:port` or a `%scope` (I2util's node name of the operand).
+pub fn typed_host_name(operand: &str) -> String {
+    let host = crate::net::split_host(operand, 0)
+        .map(|h| h.0)
+        .unwrap_or_else(|_| operand.to_string());
+    without_scope(&host).to_string()
+}
+
+fn without_scope(host: &str) -> &str {
+    host.split_once('%').map_or(host, |(h, _)| h)
+}
+
 fn endpoints(s: &SessionHeader, names: &Names) -> Endpoints {
     let mut e = Endpoints::numeric(s);
     if let Some(f) = &names.from {
@@ -248,7 +273,28 @@ pub fn print_session(
 
 #[cfg(test)]
 mod tests {
-    use super::sub_sessions;
+    use super::{local_host_name, sub_sessions, typed_host_name};
+
+    #[test]
+    fn typed_host_names() {
+        for (typed, want) in [
+            ("127.0.0.1:861", "127.0.0.1"),
+            ("localhost", "localhost"),
+            ("host.example:9000", "host.example"),
+            ("[::1]:861", "::1"),
+            ("::1", "::1"),
+            ("[fe80::1%eth0]:861", "fe80::1"),
+        ] {
+            assert_eq!(typed_host_name(typed), want, "{typed}");
+        }
+    }
+
+    #[test]
+    fn local_names_have_no_scope() {
+        let sa = "[fe80::1%1]:861".parse().unwrap();
+        let name = local_host_name(sa).unwrap();
+        assert!(!name.contains('%'), "{name}");
+    }
 
     #[test]
     fn sub_session_bounds() {

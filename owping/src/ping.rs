@@ -7,9 +7,9 @@ use crate::endpoints::{
     CLOCK_STATUS, RecvResult, SessionSetup, join_sender, make_sid, spawn_receiver, spawn_sender,
     start_time,
 };
-use crate::net::{Family, bind_test_socket, resolve, split_host};
+use crate::net::{Family, bind_test_socket, resolve};
 use crate::opts::{CommandLine, Program};
-use crate::output::{Names, SessionData, print_session};
+use crate::output::{Names, SessionData, local_host_name, print_session, typed_host_name};
 use crate::recvdata::finish_from;
 use crate::signals::Interrupt;
 use crate::tools::{command_line, fetch_to_file};
@@ -365,10 +365,13 @@ fn run(
             }
         }
     }
-    let remote = split_host(testpeer, 0)
-        .map(|h| h.0)
-        .unwrap_or_else(|_| testpeer.to_string());
-    let local = local_ip.to_string();
+    // As owping.c names the ends in its summaries: this host by its resolved name, the
+    // test peer as typed. Only when names are printed: no resolver query for -Q or -R.
+    let (local, remote) = if !cl.out.quiet || cl.out.json {
+        (local_host_name(ctl.local), Some(typed_host_name(testpeer)))
+    } else {
+        (None, None)
+    };
     let mut out = std::io::stdout().lock();
     if let Some(sid) = to_sid
         && (t.save_to.is_some() || cl.out.wants_data())
@@ -377,8 +380,8 @@ fn run(
             Ok(data) => {
                 if cl.out.wants_data() {
                     let names = Names {
-                        from: Some(local.clone()),
-                        to: Some(remote.clone()),
+                        from: local.clone(),
+                        to: remote.clone(),
                     };
                     if let Err(e) = print_session(&mut out, &data, &names, &cl.out) {
                         status = fail(&format!("\"to\" session: {e}"));
@@ -398,8 +401,8 @@ fn run(
         && cl.out.wants_data()
     {
         let names = Names {
-            from: Some(remote),
-            to: Some(local),
+            from: remote,
+            to: local,
         };
         if let Err(e) = print_session(&mut out, &data, &names, &cl.out) {
             status = fail(&format!("\"from\" session: {e}"));

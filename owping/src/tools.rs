@@ -1,7 +1,7 @@
 //! The `main` of owstats, owfetch and owup (spec §8.6), returning exit codes.
 
 use crate::control::{Control, ControlError};
-use crate::opts::{CommandLine, Program, parse_command_line, usage};
+use crate::opts::{CommandLine, OptsError, Program, parse_command_line, usage};
 use crate::output::{Names, SessionData, print_session};
 use crate::{connect_params, log};
 use owamp::Sid;
@@ -15,8 +15,17 @@ pub fn command_line(prog: Program, args: &[String]) -> Result<CommandLine, i32> 
             eprint!("{}", usage(prog));
             Err(0)
         }
+        Ok(c) if c.version => {
+            print!("{}", buildinfo::version_output(prog.name()));
+            Err(0)
+        }
         Ok(c) => {
             for w in &c.warnings {
+                log(prog, w);
+            }
+            // Once per run, as the reference's clients warn (on stderr: stdout is for
+            // the results, which mark unsynchronized times themselves).
+            if let Some(w) = sandbox::clock_warning() {
                 log(prog, w);
             }
             Ok(c)
@@ -24,7 +33,13 @@ pub fn command_line(prog: Program, args: &[String]) -> Result<CommandLine, i32> 
         Err(e) => {
             log(prog, &e.to_string());
             eprint!("{}", usage(prog));
-            Err(1)
+            // What getopt itself refuses (an unknown option, a missing value) is a usage
+            // error, 2 as for getopt tools; a bad value or operand count is a failure.
+            Err(if matches!(e, OptsError::Getopt(_)) {
+                2
+            } else {
+                1
+            })
         }
     }
 }
@@ -57,9 +72,9 @@ pub fn owstats_main(args: &[String]) -> i32 {
                 return 1;
             }
         };
-        if cl.out.wants_data()
-            && let Err(e) = print_session(&mut out, &data, &stats_names(&data, &cl.out), &cl.out)
-        {
+        // Unlike owping and owfetch, the reference's owstats never tests -Q: it prints
+        // the summary anyway (-Q still cancels -M and -v, in OutOpts::resolve).
+        if let Err(e) = print_session(&mut out, &data, &stats_names(&data, &cl.out), &cl.out) {
             log(prog, &e.to_string());
             return 1;
         }
@@ -104,7 +119,10 @@ pub fn owfetch_main(args: &[String], intr: &crate::signals::Interrupt) -> i32 {
             Ok(()) => {}
             Err(e) => {
                 log(prog, &format!("Unable to fetch sid({sid_text}): {e}"));
-                if matches!(e, ControlError::Refused { .. }) {
+                if matches!(
+                    e,
+                    ControlError::Refused { .. } | ControlError::NoRecords { .. }
+                ) {
                     status = 1;
                     continue;
                 }
@@ -133,8 +151,9 @@ pub fn owfetch_main(args: &[String], intr: &crate::signals::Interrupt) -> i32 {
 
 /// Fetches the whole session `sid` into `path` (removed again on failure).
 /// The file is created (truncating an existing one) only when the first byte of the
-/// session arrives: a refused fetch (an unknown or mistyped SID) must not destroy what
-/// `path` held. Once written to, a failed fetch removes the partial file.
+/// session arrives: a refused fetch (an unknown or mistyped SID, a session without
+/// records) must not destroy what `path` held. Once written to, a failed fetch removes
+/// the partial file.
 pub fn fetch_to_file(ctl: &mut Control, sid: Sid, path: &Path) -> Result<(), ControlError> {
     let mut w = LazyFile::new(path);
     let r = ctl.fetch_to(sid, &mut w, path).and_then(|_| {
@@ -178,8 +197,8 @@ impl Write for LazyFile<'_> {
         self.get()?.write(buf)
     }
 
-    /// Creates the file even if nothing was written: a fetch that succeeded with no
-    /// records still has a header, but an empty session must leave a file too.
+    /// Creates the file even if nothing was written, so that a successful fetch always
+    /// leaves its file (a fetch of a session without records fails before this).
     fn flush(&mut self) -> std::io::Result<()> {
         self.get()?.flush()
     }

@@ -113,3 +113,37 @@ fn reference_owampd_live_file() {
         &[(&[], "human"), (&["-M"], "M"), (&["-R"], "R")],
     );
 }
+
+/// Sessions without one received packet: `-M` keeps MINTTL 255 and MAXTTL 0 (the
+/// reference's starting values) and leaves out only `<TTLBUCKETS>`, in whole sessions
+/// and `-N` sub-sessions, since `.sum` parsers and pScheduler expect both keys.
+/// ref-owampd-empty.owp is the reference owampd's stored file of a session stopped
+/// before its start (0 records); ref-owping-all-late.owp its owping's `-F` file of
+/// `-c 5 -i 0.05 -L 0.00001`, every packet later than the loss timeout.
+#[test]
+fn sessions_with_nothing_received() {
+    let cases: &[(&[&str], &str)] = &[
+        (&[], "human"),
+        (&["-M"], "M"),
+        (&["-N", "2", "-M"], "N2M"),
+        (&["-R"], "R"),
+    ];
+    check_cases("ref-owampd-empty", cases);
+    check_cases("ref-owping-all-late", cases);
+}
+
+/// The reference's owstats never tests `-Q` (only its owping and owfetch do): it still
+/// prints the summary, with `-Q`'s side effects (`-M` and `-v` ignored, with their
+/// warnings), and `-R` still prints the raw records.
+#[test]
+fn quiet_still_prints_the_summary() {
+    check_cases(
+        "ref-owping-T",
+        &[
+            (&["-Q"], "human"),
+            (&["-Q", "-M"], "human"),
+            (&["-Q", "-v"], "human"),
+            (&["-Q", "-R"], "R"),
+        ],
+    );
+}

@@ -27,6 +27,26 @@ pub fn kernel_clock() -> Option<KernelClock> {
     Some(from_timex(tx.status, tx.esterror, tx.offset))
 }
 
+/// The one warning a program gives at start when the clock is not known to be
+/// synchronised (the reference warns likewise): `None` when the kernel says an NTP
+/// daemon disciplines it. An unsynchronised clock is never a refusal: timestamps carry
+/// S=0 (RFC 4656 §4.1.2), and the delays are only as good as the two clocks' offset.
+pub fn clock_warning() -> Option<&'static str> {
+    clock_warning_for(kernel_clock())
+}
+
+fn clock_warning_for(clock: Option<KernelClock>) -> Option<&'static str> {
+    match clock {
+        Some(c) if c.synchronized => None,
+        Some(_) => Some(
+            "NTP: clock not synchronized (kernel STA_UNSYNC): one-way delays are likely off by the clocks' offset",
+        ),
+        None => Some(
+            "NTP: clock synchronization unknown (adjtimex failed): timestamps are marked unsynchronized",
+        ),
+    }
+}
+
 /// The pure part of [`kernel_clock`]: interprets the fields.
 fn from_timex(status: libc::c_int, esterror: libc::c_long, offset: libc::c_long) -> KernelClock {
     // c_long is i64 on the 64-bit targets owampd runs on, i32 on 32-bit ones.
@@ -52,6 +72,19 @@ mod tests {
     fn unsync_bit_decides_synchronized() {
         assert!(!from_timex(libc::STA_UNSYNC, 5, 0).synchronized);
         assert!(from_timex(libc::STA_PLL, 5, 0).synchronized);
+    }
+
+    #[test]
+    fn warning_unless_synchronized() {
+        let sync = from_timex(libc::STA_PLL, 5, 0);
+        assert_eq!(clock_warning_for(Some(sync)), None);
+        let unsync = from_timex(libc::STA_UNSYNC, 5, 0);
+        assert!(clock_warning_for(Some(unsync)).is_some_and(|w| w.contains("STA_UNSYNC")));
+        assert!(clock_warning_for(None).is_some_and(|w| w.contains("unknown")));
+        assert_eq!(
+            clock_warning().is_none(),
+            kernel_clock().is_some_and(|c| c.synchronized)
+        );
     }
 
     #[test]

@@ -32,7 +32,7 @@ pub mod seccomp;
 use std::os::fd::RawFd;
 use std::path::PathBuf;
 
-pub use clock::{KernelClock, kernel_clock};
+pub use clock::{KernelClock, clock_warning, kernel_clock};
 pub use error::SandboxError;
 pub use fds::close_fds_above;
 pub use identity::{RunAs, is_root, lookup_group, lookup_user};

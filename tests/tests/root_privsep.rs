@@ -151,3 +151,67 @@ fn root_without_a_user_is_refused() {
     assert_eq!(err.trim().lines().count(), 1, "{err}");
     assert!(err.contains("-U") || err.contains("root"), "{err}");
 }
+
+/// Needs root (`-U nobody`). A datadir the run-as user cannot write, in daemon mode:
+/// the launcher waits for control to open its data store, so it exits 1 with control's
+/// one line, leaving no pid file, nothing listening and no process behind (control is
+/// not restarted in a loop).
+#[test]
+fn a_datadir_the_run_as_user_cannot_write_fails_the_start() {
+    use std::os::unix::fs::PermissionsExt;
+    if !require_root("a_datadir_the_run_as_user_cannot_write_fails_the_start") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    std::fs::create_dir(&data).unwrap();
+    // Root's, readable and searchable by nobody, not writable.
+    for d in [dir.path(), data.as_path()] {
+        std::fs::set_permissions(d, std::fs::Permissions::from_mode(0o755)).unwrap();
+    }
+    let log = std::os::unix::net::UnixDatagram::bind(dir.path().join("log.sock")).unwrap();
+    let port = e2e::free_port();
+    let out = std::process::Command::new(e2e::bin("owampd"))
+        .args(["-U", "nobody", "-S", &format!("127.0.0.1:{port}")])
+        .arg("-d")
+        .arg(&data)
+        .arg("-R")
+        .arg(dir.path())
+        .env("OWAMPD_SYSLOG_SOCKET", dir.path().join("log.sock"))
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    let want = format!(
+        "owampd: owampd-control: data store: create {}: Permission denied (os error 13)\n",
+        data.canonicalize().unwrap().join("hierarchy").display()
+    );
+    assert_eq!(err, want);
+    assert!(
+        !dir.path().join("owamp-server.pid").exists(),
+        "pid file left"
+    );
+    assert!(std::net::TcpStream::connect(("127.0.0.1", port)).is_err());
+    // The daemon and its control are gone: no process names our data directory.
+    let here = data.display().to_string();
+    let ours = || {
+        std::fs::read_dir("/proc")
+            .unwrap()
+            .filter_map(|e| e.ok())
+            .filter(|e| e.file_name().to_string_lossy().parse::<u32>().is_ok())
+            .filter(|e| {
+                let cmd = std::fs::read(e.path().join("cmdline")).unwrap_or_default();
+                let state = std::fs::read_to_string(e.path().join("stat")).unwrap_or_default();
+                // A zombie (Z) has exited; only live processes count.
+                String::from_utf8_lossy(&cmd).contains(&here)
+                    && !state.split(") ").nth(1).is_some_and(|s| s.starts_with('Z'))
+            })
+            .count()
+    };
+    assert!(
+        wait_for(Duration::from_secs(10), || ours() == 0),
+        "owampd still running"
+    );
+    drop(log);
+}

@@ -311,9 +311,13 @@ pub fn machine_summary(
         }
         o.push_str("</BUCKETS>\n");
     }
-    if let Some((_, min, max)) = stats.ttl_range() {
-        let _ = writeln!(o, "MINTTL\t{min}");
-        let _ = writeln!(o, "MAXTTL\t{max}");
+    // MINTTL and MAXTTL are always there (parsers of `.sum` files expect both keys),
+    // as 255 and 0 when nothing was received; only the buckets are then left out.
+    let ttls = stats.ttl_range();
+    let (min, max) = ttls.map_or((255, 0), |(_, min, max)| (min, max));
+    let _ = writeln!(o, "MINTTL\t{min}");
+    let _ = writeln!(o, "MAXTTL\t{max}");
+    if ttls.is_some() {
         o.push_str("<TTLBUCKETS>\n");
         for (t, c) in stats.ttl_count.iter().enumerate() {
             if *c > 0 {

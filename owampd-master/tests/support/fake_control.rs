@@ -5,7 +5,10 @@
 //! - `fake-bad-version`: answer Hello with another version;
 //! - `fake-crash`: exit 3 right after Ready (the master must restart it);
 //! - `fake-ignore-shutdown`: do not exit on Shutdown (the master must SIGKILL it);
-//! - `fake-hold`: keep connections open and never report them done.
+//! - `fake-hold`: keep connections open and never report them done;
+//! - `fake-start-fail`: say StartFailed (as a datadir it cannot write makes the real
+//!   control say) instead of Ready, and exit 1;
+//! - `fake-silent-exit`: exit 1 after Hello without a word.
 //!
 //! Each passed connection gets `fake-control <peer> <local>\n` and is closed (unless
 //! `fake-hold`).
@@ -46,6 +49,17 @@ fn run() -> Result<(), IpcError> {
         PROTOCOL_VERSION
     };
     ch.send(&ControlToMaster::Hello { version }, &[])?;
+    if marker("fake-start-fail") {
+        let reason = format!(
+            "owampd-control: data store: create {}: Permission denied (os error 13)",
+            settings.datadir.join("hierarchy").display()
+        );
+        ch.send(&ControlToMaster::StartFailed { reason }, &[])?;
+        std::process::exit(1);
+    }
+    if marker("fake-silent-exit") {
+        std::process::exit(1);
+    }
     ch.send(&ControlToMaster::Ready, &[])?;
     log(
         &ch,
@@ -54,14 +68,15 @@ fn run() -> Result<(), IpcError> {
     log(
         &ch,
         format!(
-            "settings authmodes={} testports={:?} dieby={} maxcontrolsessions={} run_as={:?} verbose={} tester={}",
+            "settings authmodes={} testports={:?} dieby={} maxcontrolsessions={} run_as={:?} verbose={} tester={} controltimeout={}",
             settings.authmodes,
             settings.testports.map(|r| (r.low, r.high)),
             settings.dieby_s,
             settings.maxcontrolsessions,
             settings.run_as,
             settings.verbose,
-            settings.tester_path.display()
+            settings.tester_path.display(),
+            settings.controltimeout_s
         ),
     )?;
     if marker("fake-crash") {

@@ -61,6 +61,26 @@ pub struct MockServer {
     /// Start-Acks sent, so that a test can act once sessions run rather than after a
     /// guessed delay.
     starts: Arc<AtomicUsize>,
+    /// Test packets received by the server's receivers, so that a test can act once
+    /// packets flow.
+    received: Arc<AtomicUsize>,
+}
+
+/// The receiver's records, counted as they come.
+struct CountingSink {
+    records: Vec<PacketRecord>,
+    received: Arc<AtomicUsize>,
+}
+
+impl owamp::engine::RecordSink for CountingSink {
+    fn record(&mut self, r: &PacketRecord) -> std::io::Result<()> {
+        self.records.push(*r);
+        self.received.fetch_add(1, Ordering::SeqCst);
+        Ok(())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
 }
 
 impl MockServer {
@@ -73,16 +93,19 @@ impl MockServer {
         let addr = l.local_addr().unwrap();
         let store = Arc::new(Mutex::new(HashMap::new()));
         let starts = Arc::new(AtomicUsize::new(0));
+        let received = Arc::new(AtomicUsize::new(0));
         let st = store.clone();
         let n = starts.clone();
+        let rcv = received.clone();
         std::thread::spawn(move || {
             for conn in l.incoming() {
                 let Ok(conn) = conn else { continue };
                 let cfg = cfg.clone();
                 let st = st.clone();
                 let n = n.clone();
+                let rcv = rcv.clone();
                 std::thread::spawn(move || {
-                    let _ = serve(conn, &cfg, &st, &n);
+                    let _ = serve(conn, &cfg, &st, &n, &rcv);
                 });
             }
         });
@@ -90,7 +113,13 @@ impl MockServer {
             addr,
             store,
             starts,
+            received,
         }
+    }
+
+    /// How many test packets the server's receivers have recorded (lost ones included).
+    pub fn received(&self) -> usize {
+        self.received.load(Ordering::SeqCst)
     }
 
     /// How many Start-Acks the server has sent.
@@ -122,6 +151,7 @@ fn serve(
     cfg: &MockConfig,
     store: &Mutex<HashMap<Sid, Stored>>,
     starts: &AtomicUsize,
+    received: &Arc<AtomicUsize>,
 ) -> R<()> {
     let peer_ip = conn.peer_addr().map_err(e)?.ip();
     let mut s = ControlStream::new(conn);
@@ -262,6 +292,7 @@ fn serve(
                     let sid = l.sid;
                     if l.receiver {
                         let peer = SocketAddr::new(req.sender_addr, req.sender_port);
+                        let received = received.clone();
                         rx.push((
                             sid,
                             req.clone(),
@@ -281,7 +312,10 @@ fn serve(
                                 .unwrap();
                                 let mut sched =
                                     Schedule::new(sid, req.start_time, &req.slots, req.num_packets);
-                                let mut recs = Vec::new();
+                                let mut recs = CountingSink {
+                                    records: Vec::new(),
+                                    received,
+                                };
                                 let mut ctl = stop;
                                 run_receiver(
                                     &mut sock,
@@ -297,7 +331,7 @@ fn serve(
                                     &mut ctl,
                                 )
                                 .unwrap();
-                                recs
+                                recs.records
                             }),
                         ));
                     } else {
