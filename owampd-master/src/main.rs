@@ -163,14 +163,17 @@ fn serve(
         // control takes them).
         l.ready();
     }
-    if entered.is_ok()
+    let ready = entered.is_ok();
+    if ready
         && let Some(n) = &notifier
         && let Err(e) = n.ready(pid)
     {
         master.log.master(LogLevel::Warning, e);
     }
     let result = entered.and_then(|()| master.run().map_err(MasterError::from));
-    if let Some(n) = &notifier
+    // A start that failed was never ready: its exit status says it all.
+    if ready
+        && let Some(n) = &notifier
         && let Err(e) = n.stopping()
     {
         master.log.master(LogLevel::Warning, e);
