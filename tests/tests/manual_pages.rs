@@ -1,4 +1,4 @@
-//! The manual pages in `doc/man/` format cleanly (`groff -man -ww -z` prints nothing),
+//! The manual pages in `docs/man/` format cleanly (`groff -man -ww -z` prints nothing),
 //! and each binary's page documents exactly the options the binary accepts: every
 //! option the binary takes is in its page, and every option in its page is taken.
 //!
@@ -17,12 +17,12 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 fn man_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../doc/man")
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs/man")
 }
 
 fn pages() -> Vec<PathBuf> {
     let mut v: Vec<PathBuf> = std::fs::read_dir(man_dir())
-        .expect("doc/man")
+        .expect("docs/man")
         .flatten()
         .map(|e| e.path())
         .filter(|p| {
