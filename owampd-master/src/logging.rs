@@ -1,6 +1,7 @@
 //! The master is the only process that writes logs (design.md "Processes"): its own lines
 //! and those control sends as `Log` messages, to syslog (ident `owampd`) and with `-Z`
-//! also to stderr.
+//! also to stderr, unless stderr is the systemd journal, which already gets the syslog
+//! lines (a `Type=notify` unit runs `owampd -Z`: each line would show twice).
 
 use std::os::fd::{AsRawFd, RawFd};
 use std::path::PathBuf;
@@ -48,6 +49,7 @@ impl Log {
                 None
             }
         };
+        let stderr = stderr && !(syslog.is_some() && stderr_is_journal());
         Log {
             syslog,
             stderr,
@@ -99,9 +101,40 @@ impl Log {
     }
 }
 
+/// Whether stderr is the journal stream systemd connected us to: `JOURNAL_STREAM` holds
+/// its `device:inode` (systemd.exec(5)), compared with stderr's own, so that a stderr
+/// redirected elsewhere by the service keeps its copy.
+fn stderr_is_journal() -> bool {
+    let Some(value) = std::env::var_os("JOURNAL_STREAM") else {
+        return false;
+    };
+    let Ok(st) = nix::sys::stat::fstat(std::io::stderr()) else {
+        return false;
+    };
+    journal_stream_matches(&value.to_string_lossy(), st.st_dev, st.st_ino)
+}
+
+/// `JOURNAL_STREAM=<dev>:<ino>` (decimal) names the descriptor `(dev, ino)`.
+fn journal_stream_matches(value: &str, dev: u64, ino: u64) -> bool {
+    value
+        .split_once(':')
+        .and_then(|(d, i)| Some((d.parse::<u64>().ok()?, i.parse::<u64>().ok()?)))
+        == Some((dev, ino))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn journal_stream_names_one_descriptor() {
+        assert!(journal_stream_matches("8:1234", 8, 1234));
+        assert!(!journal_stream_matches("8:1234", 8, 1235));
+        assert!(!journal_stream_matches("8:1234", 9, 1234));
+        for bad in ["", "8", "8:", ":1234", "x:1", "8:1234:5"] {
+            assert!(!journal_stream_matches(bad, 8, 1234), "{bad:?}");
+        }
+    }
 
     #[test]
     fn level_filter() {

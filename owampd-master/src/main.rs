@@ -2,14 +2,15 @@
 //!
 //! Order: command line → config files → validate everything → bind → lock the pid file
 //! → daemonize (unless -Z) → pid and info files → listen → signals → start owampd-control →
-//! enter the sandbox → tell the launcher we are ready → accept/pass/supervise until
-//! TERM/INT/HUP. Any bad value stops it at start with one line and exit status 1. It
+//! enter the sandbox → tell the launcher (or systemd, `NOTIFY_SOCKET`) we are ready →
+//! accept/pass/supervise until TERM/INT/HUP. Any bad value stops it at start with one line and exit status 1. It
 //! never links the protocol crate.
 #![forbid(unsafe_code)]
 
 mod cli;
 mod listen;
 mod logging;
+mod notify;
 mod pidfile;
 mod setup;
 mod supervisor;
@@ -36,6 +37,8 @@ enum MasterError {
     Supervise(#[from] supervisor::SuperviseError),
     #[error("{0}")]
     Sandbox(#[from] sandbox::SandboxError),
+    #[error("{0}")]
+    Notify(#[from] notify::NotifyError),
     /// Already logged; the text is for the launcher, if one still waits.
     #[error("{0}")]
     Logged(String),
@@ -84,6 +87,7 @@ fn run(cli: &cli::Cli) -> Result<(), MasterError> {
     for w in &plan.conf_warnings {
         log.master(LogLevel::Warning, w);
     }
+    let notifier = notify::Notifier::from_env()?;
 
     // Without -Z, the launcher waits until we are ready, or prints why we are not.
     let mut launcher = if plan.foreground {
@@ -91,7 +95,7 @@ fn run(cli: &cli::Cli) -> Result<(), MasterError> {
     } else {
         Some(ipc::daemon::daemonize("owampd").map_err(MasterError::Daemon)?)
     };
-    let result = serve(plan, listeners, pid_file, log, &mut launcher);
+    let result = serve(plan, listeners, pid_file, log, &mut launcher, notifier);
     // A failed start is told only now: with the listeners closed, control stopped and
     // the pid file removed, the launcher's exit status 1 means nothing is left running.
     if let (Some(l), Err(MasterError::Logged(reason))) = (launcher, &result) {
@@ -101,14 +105,15 @@ fn run(cli: &cli::Cli) -> Result<(), MasterError> {
 }
 
 /// The daemon proper, from the pid file to the end; everything it is given is closed
-/// or removed when it returns. `launcher` is told `ready` once the master listens and
-/// is confined.
+/// or removed when it returns. `launcher` and `notifier` are told `ready` once the
+/// master listens and is confined.
 fn serve(
     plan: setup::Plan,
     listeners: Vec<std::net::TcpListener>,
     mut pid_file: pidfile::PidFile,
     mut log: Log,
     launcher: &mut Option<ipc::daemon::Readiness>,
+    notifier: Option<notify::Notifier>,
 ) -> Result<(), MasterError> {
     let pid = std::process::id();
     log.set_pid(pid);
@@ -164,6 +169,7 @@ fn serve(
     held.push(pid_file.raw_fd());
     held.extend(master.log.raw_fd());
     held.extend(launcher.as_ref().map(ipc::daemon::Readiness::raw_fd));
+    held.extend(notifier.as_ref().map(notify::Notifier::raw_fd));
     let opts = sandbox::SandboxOptions {
         keep_fds: held.into_iter().max().unwrap_or(2),
         seccomp,
@@ -172,16 +178,31 @@ fn serve(
     let entered = sandbox::enter(sandbox::Role::Master, &opts).map_err(MasterError::from);
     // Ready once listening, with the pid file written, confined, and the first control
     // ready with its data store open: a datadir the run-as user cannot write fails the
-    // start here, rather than every connection later.
+    // start here, rather than every connection later. The service manager hears it too
+    // (sd_notify READY=1) when it asked to.
+    let mut ready = false;
     let result = entered.and_then(|()| {
         master
-            .run(|| {
+            .run(|log| {
+                ready = true;
                 if let Some(l) = launcher.take() {
                     l.ready();
+                }
+                if let Some(n) = &notifier
+                    && let Err(e) = n.ready(pid)
+                {
+                    log.master(LogLevel::Warning, e);
                 }
             })
             .map_err(MasterError::from)
     });
+    // A start that failed was never ready: its exit status says it all.
+    if ready
+        && let Some(n) = &notifier
+        && let Err(e) = n.stopping()
+    {
+        master.log.master(LogLevel::Warning, e);
+    }
     master.finish();
     if let Err(e) = &result {
         master.log.master(LogLevel::Fatal, e);

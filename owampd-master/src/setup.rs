@@ -77,15 +77,42 @@ fn existing_dir(p: &Path, origin: String) -> Result<PathBuf, SetupError> {
     Ok(abs)
 }
 
-/// The directory holding owampd-control and owampd-tester: `OWAMPD_LIBEXEC_DIR`, else
-/// the directory of this executable.
-fn libexec_dir(cwd: &Path) -> Result<PathBuf, SetupError> {
-    if let Some(d) = std::env::var_os("OWAMPD_LIBEXEC_DIR") {
+/// Where a packaged build installs owampd-control and owampd-tester, fixed once when
+/// owampd is compiled: `OWAMPD_BUILD_LIBEXEC_DIR=/usr/libexec/owampd-rs cargo build`.
+/// Unset (a development build), they are looked for beside owampd itself.
+pub const BUILT_LIBEXEC_DIR: Option<&str> = option_env!("OWAMPD_BUILD_LIBEXEC_DIR");
+
+// The daemon changes directory to `/`: a relative directory would move with it.
+const _: () = assert!(
+    match BUILT_LIBEXEC_DIR {
+        Some(d) => !d.is_empty() && d.as_bytes()[0] == b'/',
+        None => true,
+    },
+    "OWAMPD_BUILD_LIBEXEC_DIR must be an absolute path"
+);
+
+/// The runtime override of the directory holding owampd-control and owampd-tester.
+pub const LIBEXEC_DIR_ENV: &str = "OWAMPD_LIBEXEC_DIR";
+
+/// The directory holding owampd-control and owampd-tester, and where that choice came
+/// from (for the error line): `OWAMPD_LIBEXEC_DIR`, else the directory fixed at build
+/// time, else the directory of this executable.
+fn libexec_dir(cwd: &Path) -> Result<(PathBuf, &'static str), SetupError> {
+    if let Some(d) = std::env::var_os(LIBEXEC_DIR_ENV) {
         // Absolute: the daemon changes directory to `/`.
-        return Ok(cwd.join(d));
+        return Ok((cwd.join(d), LIBEXEC_DIR_ENV));
+    }
+    if let Some(d) = BUILT_LIBEXEC_DIR {
+        return Ok((
+            PathBuf::from(d),
+            "the libexec directory owampd was built with",
+        ));
     }
     let exe = std::env::current_exe().map_err(SetupError::Cwd)?;
-    Ok(exe.parent().map(Path::to_path_buf).unwrap_or_default())
+    Ok((
+        exe.parent().map(Path::to_path_buf).unwrap_or_default(),
+        "beside owampd",
+    ))
 }
 
 /// Now as an NTP 32.32 timestamp (RFC 5905; 2208988800 s from 1900 to 1970), shifted by
@@ -214,11 +241,11 @@ pub fn plan(cli: &Cli) -> Result<Plan, SetupError> {
         Err(_) => 0.0,
     };
 
-    let libexec = libexec_dir(&cwd)?;
+    let (libexec, libexec_origin) = libexec_dir(&cwd)?;
     let control_path = libexec.join("owampd-control");
     if !control_path.is_file() {
         return Err(SetupError::Bad {
-            origin: "control binary (OWAMPD_LIBEXEC_DIR or beside owampd)".into(),
+            origin: format!("control binary ({libexec_origin})"),
             value: control_path.display().to_string(),
             reason: "not found".into(),
         });

@@ -239,13 +239,13 @@ impl Master {
     /// (its data store open): the daemon's start is then complete. `Err` only for what
     /// must end the daemon: an IPC version mismatch (the installation is broken,
     /// respawning cannot help), or a first control that failed to start.
-    pub fn run(&mut self, mut on_ready: impl FnMut()) -> Result<(), SuperviseError> {
+    pub fn run(&mut self, mut on_ready: impl FnMut(&mut Log)) -> Result<(), SuperviseError> {
         loop {
             if let Some(why) = self.start_failure.take() {
                 return Err(SuperviseError::ControlStart(why));
             }
             if std::mem::take(&mut self.just_ready) {
-                on_ready();
+                on_ready(&mut self.log);
             }
             let now = Instant::now();
             if self.starting_until.is_some_and(|t| now >= t) && self.kill_at.is_none() {

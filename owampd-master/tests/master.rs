@@ -252,10 +252,11 @@ fn missing_control_binary_is_refused() {
         .output()
         .expect("run");
     assert_eq!(out.status.code(), Some(1));
+    let err = stderr_of(&out);
+    // The line says where owampd looked, and why there.
     assert!(
-        stderr_of(&out).contains("owampd-control"),
-        "{}",
-        stderr_of(&out)
+        err.contains("owampd-control") && err.contains("OWAMPD_LIBEXEC_DIR"),
+        "{err}"
     );
 }
 
@@ -738,4 +739,124 @@ fn fake_control_refuses_to_run_by_hand() {
         stderr_of(&out),
         "owampd-control: must be started by owampd (fd 3 missing)\n"
     );
+}
+
+/// Reads datagrams until one arrives or `WAIT` passes.
+fn recv_datagram(sock: &UnixDatagram) -> String {
+    sock.set_read_timeout(Some(Duration::from_millis(100)))
+        .expect("timeout");
+    let end = Instant::now() + WAIT;
+    let mut buf = vec![0u8; 512];
+    while Instant::now() < end {
+        if let Ok(n) = sock.recv(&mut buf) {
+            return String::from_utf8_lossy(buf.get(..n).unwrap_or(&[])).into_owned();
+        }
+    }
+    panic!("no datagram on the notification socket");
+}
+
+/// As a `Type=notify` unit runs it: `READY=1` naming owampd itself arrives once it
+/// accepts connections with its pid file written, and `STOPPING=1` on SIGTERM.
+fn notifies(env: &Env, manager: &UnixDatagram, notify_socket: &std::ffi::OsStr) {
+    env.conf("");
+    let args = env.server_args();
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let mut child = env
+        .cmd(&args)
+        .env("NOTIFY_SOCKET", notify_socket)
+        .spawn()
+        .expect("spawn owampd");
+    let ready = recv_datagram(manager);
+    assert_eq!(ready, format!("READY=1\nMAINPID={}\n", child.id()));
+    // Ready means ready: no waiting from here on.
+    TcpStream::connect(("127.0.0.1", env.port)).expect("listening when READY=1 came");
+    assert!(env.path("var/owamp-server.pid").is_file());
+    term(&child);
+    assert_eq!(recv_datagram(manager), "STOPPING=1\n");
+    assert!(wait_exit(&mut child).success());
+}
+
+#[test]
+fn tells_systemd_when_ready_and_when_stopping() {
+    let env = Env::new();
+    let path = env.path("notify.sock");
+    let manager = UnixDatagram::bind(&path).expect("bind notify socket");
+    notifies(&env, &manager, path.as_os_str());
+}
+
+#[test]
+fn notify_socket_in_the_abstract_namespace() {
+    use std::os::linux::net::SocketAddrExt;
+    let env = Env::new();
+    let name = format!("owampd-test-notify-{}-{}", std::process::id(), env.port);
+    let addr = std::os::unix::net::SocketAddr::from_abstract_name(name.as_bytes()).expect("name");
+    let manager = UnixDatagram::bind_addr(&addr).expect("bind abstract notify socket");
+    notifies(&env, &manager, std::ffi::OsStr::new(&format!("@{name}")));
+}
+
+#[test]
+fn a_bad_notify_socket_is_refused() {
+    let env = Env::new();
+    env.conf("");
+    let args = env.server_args();
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let out = env
+        .cmd(&args)
+        .env("NOTIFY_SOCKET", "relative/notify")
+        .output()
+        .expect("run");
+    assert_eq!(out.status.code(), Some(1));
+    let err = stderr_of(&out);
+    assert!(
+        err.starts_with("owampd: NOTIFY_SOCKET=") && err.lines().count() == 1,
+        "{err}"
+    );
+    let out = env
+        .cmd(&args)
+        .env("NOTIFY_SOCKET", env.path("nobody-listens"))
+        .output()
+        .expect("run");
+    assert_eq!(out.status.code(), Some(1));
+    let err = stderr_of(&out);
+    assert!(
+        err.contains("nobody-listens") && err.lines().count() == 1,
+        "{err}"
+    );
+}
+
+/// With -Z the log goes to stderr too, except when stderr is the journal systemd gave
+/// us (`JOURNAL_STREAM` names it), which already receives the syslog lines.
+#[test]
+fn no_second_copy_of_the_log_on_a_journal_stream() {
+    use std::os::fd::AsFd;
+    for journal in [true, false] {
+        let env = Env::new();
+        env.conf("");
+        let (read_end, write_end) = nix::unistd::pipe().expect("pipe");
+        let st = nix::sys::stat::fstat(write_end.as_fd()).expect("fstat");
+        // A stream that is not stderr's must not silence it.
+        let ino = if journal { st.st_ino } else { st.st_ino + 1 };
+        let args = env.server_args();
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let mut child = env
+            .cmd(&args)
+            .env("JOURNAL_STREAM", format!("{}:{ino}", st.st_dev))
+            .stderr(Stdio::from(write_end))
+            .spawn()
+            .expect("spawn owampd");
+        let mut seen = Vec::new();
+        env.wait_log("owampd-control ready", &mut seen);
+        term(&child);
+        assert!(wait_exit(&mut child).success());
+        drop(child);
+        let mut err = String::new();
+        std::fs::File::from(read_end)
+            .read_to_string(&mut err)
+            .expect("read stderr");
+        assert_eq!(
+            err.contains("owampd-control ready"),
+            !journal,
+            "journal stream {journal}: stderr {err:?}"
+        );
+    }
 }

@@ -1,17 +1,18 @@
 //! Root-only: the shipped systemd unit (`contrib/systemd/owamp-server.service`) works as
 //! written. Its ExecStart runs with the unit's paths moved into a temporary directory,
 //! in a private network namespace (port 861), under the unit's CapabilityBoundingSet
-//! (applied with setpriv, as systemd would), and the Type=forking contract holds: the
-//! command returns 0 only once the daemon listens, with PIDFile naming a live daemon
-//! that measures and stops on SIGTERM, removing PIDFile.
+//! (applied with setpriv, as systemd would), and the Type=notify contract holds: the
+//! process systemd starts sends `READY=1` naming itself to `NOTIFY_SOCKET` only once it
+//! listens, then measures and stops on SIGTERM, removing its pid file.
 //!
-//! systemd itself cannot run here (it is not PID 1): what is checked is everything the
-//! unit asks of owampd.
+//! Here systemd is not PID 1: this checks everything the unit asks of owampd.
+//! tests/package/run starts the packaged unit under a real systemd.
 
 use e2e::{bin, enter_private_netns, require_root, run_client, wait_for};
 use std::os::unix::fs::{PermissionsExt, chown};
+use std::os::unix::net::UnixDatagram;
 use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 const NOBODY: u32 = 65534;
@@ -44,21 +45,24 @@ fn moved(root: &Path, path: &str) -> PathBuf {
     p
 }
 
-/// The daemon is nobody's child here: stop it whatever the test's outcome.
-struct Daemon(u32);
+/// Stop the daemon whatever the test's outcome.
+struct Daemon(Child);
 
 impl Drop for Daemon {
     fn drop(&mut self) {
-        let _ = Command::new("kill")
-            .args(["-TERM", &self.0.to_string()])
-            .status();
+        if let Ok(None) = self.0.try_wait() {
+            let _ = Command::new("kill")
+                .args(["-TERM", &self.0.id().to_string()])
+                .status();
+            let _ = self.0.wait();
+        }
     }
 }
 
 /// The unit's ExecStart, with its absolute paths moved under a temporary root and the
 /// binary built here, and the configuration a packager ships beside it (the user).
 struct Installed {
-    _root: tempfile::TempDir,
+    root: tempfile::TempDir,
     args: Vec<String>,
     pid_file: PathBuf,
     /// CapabilityBoundingSet=CAP_A CAP_B, as setpriv's names: a, b.
@@ -78,7 +82,7 @@ impl Installed {
 
     fn new() -> Installed {
         let unit = unit_text();
-        assert_eq!(service_setting(&unit, "Type"), "forking");
+        assert_eq!(service_setting(&unit, "Type"), "notify");
         let root = tempfile::tempdir().unwrap();
         // nobody must reach the data directory through the temporary directory.
         std::fs::set_permissions(root.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
@@ -89,6 +93,7 @@ impl Installed {
         assert!(exec[0].ends_with("/owampd"), "{exec:?}");
         let mut args: Vec<String> = Vec::new();
         let mut confdir = None;
+        let mut vardir = None;
         let mut it = exec[1..].iter();
         while let Some(a) = it.next() {
             args.push(a.clone());
@@ -97,9 +102,16 @@ impl Installed {
                 if a == "-c" {
                     confdir = Some(p.clone());
                 }
+                if a == "-R" {
+                    vardir = Some(p.clone());
+                }
                 args.push(p.display().to_string());
             }
         }
+        // RuntimeDirectory=, as systemd makes it before ExecStart.
+        let runtime = service_setting(&unit, "RuntimeDirectory");
+        let vardir = vardir.expect("ExecStart names the vardir");
+        assert_eq!(vardir, root.path().join("run").join(&runtime));
         let confdir = confdir.expect("ExecStart names the configuration directory");
         let data = root.path().join("var/lib/owamp");
         std::fs::create_dir_all(&data).unwrap();
@@ -110,29 +122,39 @@ impl Installed {
             format!("user nobody\ndatadir {}\n", data.display()),
         )
         .unwrap();
-        let pid_file = moved(root.path(), &service_setting(&unit, "PIDFile"));
+        let pid_file = vardir.join("owamp-server.pid");
         let bounding = service_setting(&unit, "CapabilityBoundingSet")
             .split_whitespace()
             .map(|c| c.trim_start_matches("CAP_").to_lowercase())
             .collect();
         Installed {
-            _root: root,
+            root,
             args,
             pid_file,
             bounding,
         }
     }
 
-    /// ExecStart under a bounding set, as systemd applies CapabilityBoundingSet.
-    fn exec_start(&self, bounding: &[String]) -> std::process::Output {
+    /// ExecStart under a bounding set, as systemd applies CapabilityBoundingSet, with
+    /// NOTIFY_SOCKET naming the returned socket, as systemd does for Type=notify.
+    fn exec_start(&self, bounding: &[String]) -> (Child, UnixDatagram) {
+        let notify = self.root.path().join("notify.sock");
+        let _ = std::fs::remove_file(&notify);
+        let manager = UnixDatagram::bind(&notify).expect("bind the notify socket");
         let plus: Vec<String> = bounding.iter().map(|c| format!("+{c}")).collect();
-        Command::new("setpriv")
+        let child = Command::new("setpriv")
             .arg(format!("--bounding-set=-all,{}", plus.join(",")))
+            // setpriv execs owampd: systemd's main pid is owampd's.
             .arg("--")
             .arg(bin("owampd"))
             .args(&self.args)
-            .output()
-            .expect("run setpriv")
+            .env("NOTIFY_SOCKET", &notify)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("run setpriv");
+        (child, manager)
     }
 }
 
@@ -144,20 +166,27 @@ fn the_systemd_unit_starts_a_ready_daemon_under_its_bounding_set() {
         return;
     };
     let pid_file = unit.pid_file.clone();
-    let out = unit.exec_start(&unit.bounding);
-    assert!(
-        out.status.success(),
-        "ExecStart failed: {}",
-        String::from_utf8_lossy(&out.stderr)
+    let (child, manager) = unit.exec_start(&unit.bounding);
+    let pid = child.id();
+    let mut daemon = Daemon(child);
+    manager
+        .set_read_timeout(Some(Duration::from_secs(30)))
+        .unwrap();
+    let mut buf = [0u8; 256];
+    let n = manager.recv(&mut buf).unwrap_or_else(|e| {
+        let _ = daemon.0.kill();
+        panic!("no READY=1 from ExecStart: {e}")
+    });
+    assert_eq!(
+        std::str::from_utf8(&buf[..n]).unwrap(),
+        format!("READY=1\nMAINPID={pid}\n")
     );
-    // Type=forking: returned means ready. No waiting from here on.
-    let pid: u32 = std::fs::read_to_string(&pid_file)
-        .expect("PIDFile written before the command returned")
-        .trim()
-        .parse()
-        .expect("a pid");
-    let _daemon = Daemon(pid);
-    std::net::TcpStream::connect("127.0.0.1:861").expect("listening when the command returned");
+    // Ready means ready: no waiting from here on.
+    std::net::TcpStream::connect("127.0.0.1:861").expect("listening when READY=1 came");
+    assert_eq!(
+        std::fs::read_to_string(&pid_file).expect("pid file"),
+        format!("{pid}\n")
+    );
     let cap_bnd = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
     let cap_bnd = cap_bnd
         .lines()
@@ -186,16 +215,17 @@ fn the_systemd_unit_starts_a_ready_daemon_under_its_bounding_set() {
         .status()
         .unwrap();
     assert!(stop.success());
+    let n = manager.recv(&mut buf).expect("STOPPING=1");
+    assert_eq!(&buf[..n], b"STOPPING=1\n");
     assert!(
-        wait_for(Duration::from_secs(10), || !pid_file.exists()),
-        "PIDFile left after SIGTERM"
+        wait_for(Duration::from_secs(10), || daemon
+            .0
+            .try_wait()
+            .unwrap()
+            .is_some()),
+        "still running after SIGTERM"
     );
-    assert!(wait_for(Duration::from_secs(10), || !Path::new(&format!(
-        "/proc/{pid}/status"
-    ))
-    .exists()
-        || std::fs::read_to_string(format!("/proc/{pid}/status"))
-            .is_ok_and(|s| s.contains("State:\tZ"))));
+    assert!(!pid_file.exists(), "pid file left after SIGTERM");
 }
 
 /// Without CAP_SYS_ADMIN the master cannot install its filter: the start fails, and
@@ -214,15 +244,22 @@ fn a_bounding_set_without_cap_sys_admin_fails_the_start_saying_so() {
         .filter(|c| *c != "sys_admin")
         .cloned()
         .collect();
-    let out = unit.exec_start(&fewer);
+    let (child, manager) = unit.exec_start(&fewer);
+    let out = child.wait_with_output().expect("wait for owampd");
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{err}");
     assert!(
-        err.lines()
-            .any(|l| l.starts_with("owampd: sandbox step seccomp failed")
-                && l.contains("CAP_SYS_ADMIN")),
+        err.lines().any(|l| l.starts_with("owampd: ")
+            && l.contains("sandbox step seccomp failed")
+            && l.contains("CAP_SYS_ADMIN")),
         "{err}"
     );
-    assert!(!unit.pid_file.exists(), "a failed start left PIDFile");
+    manager.set_nonblocking(true).unwrap();
+    let mut buf = [0u8; 64];
+    assert!(
+        manager.recv(&mut buf).is_err(),
+        "READY=1 from a failed start"
+    );
+    assert!(!unit.pid_file.exists(), "a failed start left its pid file");
     assert!(std::net::TcpStream::connect("127.0.0.1:861").is_err());
 }
