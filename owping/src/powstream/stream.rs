@@ -454,12 +454,11 @@ impl Stream {
                     return Ok(());
                 };
                 slot.join();
-                let retry = self.cfg.opts.retry_secs();
-                self.retry_at = Some(attempt.wrapping_add(self.retry_delay()));
+                let at = attempt.wrapping_add(self.retry_delay());
+                self.retry_at = Some(at);
                 if self.finishing.is_none() {
-                    self.log.warn(format!(
-                        "{error}; trying again {retry} s after this attempt"
-                    ));
+                    let wait = at.diff_secs(self.clock.now().0).max(0.0);
+                    self.log.warn(format!("{error}; retrying in {wait:.1} s"));
                 }
             }
             Event::Started { id, info } => {
