@@ -32,15 +32,6 @@ impl Logger {
         }
     }
 
-    /// A logger that only writes to stderr (before the options are known).
-    pub fn stderr_only() -> Logger {
-        Logger {
-            syslog: None,
-            stderr: true,
-            threshold: LogLevel::Info,
-        }
-    }
-
     pub fn write(&self, level: LogLevel, message: &str) {
         if !self.threshold.reports(level) {
             return;
