@@ -4,7 +4,7 @@
 
 use owamp::engine::{
     ReceiverParams, ReceiverReport, RecordSink, SenderParams, SenderReport, SocketOptions,
-    StopFlag, UdpTestSocket, run_receiver, run_sender,
+    StopFlag, TestSocket, UdpTestSocket, run_receiver, run_sender,
 };
 use owamp::packet::{PacketFormat, TestKeys};
 use owamp::schedule::Schedule;
@@ -138,13 +138,20 @@ pub(crate) fn spawn_receiver(
     stop: StopFlag,
 ) -> std::io::Result<JoinHandle<RecvResult>> {
     let sink = BoundedRecords::new(s.count);
-    spawn_receiver_into(s, udp, peer, stop, sink, None, |b: BoundedRecords| b.recs)
+    spawn_receiver_into(s, udp, peer, stop, sink, None, None, |b: BoundedRecords| {
+        b.recs
+    })
 }
 
+/// Wraps the receiver's socket (powstream reads low-rate sessions in batches).
+pub(crate) type SocketAdapter = Box<dyn FnOnce(UdpTestSocket) -> Box<dyn TestSocket> + Send>;
+
 /// The receiver thread with any record sink (powstream's is shared with the thread
-/// that summarises sub-sessions while the session runs); `finish` turns the sink into
-/// the thread's result. `done` is raised when the thread ends, so a caller can wait
-/// for it on a descriptor instead of polling.
+/// that summarises sub-sessions while the session runs) and optionally an adapter
+/// around its socket; `finish` turns the sink into the thread's result. `done` is
+/// raised when the thread ends, so a caller can wait for it on a descriptor instead of
+/// polling.
+#[allow(clippy::too_many_arguments)]
 pub(crate) fn spawn_receiver_into<S, T>(
     s: SessionSetup,
     udp: UdpSocket,
@@ -152,6 +159,7 @@ pub(crate) fn spawn_receiver_into<S, T>(
     stop: StopFlag,
     mut sink: S,
     done: Option<StopFlag>,
+    adapt: Option<SocketAdapter>,
     finish: fn(S) -> T,
 ) -> std::io::Result<JoinHandle<std::io::Result<(ReceiverReport, T)>>>
 where
@@ -163,12 +171,16 @@ where
         .spawn(move || {
             let _done = DoneOnDrop(done);
             let clock = Clock::new(CLOCK_STATUS, s.debug_offset);
-            let mut sock = s.socket(udp, peer)?;
+            let sock = s.socket(udp, peer)?;
+            let mut sock: Box<dyn TestSocket> = match adapt {
+                Some(f) => f(sock),
+                None => Box::new(sock),
+            };
             let fmt = s.format()?;
             let mut sched = Schedule::new(s.sid, s.start, &s.slots, s.count);
             let mut ctl = stop;
             let rep = run_receiver(
-                &mut sock,
+                &mut *sock,
                 &clock,
                 &fmt,
                 &mut sched,

@@ -10,9 +10,11 @@
 //! - [`session`]: one session on its own control connection and thread, built on the
 //!   same control client, endpoints and Stop-Sessions exchange as owping.
 //! - [`summary`]: the `.sum` text and the `--json` documents.
+//! - [`batching`]: the receiver's socket read in batches (low-rate sessions).
 //! - [`files`]: names, atomic writes, the directory lock.
 //! - [`log`]: syslog and stderr.
 
+pub mod batching;
 pub mod files;
 pub mod log;
 pub mod opts;

@@ -11,12 +11,13 @@
 //! The thread reports everything as [`Event`]s; only the stream's thread writes files
 //! and prints.
 
+use super::batching::{BatchingSocket, worth_batching};
 use super::log::Logger;
 use super::opts::PowOpts;
 use crate::control::{ConnectParams, Control, ControlError};
 use crate::endpoints::{
-    BoundedRecords, CLOCK_STATUS, RecvResult, SessionSetup, make_sid, spawn_receiver_into,
-    spawn_sender, start_time,
+    BoundedRecords, CLOCK_STATUS, RecvResult, SessionSetup, SocketAdapter, make_sid,
+    spawn_receiver_into, spawn_sender, start_time,
 };
 use crate::net::{Family, bind_test_socket, resolve};
 use crate::output::SessionData;
@@ -429,6 +430,14 @@ impl Worker<'_> {
         } else {
             // Our receiver is ready before Start-Sessions (spec §2.3).
             let sink = SharedRecords::new(o.count);
+            let adapt = worth_batching(1.0 / o.mean_wait).then(|| {
+                let clock = Clock::new(CLOCK_STATUS, self.cfg.debug_offset);
+                let stop = running.ep_stop.clone();
+                Box::new(move |sock| {
+                    Box::new(BatchingSocket::new(sock, clock, stop, start, end))
+                        as Box<dyn owamp::engine::TestSocket>
+                }) as SocketAdapter
+            });
             let h = spawn_receiver_into(
                 setup,
                 udp,
@@ -436,6 +445,7 @@ impl Worker<'_> {
                 running.ep_stop.clone(),
                 sink.clone(),
                 Some(running.done.clone()),
+                adapt,
                 SharedRecords::take,
             )
             .map_err(|e| format!("starting the receiver thread: {e}"))?;
@@ -452,7 +462,7 @@ impl Worker<'_> {
     }
 
     /// When sub-session `k` is summarised: its last packet's loss timeout plus a margin
-    /// for the records to be written (ours are in memory at once; the server's, with
+    /// for the records to be written (ours within a batching period; the server's, with
     /// `-t`, within about a second, as the reference allows for).
     fn sample_due(&self, started: &Started, k: usize) -> Option<Timestamp> {
         let (_, last) = started.subs.get(k)?;
@@ -460,7 +470,7 @@ impl Worker<'_> {
         let margin = if o.sender {
             o.mean_wait.max(1.0) + 2.0
         } else {
-            0.5
+            super::batching::PERIOD.as_secs_f64() + 0.5
         };
         Some(
             last.wrapping_add(Num64::from_secs_f64(o.loss_timeout))
