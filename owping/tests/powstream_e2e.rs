@@ -265,7 +265,7 @@ fn pscheduler_command_line_both_directions() {
         let dir = out_dir(root.path());
         let d = dir.display().to_string();
         let mut args = vec![
-            "-p", "-d", &d, "-g", "WARN", "-D", "10", "-s", "20", "-P", &range, "-c", "60", "-i",
+            "-p", "-d", &d, "-g", "WARN", "-D", "10", "-s", "20", "-P", &range, "-c", "80", "-i",
             "0.05", "-L", "1", "-4",
         ];
         if !flip {
@@ -293,7 +293,7 @@ fn sub_sessions_and_json() {
     let d = dir.display().to_string();
     let target = srv.target();
     let mut ps = Powstream::start(&[
-        "-p", "--json", "-d", &d, "-c", "40", "-N", "10", "-i", "0.05", "-L", "0.5", "-P", "0",
+        "-p", "--json", "-d", &d, "-c", "60", "-N", "15", "-i", "0.05", "-L", "0.5", "-P", "0",
         &target,
     ]);
     ps.wait_printed(".owp", 2);
@@ -313,15 +313,15 @@ fn sub_sessions_and_json() {
     };
     let mut from = first.start.0;
     for (k, p) in printed[..4].iter().enumerate() {
-        let to = sched.send_time(10 * k as u32 + 9).unwrap().0;
+        let to = sched.send_time(15 * k as u32 + 14).unwrap().0;
         assert!(
             p.ends_with(&format!("{from:020}_{to:020}.sum")),
             "sub-session {k}: {p}"
         );
         let text = std::fs::read_to_string(p).unwrap();
-        assert!(text.contains("SAMPLE_PACKET_COUNT\t10\n"), "{text}");
+        assert!(text.contains("SAMPLE_PACKET_COUNT\t15\n"), "{text}");
         assert!(
-            text.contains("SENT\t10\n") && text.contains("LOST\t0\n"),
+            text.contains("SENT\t15\n") && text.contains("LOST\t0\n"),
             "{text}"
         );
         from = to;
@@ -343,13 +343,13 @@ fn sub_sessions_and_json() {
             assert_eq!(
                 v["summary"]["last_seq"].as_u64().unwrap()
                     - v["summary"]["first_seq"].as_u64().unwrap(),
-                10
+                15
             );
         }
     }
     let v: serde_json::Value = serde_json::from_str(&json[4]).unwrap();
     assert_eq!(v["kind"], "session");
-    assert_eq!(v["summary"]["sent"], 40);
+    assert_eq!(v["summary"]["sent"], 60);
     assert_eq!(v["summary"]["lost"], 0);
 }
 
