@@ -483,11 +483,22 @@ impl Control {
         out: W,
         path: &Path,
     ) -> Result<FetchAck, ControlError> {
-        let req = FetchSession {
-            begin: 0,
-            end: u32::MAX,
-            sid,
-        };
+        self.fetch_range_to(sid, 0, u32::MAX, out, path)
+    }
+
+    /// Fetch-Session for the records with `begin ≤ seqno ≤ end` (spec §2.6), written to
+    /// `out` as [`Control::fetch_to`] writes a whole session. A partial range of a
+    /// session still running is served by the reference and by our server (§2.8):
+    /// powstream `-t` summarises its sub-sessions this way.
+    pub fn fetch_range_to<W: Write>(
+        &mut self,
+        sid: Sid,
+        begin: u32,
+        end: u32,
+        out: W,
+        path: &Path,
+    ) -> Result<FetchAck, ControlError> {
+        let req = FetchSession { begin, end, sid };
         self.write(&[&req.encode()], "sending Fetch-Session")?;
         // The reference server retries for ~31 s before it answers an unfinished
         // session (spec §2.8): allow for that.

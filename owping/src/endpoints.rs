@@ -137,14 +137,36 @@ pub(crate) fn spawn_receiver(
     peer: SocketAddr,
     stop: StopFlag,
 ) -> std::io::Result<JoinHandle<RecvResult>> {
+    let sink = BoundedRecords::new(s.count);
+    spawn_receiver_into(s, udp, peer, stop, sink, None, |b: BoundedRecords| b.recs)
+}
+
+/// The receiver thread with any record sink (powstream's is shared with the thread
+/// that summarises sub-sessions while the session runs); `finish` turns the sink into the thread's result. `done` is
+/// raised when the thread ends, so a caller can wait for it on a descriptor instead of
+/// polling.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn spawn_receiver_into<S, T>(
+    s: SessionSetup,
+    udp: UdpSocket,
+    peer: SocketAddr,
+    stop: StopFlag,
+    mut sink: S,
+    done: Option<StopFlag>,
+    finish: fn(S) -> T,
+) -> std::io::Result<JoinHandle<std::io::Result<(ReceiverReport, T)>>>
+where
+    S: RecordSink + Send + 'static,
+    T: Send + 'static,
+{
     std::thread::Builder::new()
         .name("receiver".into())
         .spawn(move || {
+            let _done = DoneOnDrop(done);
             let clock = Clock::new(CLOCK_STATUS, s.debug_offset);
             let mut sock = s.socket(udp, peer)?;
             let fmt = s.format()?;
             let mut sched = Schedule::new(s.sid, s.start, &s.slots, s.count);
-            let mut recs = BoundedRecords::new(s.count);
             let mut ctl = stop;
             let rep = run_receiver(
                 &mut sock,
@@ -156,11 +178,22 @@ pub(crate) fn spawn_receiver(
                     timeout: s.timeout,
                     expected_src: peer,
                 },
-                &mut recs,
+                &mut sink,
                 &mut ctl,
             )?;
-            Ok((rep, recs.recs))
+            Ok((rep, finish(sink)))
         })
+}
+
+/// Raises its flag when dropped: at the end of a session thread, however it ends.
+struct DoneOnDrop(Option<StopFlag>);
+
+impl Drop for DoneOnDrop {
+    fn drop(&mut self) {
+        if let Some(f) = &self.0 {
+            f.stop();
+        }
+    }
 }
 
 pub(crate) fn spawn_sender(
@@ -169,10 +202,12 @@ pub(crate) fn spawn_sender(
     peer: SocketAddr,
     end_delay: Duration,
     stop: StopFlag,
+    done: Option<StopFlag>,
 ) -> std::io::Result<JoinHandle<std::io::Result<SenderReport>>> {
     std::thread::Builder::new()
         .name("sender".into())
         .spawn(move || {
+            let _done = DoneOnDrop(done);
             let clock = Clock::new(CLOCK_STATUS, s.debug_offset);
             let mut sock = s.socket(udp, peer)?;
             let mut fmt = s.format()?;

@@ -57,9 +57,29 @@ fn kind_of(spec: &str, c: char) -> Option<ArgKind> {
     None
 }
 
+/// Where the options end.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Ordering {
+    /// glibc's default: operands may come between options (they are permuted to the end).
+    Permute,
+    /// `POSIXLY_CORRECT`: the first operand ends the options; everything after it is an
+    /// operand (powstream sets this mode, so `powstream host -c 10` has three operands).
+    RequireOrder,
+}
+
 /// Parses `args` (without the program name) against a C-style `spec` (e.g.
-/// `"c:v::Q"`) and a list of accepted long flags (without `--`).
+/// `"c:v::Q"`) and a list of accepted long flags (without `--`), permuting operands.
 pub fn getopt(args: &[String], spec: &str, long: &[&'static str]) -> Result<Parsed, GetoptError> {
+    getopt_ordered(args, spec, long, Ordering::Permute)
+}
+
+/// [`getopt`] with a choice of [`Ordering`].
+pub fn getopt_ordered(
+    args: &[String],
+    spec: &str,
+    long: &[&'static str],
+    ordering: Ordering,
+) -> Result<Parsed, GetoptError> {
     let mut out = Parsed::default();
     let mut i = 0;
     while let Some(arg) = args.get(i) {
@@ -78,6 +98,10 @@ pub fn getopt(args: &[String], spec: &str, long: &[&'static str]) -> Result<Pars
         let Some(cluster) = arg.strip_prefix('-').filter(|c| !c.is_empty()) else {
             // "-" alone and anything without a dash is an operand.
             out.operands.push(arg.clone());
+            if ordering == Ordering::RequireOrder {
+                out.operands.extend(args.iter().skip(i).cloned());
+                break;
+            }
             continue;
         };
         for (pos, c) in cluster.char_indices() {
@@ -135,6 +159,16 @@ mod tests {
             ]
         );
         assert_eq!(p.operands, a(&["host", "-x"]));
+    }
+
+    #[test]
+    fn require_order_stops_at_the_first_operand() {
+        let args = a(&["-p", "host", "-c", "10"]);
+        let p = getopt_ordered(&args, "pc:", &[], Ordering::RequireOrder).unwrap();
+        assert_eq!(p.opts, vec![Opt::Short('p', None)]);
+        assert_eq!(p.operands, a(&["host", "-c", "10"]));
+        let p = getopt(&args, "pc:", &[]).unwrap();
+        assert_eq!(p.operands, a(&["host"]));
     }
 
     #[test]

@@ -96,7 +96,7 @@ impl Names {
 
 /// `getnameinfo(addr, NULL serv, 0)` as stats.c calls it; the service is asked
 /// numerically only because the binding always asks for one (it is discarded).
-fn host_name(addr: std::net::IpAddr, port: u16) -> String {
+pub(crate) fn host_name(addr: std::net::IpAddr, port: u16) -> String {
     let sa = std::net::SocketAddr::new(addr, port);
     dns_lookup::getnameinfo(&sa, libc::NI_NUMERICSERV)
         .map(|(host, _)| host)
@@ -128,7 +128,7 @@ fn without_scope(host: &str) -> &str {
     host.split_once('%').map_or(host, |(h, _)| h)
 }
 
-fn endpoints(s: &SessionHeader, names: &Names) -> Endpoints {
+pub(crate) fn endpoints(s: &SessionHeader, names: &Names) -> Endpoints {
     let mut e = Endpoints::numeric(s);
     if let Some(f) = &names.from {
         e.from_host = f.clone();
@@ -154,6 +154,72 @@ pub fn sub_sessions(npackets: u32, n: u32) -> Vec<(u32, Option<u32>)> {
         .collect()
 }
 
+/// The summaries of one session's samples taken in order, as stats.c takes them with
+/// one `OWPStats` object: each `-N` sub-session starts reading at the record where the
+/// previous one stopped (its `next_oset`), and the j-reordering denominator carries
+/// over. owping/owstats `-N` and powstream's sub-session files share it.
+pub struct SampleCursor {
+    sched: Schedule,
+    start: owamp::Timestamp,
+    begin_record: u64,
+    received_so_far: u32,
+}
+
+impl SampleCursor {
+    pub fn new(session: &SessionHeader) -> SampleCursor {
+        let f = session.fields();
+        SampleCursor {
+            sched: Schedule::new(f.sid, f.start_time, &f.slots, f.npackets),
+            start: f.start_time,
+            begin_record: 0,
+            received_so_far: 0,
+        }
+    }
+
+    /// The statistics of packets `first..last` (`None`: to the end) of `data`, whose
+    /// records may have grown since the previous sample (powstream summarises a
+    /// session while it runs). `record_limit` is owping's `-vN`.
+    pub fn next(
+        &mut self,
+        data: &SessionData,
+        first: u32,
+        last: Option<u32>,
+        bucket_width: f64,
+        record_limit: Option<u64>,
+    ) -> Result<Stats, OutputError> {
+        let so = StatsOptions {
+            bucket_width,
+            first,
+            last,
+            record_limit,
+            // Records may only have been removed since (the §7.8 cut at the end).
+            begin_record: self.begin_record.min(data.records.len() as u64),
+        };
+        let start = self.start;
+        let sched = &mut self.sched;
+        let mut sched_fn = |i: u32| sched.send_time(i).unwrap_or(start);
+        let mut stats = Stats::compute(
+            &data.session,
+            data.records.iter().copied(),
+            &data.skips,
+            &so,
+            Some(&mut sched_fn),
+        )
+        .map_err(|e| OutputError::Stats {
+            path: data.label.clone(),
+            source: e,
+        })?;
+        // stats.c resets the reordering counts for each -N sub-session but not their
+        // denominator (rnumseqno), which keeps counting the received records of all the
+        // sub-sessions summarised so far: "j-reordering = x%" of the k-th sub-session is
+        // its count over the records received in sub-sessions 1..=k.
+        self.received_so_far = self.received_so_far.saturating_add(stats.received);
+        stats.received = self.received_so_far;
+        self.begin_record = stats.next_record;
+        Ok(stats)
+    }
+}
+
 /// Prints one session as owping/owstats/owfetch do. With `-p`, each summary goes to
 /// `<dir>/<start>_<end>.txt` (`.sum` with `-M`) and the file name is printed instead.
 pub fn print_session(
@@ -175,41 +241,14 @@ pub fn print_session(
         return out.write_all(s.as_bytes()).map_err(werr);
     }
     let f = data.session.fields();
-    let mut sched = Schedule::new(f.sid, f.start_time, &f.slots, f.npackets);
-    let mut sched_fn = |i: u32| sched.send_time(i).unwrap_or(f.start_time);
+    let mut samples = SampleCursor::new(&data.session);
     let unit = Unit::from_letter(opts.units).unwrap_or(Unit::Milliseconds);
     let pct: Vec<f32> = opts.percentiles.iter().map(|p| *p as f32).collect();
     let limit = (opts.records && opts.record_limit > 0).then_some(u64::from(opts.record_limit));
-    let mut begin_record = 0u64;
     // "first:"/"last:" are local times, as the reference's localtime_r prints them.
     let zone = TimeZone::from_env();
-    // stats.c resets the reordering counts for each -N sub-session but not their
-    // denominator (rnumseqno), which keeps counting the received records of all the
-    // sub-sessions summarised so far: "j-reordering = x%" of the k-th sub-session is
-    // its count over the records received in sub-sessions 1..=k.
-    let mut received_so_far = 0u32;
     for (first, last) in sub_sessions(f.npackets, opts.sub_session) {
-        let so = StatsOptions {
-            bucket_width: opts.bucket_width,
-            first,
-            last,
-            record_limit: limit,
-            begin_record,
-        };
-        let mut stats = Stats::compute(
-            &data.session,
-            data.records.iter().copied(),
-            &data.skips,
-            &so,
-            Some(&mut sched_fn),
-        )
-        .map_err(|e| OutputError::Stats {
-            path: data.label.clone(),
-            source: e,
-        })?;
-        received_so_far = received_so_far.saturating_add(stats.received);
-        stats.received = received_so_far;
-        begin_record = stats.next_record;
+        let stats = samples.next(data, first, last, opts.bucket_width, limit)?;
         let mut text = String::new();
         let ext;
         if opts.json {

@@ -18,8 +18,8 @@ use owamp::addr::{link_scope, with_scope};
 use owamp::engine::{SenderReport, StopFlag};
 use owamp::packet::TestKeys;
 use owamp::time::Clock;
-use owamp::wire::{RequestSession, SessionStop, StopLimits};
-use owamp::{AcceptCode, Num64, Sid};
+use owamp::wire::{RequestSession, SessionStop, StopLimits, StopSessions};
+use owamp::{AcceptCode, Num64, Sid, Timestamp};
 use std::io::Cursor;
 use std::net::{SocketAddr, UdpSocket};
 use std::path::Path;
@@ -37,7 +37,7 @@ struct Planned {
 /// Seconds from the command line (-E, -L: finite and non-negative, but unbounded) as a
 /// `Duration`, saturating: `Duration::from_secs_f64` panics past 2^64 s, and `-L 1e300`
 /// must not abort owping.
-fn secs(s: f64) -> Duration {
+pub(crate) fn secs(s: f64) -> Duration {
     Duration::try_from_secs_f64(s).unwrap_or(Duration::MAX)
 }
 
@@ -247,6 +247,7 @@ fn run(
             peer,
             end_delay,
             stop.clone(),
+            None,
         ) {
             Ok(h) => tx = Some(h),
             Err(e) => {
@@ -294,30 +295,29 @@ fn run(
         max_skips: t.count,
     };
     let interrupted = intr.is_set();
-    let (their_stop, stoptime, tx_report) = if server_first {
-        let theirs = ctl.read_stop(limits, crate::IO_TIMEOUT);
-        let stoptime = clock.now().0;
-        stop.stop();
-        let tx_report = join_sender(tx);
-        let ours = our_stop(to_sid, &tx_report, theirs.as_ref().ok().map(|s| s.accept));
-        if let Err(e) = ctl.send_stop(ours.0, ours.1) {
-            log(PROG, &e.to_string());
-        }
-        (theirs, stoptime, tx_report)
-    } else {
-        if interrupted {
-            stop.stop();
-        }
-        let tx_report = join_sender(tx);
-        let ours = our_stop(to_sid, &tx_report, None);
-        if let Err(e) = ctl.send_stop(ours.0, ours.1) {
-            return fail(&e.to_string());
-        }
-        let wait = crate::IO_TIMEOUT.saturating_add(secs(loss));
-        let theirs = ctl.read_stop(limits, wait);
-        (theirs, clock.now().0, tx_report)
+    let ex = match exchange_stop(
+        &mut ctl,
+        clock,
+        server_first,
+        interrupted,
+        &stop,
+        tx,
+        to_sid,
+        limits,
+        loss,
+    ) {
+        Ok(ex) => ex,
+        Err(e) => return fail(&e.to_string()),
     };
-    stop.stop();
+    if let Some(e) = &ex.send_error {
+        log(PROG, &e.to_string());
+    }
+    let StopExchange {
+        theirs: their_stop,
+        stoptime,
+        tx_report,
+        ..
+    } = ex;
     let rx_result = rx.map(|h| h.join());
     let theirs = match their_stop {
         Ok(s) => s,
@@ -413,6 +413,75 @@ fn run(
     } else {
         status
     }
+}
+
+/// The end of the Stop-Sessions exchange (spec §2.5).
+pub(crate) struct StopExchange {
+    /// The server's Stop-Sessions.
+    pub(crate) theirs: Result<StopSessions, ControlError>,
+    /// When the sessions were stopped: the §7.8 rule keeps receive records sent by
+    /// `stoptime − Timeout`.
+    pub(crate) stoptime: Timestamp,
+    /// Our sender's outcome, when we sent.
+    pub(crate) tx_report: Option<std::io::Result<SenderReport>>,
+    /// Our Stop-Sessions could not be sent after the server's (worth a message only:
+    /// the server's already says how the sessions ended).
+    pub(crate) send_error: Option<ControlError>,
+}
+
+/// The Stop-Sessions exchange once the sessions are over, whichever side goes first
+/// (RFC 4656 §3.8 lets either): with `server_first` the server's Stop-Sessions is
+/// waiting on the connection, so it is read, our sender stopped and ours sent;
+/// otherwise our sessions are done (or `interrupted` cuts them short) and ours goes
+/// first, then the server's is awaited for up to the I/O timeout plus the loss
+/// timeout. Every local endpoint is stopped on return. An error means our own
+/// Stop-Sessions could not be sent first: the sessions' outcome is then unknown.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn exchange_stop(
+    ctl: &mut Control,
+    clock: &Clock,
+    server_first: bool,
+    interrupted: bool,
+    stop: &StopFlag,
+    tx: Option<JoinHandle<std::io::Result<SenderReport>>>,
+    to_sid: Option<Sid>,
+    limits: StopLimits,
+    loss: f64,
+) -> Result<StopExchange, ControlError> {
+    let ex = if server_first {
+        let theirs = ctl.read_stop(limits, crate::IO_TIMEOUT);
+        let stoptime = clock.now().0;
+        stop.stop();
+        let tx_report = join_sender(tx);
+        let ours = our_stop(to_sid, &tx_report, theirs.as_ref().ok().map(|s| s.accept));
+        let send_error = ctl.send_stop(ours.0, ours.1).err();
+        StopExchange {
+            theirs,
+            stoptime,
+            tx_report,
+            send_error,
+        }
+    } else {
+        if interrupted {
+            stop.stop();
+        }
+        let tx_report = join_sender(tx);
+        let ours = our_stop(to_sid, &tx_report, None);
+        if let Err(e) = ctl.send_stop(ours.0, ours.1) {
+            stop.stop();
+            return Err(e);
+        }
+        let wait = crate::IO_TIMEOUT.saturating_add(secs(loss));
+        let theirs = ctl.read_stop(limits, wait);
+        StopExchange {
+            theirs,
+            stoptime: clock.now().0,
+            tx_report,
+            send_error: None,
+        }
+    };
+    stop.stop();
+    Ok(ex)
 }
 
 /// Our Stop-Sessions: one record for the session we sent (spec §2.5).

@@ -3,9 +3,9 @@
 
 use crate::endpoints::RecvResult;
 use crate::output::SessionData;
-use owamp::owp::{FetchInfo, FetchedFileWriter, SessionFields, SessionHeader};
+use owamp::owp::{FINISHED_NORMAL, FetchInfo, FetchedFileWriter, SessionFields, SessionHeader};
 use owamp::wire::{RequestSession, StopSessions};
-use owamp::{Num64, PacketRecord, Sid, Timestamp};
+use owamp::{Num64, PacketRecord, Sid, SkipRange, Timestamp};
 use std::path::{Path, PathBuf};
 
 /// Keeps the receive records that the Stop-Sessions rule of spec §7.8 keeps: seq <
@@ -67,7 +67,33 @@ pub(crate) fn finish_from(
     let records = apply_stop(records, next, stoptime, timeout).map_err(|seq| {
         format!("session invalid: packet {seq} received but the sender stopped at {next}")
     })?;
-    let fields = SessionFields {
+    let fields = session_fields(req, sid);
+    let session = SessionHeader::from_fields(&fields).map_err(|e| e.to_string())?;
+    let label = save.map_or_else(|| PathBuf::from("\"from\" session"), Path::to_path_buf);
+    if let Some(path) = save {
+        let f = std::fs::File::create(path).map_err(|e| format!("{}: {e}", path.display()))?;
+        write_receive_file(
+            std::io::BufWriter::new(f),
+            path,
+            &session,
+            FINISHED_NORMAL,
+            next,
+            &records,
+            &st.skips,
+        )?;
+    }
+    Ok(SessionData {
+        label: label.display().to_string(),
+        session,
+        finished: FINISHED_NORMAL,
+        records,
+        skips: st.skips.clone(),
+    })
+}
+
+/// The stored form of a Request-Session (the `.owp` header's), with its SID.
+pub fn session_fields(req: &RequestSession, sid: Sid) -> SessionFields {
+    SessionFields {
         ipvn: req.ipvn(),
         conf_sender: req.conf_sender,
         conf_receiver: req.conf_receiver,
@@ -82,41 +108,59 @@ pub(crate) fn finish_from(
         timeout: req.timeout,
         type_p: req.type_p,
         slots: req.slots.clone(),
-    };
-    let session = SessionHeader::from_fields(&fields).map_err(|e| e.to_string())?;
-    let label = save.map_or_else(|| PathBuf::from("\"from\" session"), Path::to_path_buf);
-    if let Some(path) = save {
-        let write = || -> Result<(), String> {
-            let f = std::fs::File::create(path).map_err(|e| format!("{}: {e}", path.display()))?;
-            let info = FetchInfo {
-                finished: owamp::owp::FINISHED_NORMAL,
-                next_seqno: next,
-                num_records: u32::try_from(records.len()).map_err(|_| "too many records")?,
-            };
-            // The reference's -F file is written by its local receiver endpoint.
-            let mut w = FetchedFileWriter::begin_receiver_layout(
-                std::io::BufWriter::new(f),
-                path,
-                &session,
-                info,
-                &st.skips,
-            )
-            .map_err(|e| e.to_string())?;
-            for r in &records {
-                w.record(r).map_err(|e| e.to_string())?;
-            }
-            let mut inner = w.finish().map_err(|e| e.to_string())?;
-            std::io::Write::flush(&mut inner).map_err(|e| format!("{}: {e}", path.display()))
-        };
-        write()?;
     }
-    Ok(SessionData {
-        label: label.display().to_string(),
-        session,
-        finished: owamp::owp::FINISHED_NORMAL,
-        records,
-        skips: st.skips.clone(),
-    })
+}
+
+/// Writes a receive session as the reference's local receiver endpoint leaves it (the
+/// layout of owping `-F` and powstream files: records, then skip ranges), flushed.
+pub fn write_receive_file<W: std::io::Write>(
+    out: W,
+    path: &Path,
+    session: &SessionHeader,
+    finished: u32,
+    next_seqno: u32,
+    records: &[PacketRecord],
+    skips: &[SkipRange],
+) -> Result<W, String> {
+    let info = FetchInfo {
+        finished,
+        next_seqno,
+        num_records: u32::try_from(records.len()).map_err(|_| "too many records")?,
+    };
+    let mut w = FetchedFileWriter::begin_receiver_layout(out, path, session, info, skips)
+        .map_err(|e| e.to_string())?;
+    for r in records {
+        w.record(r).map_err(|e| e.to_string())?;
+    }
+    let mut inner = w.finish().map_err(|e| e.to_string())?;
+    inner
+        .flush()
+        .map_err(|e| format!("{}: {e}", path.display()))?;
+    Ok(inner)
+}
+
+/// The receive records kept when a session ends without the sender's Stop-Sessions (the
+/// control connection was lost; spec §7.8, as `ReceiveWriter::finalize_incomplete`
+/// does on disk): the Stop-Sessions rule with Next Seqno = Number of Packets and
+/// `stoptime` = now, then the lost records above the highest received seqno are
+/// dropped (nothing says they were ever sent); nothing is kept when nothing arrived.
+pub fn apply_incomplete(
+    records: Vec<PacketRecord>,
+    npackets: u32,
+    stoptime: Timestamp,
+    timeout: Num64,
+) -> Vec<PacketRecord> {
+    let limit = stoptime.saturating_sub(timeout);
+    let kept: Vec<PacketRecord> = records
+        .into_iter()
+        .filter(|r| r.seq < npackets && r.send_ts <= limit)
+        .collect();
+    let Some(highest) = kept.iter().filter(|r| !r.is_lost()).map(|r| r.seq).max() else {
+        return Vec::new();
+    };
+    kept.into_iter()
+        .filter(|r| !r.is_lost() || r.seq < highest)
+        .collect()
 }
 
 #[cfg(test)]
@@ -155,5 +199,25 @@ mod tests {
             apply_stop(recs, 0, Num64(200 << 32), Num64(1 << 32)),
             Err(0)
         );
+    }
+
+    #[test]
+    fn incomplete_rule() {
+        let recs = vec![
+            rec(0, 100, false),
+            rec(1, 101, true),
+            rec(2, 102, false),
+            rec(3, 103, true),
+            rec(4, 109, false),
+        ];
+        // stoptime 110, T = 2: record 4 (sent at 109) is too recent; lost 3 lies above
+        // the highest received seqno (2) and goes too.
+        let kept = apply_incomplete(recs.clone(), 5, Num64(110 << 32), Num64(2 << 32));
+        assert_eq!(
+            kept.iter().map(|r| r.seq).collect::<Vec<_>>(),
+            vec![0, 1, 2]
+        );
+        // Nothing received in time: nothing kept.
+        assert!(apply_incomplete(recs, 5, Num64(101 << 32), Num64(2 << 32)).is_empty());
     }
 }

@@ -88,6 +88,7 @@ fn version_line_and_version_option() {
         (env!("CARGO_BIN_EXE_owstats"), "owstats"),
         (env!("CARGO_BIN_EXE_owfetch"), "owfetch"),
         (env!("CARGO_BIN_EXE_owup"), "owup"),
+        (env!("CARGO_BIN_EXE_powstream"), "powstream"),
     ] {
         let (code, _, err) = run(bin, &["-h"]);
         assert_eq!(code, Some(0), "{name} -h");
@@ -186,6 +187,10 @@ fn unsynchronised_clock_is_warned_about_once() {
             &[&closed, sid, "/nonexistent/x"],
         ),
         (env!("CARGO_BIN_EXE_owup"), &[&closed]),
+        (
+            env!("CARGO_BIN_EXE_powstream"),
+            &["-d", "/nonexistent/x", &closed],
+        ),
     ];
     for (bin, args) in runs {
         let (_, out, err) = run(bin, args);
