@@ -330,6 +330,7 @@ mod tests {
             "owampd",
             "owampd [master]",
             "owampd-control",
+            "owampd-spawner",
             "owtest-0a1b2c3d",
         ] {
             assert!(is_server_process(n), "{n}");
