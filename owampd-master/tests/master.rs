@@ -759,6 +759,13 @@ fn recv_datagram(sock: &UnixDatagram) -> String {
 /// accepts connections with its pid file written, and `STOPPING=1` on SIGTERM.
 fn notifies(env: &Env, manager: &UnixDatagram, notify_socket: &std::ffi::OsStr) {
     env.conf("");
+    // The log socket holds 10 datagrams (net.unix.max_dgram_qlen): read it, as a
+    // syslog daemon would, or a start-up that logs more than that blocks in send.
+    let log = env.syslog.try_clone().expect("clone log socket");
+    std::thread::spawn(move || {
+        let mut buf = [0u8; 2048];
+        while log.recv(&mut buf).is_ok() || log.take_error().is_ok() {}
+    });
     let args = env.server_args();
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
     let mut child = env
