@@ -140,8 +140,9 @@ class Server:
 
     def settle(self, timeout=60):
         """Waits until only the server's resident processes are left (no session's
-        processes from the run before): the master (and, for ours, control)."""
-        resident = 2 if self.tag == "ours" else 1
+        processes from the run before): the master (and, for ours, control and its
+        spawner)."""
+        resident = 3 if self.tag == "ours" else 1
         deadline = time.time() + timeout
         while time.time() < deadline and len(self.cg.procs()) > resident:
             time.sleep(0.2)
