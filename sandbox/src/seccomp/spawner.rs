@@ -138,6 +138,9 @@ pub fn policy() -> Result<Policy, PolicyError> {
     #[cfg(target_arch = "x86_64")]
     p.allow(libc::SYS_arch_prctl); // glibc TLS set-up
     p.allow(libc::SYS_uname);
+    // A static-pie tester's libc start-up (`_dl_non_dynamic_init`) reads the
+    // /proc/self/exe link before main, under this filter: the tester's own comes later.
+    p.allow(libc::SYS_readlink);
     p.allow_if(libc::SYS_tgkill, &[&[eq(2, c(libc::SIGABRT))]])?;
     // getrlimit/setrlimit (prlimit64) on itself only: the tester lowers its own limits.
     p.allow_if(libc::SYS_prlimit64, &[&[eq(0, 0)]])?;
