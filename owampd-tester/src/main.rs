@@ -246,7 +246,13 @@ fn run(ipc: &Ipc, setup: Setup, socket: UdpSocket, file: Option<File>) -> Result
         packet_len: fmt.len(),
         packets_per_second: owamp::schedule::packets_per_second(&req.slots),
     };
+    // Sleeps may end a little late so that the kernel can serve many sessions' timers
+    // with one interrupt (the engine's `timer_slack` says how much and why).
+    let slack = owamp::engine::timer_slack(opts.packets_per_second);
     let mut sock = UdpTestSocket::new(socket, setup.peer, opts).map_err(|e| e.to_string())?;
+    if let Err(e) = sandbox::set_timer_slack(slack) {
+        ipc.log(LogLevel::Debug, format!("timer slack: {e}"));
+    }
     ipc.send(&TesterToControl::Ready);
 
     // Wait for Start-Sessions (or the end of the session before it started).

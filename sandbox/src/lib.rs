@@ -36,7 +36,7 @@ pub use clock::{KernelClock, clock_warning, kernel_clock};
 pub use error::SandboxError;
 pub use fds::close_fds_above;
 pub use identity::{RunAs, is_root, lookup_group, lookup_user};
-pub use process::set_process_name;
+pub use process::{set_process_name, set_timer_slack};
 
 /// The owampd processes (docs/processes.md); each gets its own confinement.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -47,3 +47,10 @@ pub fn set_process_name(name: &str) -> Result<(), SandboxError> {
         std::ffi::CString::new(short).map_err(|e| SandboxError::other("set_process_name", e))?;
     nix::sys::prctl::set_name(&c).map_err(|e| SandboxError::step("set_process_name", e))
 }
+
+/// Sets this thread's timer slack (prctl(2) `PR_SET_TIMERSLACK`): how late the kernel may
+/// end its sleeps and timeouts so that it can serve several timers with one wake-up.
+pub fn set_timer_slack(slack: std::time::Duration) -> Result<(), SandboxError> {
+    let ns = u64::try_from(slack.as_nanos()).unwrap_or(u64::MAX).max(1);
+    nix::sys::prctl::set_timerslack(ns).map_err(|e| SandboxError::step("set_timer_slack", e))
+}

@@ -461,3 +461,44 @@ fn a_killed_tester_ends_only_its_own_session() {
         "control survived the tester"
     );
 }
+
+/// A tester asks for a timer slack of 1 % of its session's mean interval (1 ms at 10
+/// packets/s), so the kernel can end many sessions' sleeps with one interrupt.
+#[test]
+fn a_tester_sets_its_timer_slack_from_the_session_rate() {
+    let server = Server::start(&[]);
+    let target = server.target();
+    let client = std::thread::spawn(move || {
+        run_client(
+            "owping",
+            &["-c", "30", "-i", "0.1", "-L", "2", "-t", &target],
+            LONG,
+        )
+    });
+    let mut tester = None;
+    assert!(
+        wait_for(Duration::from_secs(10), || {
+            tester = server.tester_pids().first().copied();
+            tester.is_some()
+        }),
+        "no tester appeared"
+    );
+    let tester = tester.unwrap_or_default();
+    let slack = || {
+        std::fs::read_to_string(format!("/proc/{tester}/timerslack_ns"))
+            .unwrap_or_default()
+            .trim()
+            .to_string()
+    };
+    assert!(
+        wait_for(Duration::from_secs(10), || slack() == "1000000"),
+        "tester {tester}: timerslack_ns {:?}",
+        slack()
+    );
+    let out = client.join().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

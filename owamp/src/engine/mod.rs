@@ -27,6 +27,7 @@ mod receiver;
 mod sender;
 mod udp;
 mod wait;
+pub use wait::timer_slack;
 
 pub use receiver::{DropCounts, ReceiverParams, ReceiverReport, run_receiver};
 pub use sender::{SenderParams, SenderReport, run_sender};

@@ -12,8 +12,9 @@
 //! time it was actually sent (RFC 4656 §4.1.2: the timestamp is taken immediately before
 //! sending), so a late wake-up shifts when a packet leaves but biases no delay a user
 //! sees, while a spin would spend CPU on every packet of every session for a figure no
-//! result shows. The kernel's timer slack (`max(50 µs, 0.1 % of the wait)` for `ppoll`)
-//! lets it serve the timers of many sessions with one interrupt.
+//! result shows. The kernel's timer slack (`max(slack, 0.1 % of the wait)` for `ppoll`,
+//! where `slack` is the thread's, 50 µs by default) lets it serve the timers of many
+//! sessions with one interrupt; [`timer_slack`] is the slack a test endpoint asks for.
 
 use super::SessionControl;
 use crate::time::{Clock, num64_to_duration, timespec_from_timestamp};
@@ -23,6 +24,24 @@ use nix::poll::{PollFd, PollFlags, ppoll};
 use nix::sys::time::TimeSpec;
 use nix::time::{ClockId, ClockNanosleepFlags, clock_nanosleep};
 use std::os::fd::BorrowedFd;
+
+/// The timer slack (prctl(2) `PR_SET_TIMERSLACK`) for a test endpoint sending or
+/// receiving `pps` packets per second: 1 % of the mean interval, at least the kernel's
+/// default of 50 µs and at most 1 ms. A wake-up then ends up to that much late, which
+/// moves when a packet leaves (it carries the time it actually left) and when a batch
+/// is read (receive times are the kernel's), but lets the kernel end the sleeps of many
+/// sessions with one timer interrupt; at 10 packets/s per session and a few hundred
+/// sessions that is a few interrupts per millisecond instead of one per packet.
+pub fn timer_slack(pps: f64) -> std::time::Duration {
+    const MIN: f64 = 50e-6;
+    const MAX: f64 = 1e-3;
+    let secs = if pps.is_finite() && pps > 0.0 {
+        (0.01 / pps).clamp(MIN, MAX)
+    } else {
+        MIN
+    };
+    std::time::Duration::from_secs_f64(secs)
+}
 
 /// The longest a loop sleeps without asking a control that has no descriptor.
 pub(crate) const FALLBACK_SLICE: Num64 = Num64(858_993_459); // 200 ms in 2^-32 s
@@ -166,6 +185,24 @@ fn sleep_abs(clock: &Clock, now: Timestamp, until: Timestamp) {
         // Cannot happen with a valid timespec; fall back to a relative sleep so a
         // broken clock never turns into a busy loop.
         Err(_) => std::thread::sleep(num64_to_duration(until.saturating_sub(now))),
+    }
+}
+
+#[cfg(test)]
+mod slack_tests {
+    use super::timer_slack;
+    use std::time::Duration;
+
+    #[test]
+    fn slack_is_one_percent_of_the_interval_within_bounds() {
+        assert_eq!(timer_slack(10.0), Duration::from_millis(1));
+        assert_eq!(timer_slack(20.0), Duration::from_micros(500));
+        assert_eq!(timer_slack(100.0), Duration::from_micros(100));
+        assert_eq!(timer_slack(1000.0), Duration::from_micros(50));
+        assert_eq!(timer_slack(0.1), Duration::from_millis(1));
+        for odd in [0.0, -1.0, f64::INFINITY, f64::NAN] {
+            assert_eq!(timer_slack(odd), Duration::from_micros(50));
+        }
     }
 }
 

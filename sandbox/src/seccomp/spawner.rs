@@ -164,6 +164,7 @@ pub fn policy() -> Result<Policy, PolicyError> {
             &[eq(0, c(libc::PR_GET_SECCOMP))],
             &[eq(0, c(libc::PR_CAPBSET_READ))],
             &[eq(0, c(libc::PR_CAP_AMBIENT))],
+            &[eq(0, c(libc::PR_SET_TIMERSLACK))], // the tester's (a superset of its policy)
         ],
     )?;
     p.finish()

@@ -130,12 +130,14 @@ pub fn policy() -> Result<Policy, PolicyError> {
     p.allow(libc::SYS_futex); // std Mutex/Once
     p.allow(libc::SYS_sched_yield); // std's spin loops
     p.allow(libc::SYS_getcwd); // std's panic message (shortens the source path)
-    // prctl: the process name, and our own seccomp check.
+    // prctl: the process name, our own seccomp check, the timer slack.
     p.allow_if(
         libc::SYS_prctl,
         &[
             &[eq(0, c(libc::PR_SET_NAME))],
             &[eq(0, c(libc::PR_GET_SECCOMP))],
+            // The session's timer slack (owamp::engine::timer_slack).
+            &[eq(0, c(libc::PR_SET_TIMERSLACK))],
         ],
     )?;
     p.finish()
