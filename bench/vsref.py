@@ -282,6 +282,18 @@ def compare(ref_prefix, rel, ns, rows):
                 rows.append((f"N={n} server tree peak memory ({cname})",
                              f"{o[2]:.0f} MiB", f"{r[2]:.0f} MiB", fmt_ratio(o[2], r[2])))
         ours_owping = clients["our owping"]
+        # What a session costs before its packets: 100 bidirectional owpings of one
+        # packet each way (connection, handshake, two test sessions, their files).
+        fixed = {}
+        for tag in ("ours", "ref"):
+            log(f"N=100 with -c 1 against {tag}")
+            (good, why), cpu, _ = measure(servers[tag],
+                                          lambda: scale_run(servers[tag], ours_owping, 100, 1))
+            fixed[tag] = cpu * 1000 / 100
+            log(f"  {tag}: {good}/100 clean, {fixed[tag]:.2f} ms CPU per owping {why or ''}")
+        rows.append(("server CPU per owping of 1 packet each way (N=100 at once)",
+                     f"{fixed['ours']:.2f} ms", f"{fixed['ref']:.2f} ms",
+                     fmt_ratio(fixed["ours"], fixed["ref"])))
         per_pkt, median = {}, {}
         for tag in ("ours", "ref"):
             log(f"1,000 pps, 5,000 packets each way, against {tag}")
