@@ -12,13 +12,8 @@
 //! (a hang is a libFuzzer timeout); every connection guard is released afterwards.
 #![no_main]
 
-use ipc::tester::{
-    ControlToTester, IpcSkipRange, StopInfo, TesterOutcome, TesterReport, TesterRole, TesterSetup,
-    TesterToControl,
-};
 use libfuzzer_sys::fuzz_target;
-use owamp::wire::RequestSession;
-use owamp::{ModeSet, Num64};
+use owamp::{ModeSet, Num64, SkipRange};
 use owampd_control::directory::SimpleDirectory;
 use owampd_control::log::{Logger, MemorySink};
 use owampd_control::policy::{ClassTree, Policy};
@@ -31,6 +26,7 @@ use owampd_control::testers::{
 use std::fs::File;
 use std::sync::Arc;
 use std::time::Duration;
+use tester_ipc::{ControlToTester, Outcome, Report, Role as TesterRole, Setup, TesterToControl};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 fuzz_target!(|data: &[u8]| {
@@ -44,7 +40,6 @@ fuzz_target!(|data: &[u8]| {
             end_delay_s: 1.0,
             start_time: Num64(0xdd12_e5a0_0000_0000),
             debug_time_offset: 0.0,
-            seccomp_log_only: false,
         },
         directory: Arc::new(SimpleDirectory {
             users: vec![("alice".into(), b"testpass".to_vec())],
@@ -89,7 +84,7 @@ fuzz_target!(|data: &[u8]| {
 });
 
 /// Testers that answer as scripted: a sender finishes right after Start; a receiver
-/// reports ReceiveDone after Start and a normal finish after Stop.
+/// reports ReceiveDone after Start and a normal finish at Finalize (after Stop).
 struct FakeLauncher;
 
 struct FakeLink {
@@ -97,28 +92,39 @@ struct FakeLink {
     role: TesterRole,
     npackets: u32,
     events: EventTx,
+    /// Whether the receiver's Stop carried the peer's record (Stop-Sessions from the
+    /// client), until Finalize.
+    stopped_by_peer: Option<bool>,
 }
 
 impl TesterLink for FakeLink {
     fn send(&mut self, msg: &ControlToTester) -> Result<(), TesterError> {
         let reply = match (msg, self.role) {
             (ControlToTester::Start, TesterRole::Sender) => {
-                Some(TesterToControl::Finished(TesterReport {
-                    outcome: TesterOutcome::Sender {
+                let skips = vec![SkipRange { first: 0, last: 0 }];
+                let _ = self.events.send((
+                    self.index,
+                    TesterEvent::Msg(TesterToControl::SenderSkips(skips)),
+                ));
+                Some(TesterToControl::Finished(Report {
+                    outcome: Outcome::Sender {
                         next_seqno: self.npackets,
-                        skips: vec![IpcSkipRange { first: 0, last: 0 }],
+                        num_skips: 1,
                     },
                     drops: vec![],
                 }))
             }
             (ControlToTester::Start, TesterRole::Receiver) => Some(TesterToControl::ReceiveDone),
-            (ControlToTester::Stop(StopInfo::Stop { next_seqno, .. }), TesterRole::Receiver) => {
-                Some(TesterToControl::Finished(TesterReport {
-                    outcome: TesterOutcome::Receiver {
-                        finished: if next_seqno.is_some() { 1 } else { 2 },
+            (ControlToTester::Stop(stop), TesterRole::Receiver) => {
+                self.stopped_by_peer = Some(stop.peer.is_some());
+                None
+            }
+            (ControlToTester::Finalize, TesterRole::Receiver) => {
+                Some(TesterToControl::Finished(Report {
+                    outcome: Outcome::Receiver {
+                        finished: if self.stopped_by_peer == Some(true) { 1 } else { 2 },
                         records: 0,
                         lost: 0,
-                        file_len: 0,
                     },
                     drops: vec![],
                 }))
@@ -137,20 +143,18 @@ impl TesterLink for FakeLink {
 impl TesterLauncher for FakeLauncher {
     fn launch(
         &self,
-        setup: TesterSetup,
+        setup: Setup,
         _socket: std::net::UdpSocket,
         _file: Option<File>,
         index: usize,
         events: EventTx,
     ) -> LaunchFuture<'_> {
-        let npackets = RequestSession::decode_stored(&setup.request)
-            .map(|s| s.preamble.num_packets)
-            .unwrap_or(0);
         let link = FakeLink {
             index,
             role: setup.role,
-            npackets,
+            npackets: setup.request.num_packets,
             events,
+            stopped_by_peer: None,
         };
         Box::pin(async move { Ok(Box::new(link) as Box<dyn TesterLink>) })
     }

@@ -1,9 +1,10 @@
-//! Internal messages as a process receives them on its IPC channel (design.md "IPC"):
-//! arbitrary datagrams written to a real `SOCK_SEQPACKET` pair and read back with
-//! `ipc::Channel::try_recv`, for each of the four message enums the ipc crate defines
-//! (`MasterToControl`, `ControlToMaster`, `ControlToTester`, `TesterToControl`). A
-//! compromised control process can send the master anything, and a compromised tester
-//! can send control anything: these decoders are the privileged side's attack surface.
+//! Internal messages as a process receives them on its IPC channel (docs/processes.md
+//! "IPC"): arbitrary datagrams written to a real `SOCK_SEQPACKET` pair and read back with
+//! `ipc::Channel::try_recv`, for each message enum: the master's (`MasterToControl`,
+//! `ControlToMaster`), the spawner's (`Request`, `SpawnReply`) and the tester's
+//! (`tester_ipc::ControlToTester`, `TesterToControl`). A compromised control process can
+//! send the master or the spawner anything, and a compromised tester can send control
+//! anything: these decoders are the other side's attack surface.
 //!
 //! Invariants: no panic and no allocation beyond the 64 KiB message bound (bincode's
 //! limit); a non-empty datagram is a message or a `Decode` error, never "closed" or
@@ -14,7 +15,8 @@
 use ipc::Channel;
 use ipc::IpcError;
 use ipc::master::{ControlToMaster, MasterToControl};
-use ipc::tester::{ControlToTester, TesterToControl};
+use ipc::spawner::{Request, SpawnReply};
+use tester_ipc::{ControlToTester, TesterToControl};
 use libfuzzer_sys::fuzz_target;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -52,11 +54,13 @@ fuzz_target!(|data: &[u8]| {
     if bytes.is_empty() {
         return;
     }
-    match which % 4 {
+    match which % 6 {
         0 => check::<MasterToControl>(bytes),
         1 => check::<ControlToMaster>(bytes),
         2 => check::<ControlToTester>(bytes),
-        _ => check::<TesterToControl>(bytes),
+        3 => check::<TesterToControl>(bytes),
+        4 => check::<Request>(bytes),
+        _ => check::<SpawnReply>(bytes),
     }
 });
 
