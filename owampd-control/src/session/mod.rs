@@ -26,7 +26,7 @@ use crate::testers::{EventRx, EventTx, TesterEvent, TesterLauncher, TesterLink};
 use owamp::crypto::{self, ControlCipher, SessionKeys, Token};
 use owamp::wire::{
     self, AcceptSession, CommandKind, FetchSession, RequestSession, ServerGreeting, ServerStart,
-    SessionStop, SetupResponse, StartAck, StopLimits, StopSessions, StopSessionsDecoder,
+    SessionStop, SetupResponse, StartAck, StopLimits, StopPiece, StopSessions, StopSessionsDecoder,
 };
 use owamp::{AcceptCode, Mode, ModeSet, Num64, Sid, SkipRange};
 use std::fs::File;
@@ -273,6 +273,7 @@ impl Connection<'_> {
 mod handshake;
 mod period;
 mod request;
+mod slots;
 
 #[cfg(test)]
 mod flow_tests;

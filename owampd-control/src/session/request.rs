@@ -1,5 +1,6 @@
 //! Request-Session and Accept-Session (RFC 4656 §3.5, spec §2.1–2.2, §7.3–7.4, §9).
 
+use super::slots::{MAX_ACCEPTED_SLOTS, ReadSlots};
 use super::*;
 use owamp::addr::{is_link_local, link_scope, with_scope};
 
@@ -41,16 +42,26 @@ impl Connection<'_> {
                 preamble.num_slots
             )));
         }
-        let mut slot_bytes = Vec::new();
-        let mut left = preamble.num_slots as usize;
-        while left > 0 {
-            let n = left.min(crate::conn::MAX_READ / 16);
-            slot_bytes.extend_from_slice(&conn.read_blocks(n, "Request-Session slots").await?);
-            left -= n;
-        }
-        conn.read_hmac("Request-Session slots").await?;
-        let slots =
-            RequestSession::decode_slots(&slot_bytes).map_err(wire_err("Request-Session"))?;
+        let (slots, _share) = match ReadSlots::read(conn, preamble.num_slots).await? {
+            ReadSlots::Kept(slots, share) => (slots, share),
+            ReadSlots::TooMany => {
+                self.log.info(format!(
+                    "Request-Session refused: {} slots (at most {MAX_ACCEPTED_SLOTS} are accepted)",
+                    preamble.num_slots
+                ));
+                let code = AcceptCode::PermanentResourceLimit;
+                return self.send_accept(conn, code, 0, Sid([0; 16])).await;
+            }
+            ReadSlots::Busy => {
+                self.log.warn(format!(
+                    "Request-Session refused: {} slots, and other requests being read hold \
+                     the server's slot budget",
+                    preamble.num_slots
+                ));
+                let code = AcceptCode::TemporaryResourceLimit;
+                return self.send_accept(conn, code, 0, Sid([0; 16])).await;
+            }
+        };
         let req = match preamble.into_request_in_mode(&slots, Some(self.mode)) {
             Ok(r) => r,
             Err(problem) => {
