@@ -1,7 +1,8 @@
 //! Requests at the sizes the protocol allows and perfSONAR's owampd accepts, and the
-//! oversized ones a hostile client sends, against the real owampd: thousands of schedule
-//! slots, Stop-Sessions with tens of thousands of skip ranges, and a Stop-Sessions that
-//! announces 2^32−1 ranges and streams them (control's memory must stay bounded).
+//! oversized or pathological ones a hostile client sends, against the real owampd:
+//! thousands of schedule slots, Stop-Sessions with tens of thousands of skip ranges, a
+//! Stop-Sessions that announces 2^32−1 ranges and streams them (control's memory must
+//! stay bounded), Start Times long past, and the built-in limits.
 
 use e2e::Server;
 use e2e::raw::{Raw, receive_request};
@@ -170,7 +171,18 @@ const CONTROL_GROWTH_BOUND_KIB: u64 = 32 * 1024;
 /// is sent. Then the client vanishes mid-message, and the server still serves.
 #[test]
 fn streamed_skip_ranges_leave_control_memory_bounded() {
-    let server = Server::start(&[]);
+    // One unlimited class: the built-in limits would refuse 2^32−1 packets (disk).
+    let dir = tempfile::tempdir().expect("tempdir");
+    let conf = dir.path().join("etc");
+    std::fs::create_dir_all(&conf).unwrap();
+    std::fs::write(conf.join("owamp-server.conf"), "# test\n").unwrap();
+    std::fs::write(
+        conf.join("owamp-server.limits"),
+        "limit root with disk=0, bandwidth=0\nassign default root\n",
+    )
+    .unwrap();
+    let conf = conf.to_str().unwrap().to_string();
+    let server = Server::start_in(dir, "127.0.0.1", e2e::free_port(), &["-c", &conf]);
     let control = server.control_pid();
     let udp = UdpSocket::bind("127.0.0.1:0").expect("bind udp");
     let mut raw = open_client(&server);
@@ -297,4 +309,81 @@ fn tcp_queues_empty(server_port: u16, client_port: u16) -> bool {
         }
     }
     seen == 2
+}
+
+/// A Start Time long past (here 0, the NTP era's start) is refused at Request-Session,
+/// whichever end the server is: a sender would spin through 2^32−1 late packets at an
+/// interval of 2^-32 s, a receiver write a lost record for each. No tester is started.
+#[test]
+fn start_time_long_past_is_refused_and_starts_no_tester() {
+    let server = Server::start(&[]);
+    let udp = UdpSocket::bind("127.0.0.1:0").expect("bind udp");
+    let mut raw = open_client(&server);
+    for conf_receiver in [false, true] {
+        let mut req = request_with_slots(&udp, &server, 1, u32::MAX);
+        req.conf_receiver = conf_receiver;
+        req.conf_sender = !conf_receiver;
+        if !conf_receiver {
+            req.receiver_port = udp.local_addr().unwrap().port();
+            req.sender_port = 0;
+        }
+        req.start_time = Num64(0);
+        req.slots[0].param = Num64(1); // 2^-32 s
+        let acc = request(&mut raw, &server, &req);
+        assert_eq!(acc.accept, AcceptCode::Failure, "{}", server.stderr());
+        // An hour ago, at an ordinary rate and size: refused too.
+        let mut req = request_with_slots(&udp, &server, 1, 100);
+        req.start_time = Num64(req.start_time.0 - (3603u64 << 32));
+        let acc = request(&mut raw, &server, &req);
+        assert_eq!(acc.accept, AcceptCode::Failure, "{}", server.stderr());
+    }
+    wait_log(&server, "s in the past");
+    assert!(server.tester_pids().is_empty());
+    // A few seconds ahead, as owping asks: accepted.
+    let acc = request(&mut raw, &server, &request_with_slots(&udp, &server, 1, 10));
+    assert_eq!(acc.accept, AcceptCode::Ok, "{}", server.stderr());
+}
+
+/// With no limits file, one connection holds at most 16 test sessions at once (the
+/// 17th gets Accept=5), and the sessions of everyone together at most 20 Mbit/s (a
+/// request for more gets Accept=1), as README says.
+#[test]
+fn builtin_limits_cap_sessions_per_connection_and_bandwidth() {
+    let server = Server::start(&[]);
+    let udp = UdpSocket::bind("127.0.0.1:0").expect("bind udp");
+    let mut raw = open_client(&server);
+    // 1,000 packets/s of 14-byte payloads: well under 20 Mbit/s however counted.
+    for i in 0..16 {
+        let acc = request(&mut raw, &server, &request_with_slots(&udp, &server, 1, 10));
+        assert_eq!(
+            acc.accept,
+            AcceptCode::Ok,
+            "session {i}: {}",
+            server.stderr()
+        );
+    }
+    let acc = request(&mut raw, &server, &request_with_slots(&udp, &server, 1, 10));
+    assert_eq!(
+        acc.accept,
+        AcceptCode::TemporaryResourceLimit,
+        "{}",
+        server.stderr()
+    );
+    wait_log(&server, "16 concurrent test sessions on this connection");
+    drop(raw);
+
+    // 100,000 packets/s of 1,000-byte payloads is ~800 Mbit/s: over the built-in cap.
+    let mut raw = open_client(&server);
+    let mut req = request_with_slots(&udp, &server, 1, 10);
+    req.slots[0].param = Num64::from_secs_f64(0.000_01);
+    req.padding = 1000;
+    let acc = request(&mut raw, &server, &req);
+    assert_eq!(acc.accept, AcceptCode::Failure, "{}", server.stderr());
+    wait_log(&server, "bandwidth limit");
+}
+
+/// Waits for a line of the server's log (control's lines reach it through the master).
+fn wait_log(server: &Server, needle: &str) {
+    let seen = e2e::wait_for(Duration::from_secs(10), || server.stderr().contains(needle));
+    assert!(seen, "no {needle:?} in the log:\n{}", server.stderr());
 }

@@ -29,6 +29,20 @@ impl Connection<'_> {
             s.log.warn(format!("cannot start: {why}"));
             accept = AcceptCode::InternalError;
         }
+        // A Start-Sessions sent long after the sessions' Start Time would make them
+        // begin with that much of their schedule late (see MAX_START_IN_PAST).
+        let now = now_ntp(self.ctx.config.debug_time_offset);
+        for s in &self.sessions {
+            if let Some(secs) = start_too_far_past(s.start_time, now) {
+                s.log.info(format!(
+                    "cannot start: start time {secs} s in the past (at most {} s is accepted)",
+                    MAX_START_IN_PAST.as_secs()
+                ));
+                if accept == AcceptCode::Ok {
+                    accept = AcceptCode::Failure;
+                }
+            }
+        }
         if accept == AcceptCode::Ok {
             for s in &mut self.sessions {
                 if let Err(e) = s.link.send(&ControlToTester::Start) {

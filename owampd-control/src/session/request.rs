@@ -127,7 +127,21 @@ impl Connection<'_> {
                 ),
             ));
         }
+        let now = now_ntp(ctx.config.debug_time_offset);
+        if let Some(secs) = start_too_far_past(req.start_time, now) {
+            return Err((
+                AcceptCode::Failure,
+                format!(
+                    "start time {secs} s in the past (at most {} s is accepted)",
+                    MAX_START_IN_PAST.as_secs()
+                ),
+            ));
+        }
         let refuse = |e: crate::policy::PolicyError| (AcceptCode::Failure, e.to_string());
+        let concurrent = ctx
+            .policy
+            .open_test_session(self.sessions.len())
+            .map_err(|e| (AcceptCode::TemporaryResourceLimit, e.to_string()))?;
         let tree = ctx.policy.tree();
         self.counts.take(&tree, self.class).map_err(refuse)?;
         let bps = session_bandwidth_bps(
@@ -188,6 +202,7 @@ impl Connection<'_> {
             TesterRole::Sender => (None, None),
         };
         let num_packets = req.num_packets;
+        let start_time = req.start_time;
         let setup = Setup {
             role,
             num_slots: u32::try_from(req.slots.len()).unwrap_or(u32::MAX),
@@ -238,6 +253,7 @@ impl Connection<'_> {
             sid,
             role,
             num_packets,
+            start_time,
             link,
             log,
             done: false,
@@ -249,6 +265,7 @@ impl Connection<'_> {
             receiver_result: None,
             file,
             disk,
+            _concurrent: concurrent,
             _bandwidth: bandwidth,
             _port: lease,
         });
