@@ -223,6 +223,8 @@ fn streamed_skip_ranges_leave_control_memory_bounded() {
         "control grew from {before} KiB to a peak of {peak} KiB"
     );
     drop(raw);
+    // The client left mid-message: its receive session is kept, as incomplete.
+    wait_log(&server, "data kept as incomplete");
     // Still serving, with the same control process.
     let mut again = open_client(&server);
     let acc = request(
