@@ -8,6 +8,11 @@ use std::net::IpAddr;
 
 /// The policy tree in `Limits`' own order (so a `ClassId(i)` is class index `i`).
 pub fn class_tree(limits: &Limits) -> Result<ClassTree, PolicyError> {
+    // No limits file (or one with only comments): our built-in limits, not the
+    // reference's unlimited class (README "Limits when there is no limits file").
+    if *limits == Limits::default() {
+        return Ok(ClassTree::builtin());
+    }
     ClassTree::new(
         limits
             .classes()

@@ -61,13 +61,28 @@ pub enum PolicyError {
     TestSessions { class: String, limit: u32 },
     #[error("maxcontrolsessions ({limit}) reached")]
     ControlSessions { limit: u32 },
+    #[error("{limit} concurrent test sessions on this connection already")]
+    SessionsPerConnection { limit: u32 },
+    #[error("{limit} concurrent test sessions on the server already")]
+    SessionsTotal { limit: u32 },
 }
 
-/// The class tree, root first.
+/// The class tree, root first, with the server-wide caps on concurrent test sessions.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ClassTree {
     classes: Vec<ClassLimits>,
+    /// Test sessions one connection may hold at once (one test period's); 0 = unlimited.
+    pub sessions_per_connection: u32,
+    /// Test sessions all connections may hold at once; 0 = unlimited.
+    pub sessions_total: u32,
 }
+
+/// The built-in limits, for a server with no limits file (README "Limits when there is
+/// no limits file"): safe on the open Internet, and ample for owping and powstream.
+pub const BUILTIN_BANDWIDTH: u64 = 20_000_000;
+pub const BUILTIN_DISK: u64 = 10_000_000_000;
+pub const BUILTIN_SESSIONS_PER_CONNECTION: u32 = 16;
+pub const BUILTIN_SESSIONS_TOTAL: u32 = 128;
 
 impl ClassTree {
     pub fn new(classes: Vec<ClassLimits>) -> Result<ClassTree, PolicyError> {
@@ -85,7 +100,30 @@ impl ClassTree {
                 });
             }
         }
-        Ok(ClassTree { classes })
+        Ok(ClassTree {
+            classes,
+            sessions_per_connection: 0,
+            sessions_total: 0,
+        })
+    }
+
+    /// The limits with no limits file: one class "default" for everyone, with
+    /// [`BUILTIN_BANDWIDTH`] and [`BUILTIN_DISK`] for all its sessions together, and the
+    /// built-in caps on concurrent sessions. (The reference has no limit at all then.)
+    pub fn builtin() -> ClassTree {
+        ClassTree {
+            classes: vec![ClassLimits {
+                name: config::limits::DEFAULT_ROOT_NAME.into(),
+                parent: None,
+                bandwidth: BUILTIN_BANDWIDTH,
+                disk: BUILTIN_DISK,
+                delete_on_fetch: false,
+                allow_open_mode: true,
+                test_sessions: 0,
+            }],
+            sessions_per_connection: BUILTIN_SESSIONS_PER_CONNECTION,
+            sessions_total: BUILTIN_SESSIONS_TOTAL,
+        }
     }
 
     /// The tree the reference uses with no limits file: one unlimited root "default".
@@ -100,6 +138,8 @@ impl ClassTree {
                 allow_open_mode: true,
                 test_sessions: 0,
             }],
+            sessions_per_connection: 0,
+            sessions_total: 0,
         }
     }
 
@@ -192,6 +232,7 @@ struct State {
     diskfudge: f64,
     max_control_sessions: u32,
     control_sessions: u32,
+    test_sessions: u32,
     bandwidth_used: Vec<u64>,
     disk_used: Vec<u64>,
 }
@@ -215,6 +256,7 @@ impl Policy {
                 },
                 max_control_sessions,
                 control_sessions: 0,
+                test_sessions: 0,
                 bandwidth_used: vec![0; n],
                 disk_used: vec![0; n],
             })),
@@ -247,6 +289,24 @@ impl Policy {
 
     pub fn control_sessions(&self) -> u32 {
         self.lock().control_sessions
+    }
+
+    /// One more concurrent test session, for a connection that holds `on_connection`
+    /// already: refused past the tree's per-connection or server-wide cap.
+    pub fn open_test_session(&self, on_connection: usize) -> Result<TestSessionGuard, PolicyError> {
+        let mut st = self.lock();
+        let per = st.tree.sessions_per_connection;
+        if per != 0 && on_connection >= per as usize {
+            return Err(PolicyError::SessionsPerConnection { limit: per });
+        }
+        let total = st.tree.sessions_total;
+        if total != 0 && st.test_sessions >= total {
+            return Err(PolicyError::SessionsTotal { limit: total });
+        }
+        st.test_sessions += 1;
+        Ok(TestSessionGuard {
+            policy: self.clone(),
+        })
     }
 
     /// Reserve `bps` for a session of `class` in every class of its chain.
@@ -376,6 +436,19 @@ impl Drop for ConnectionGuard {
     fn drop(&mut self) {
         let mut st = self.policy.lock();
         st.control_sessions = st.control_sessions.saturating_sub(1);
+    }
+}
+
+/// One concurrent test session, released when the session ends (dropped).
+#[derive(Debug)]
+pub struct TestSessionGuard {
+    policy: Policy,
+}
+
+impl Drop for TestSessionGuard {
+    fn drop(&mut self) {
+        let mut st = self.policy.lock();
+        st.test_sessions = st.test_sessions.saturating_sub(1);
     }
 }
 
@@ -589,6 +662,33 @@ mod tests {
         for _ in 0..10 {
             other.take(&t, 1).unwrap();
         }
+    }
+
+    #[test]
+    fn concurrent_test_sessions_are_capped_per_connection_and_in_total() {
+        let mut t = ClassTree::builtin();
+        t.sessions_per_connection = 2;
+        t.sessions_total = 3;
+        let p = Policy::new(t, 1.0, 0);
+        let a = p.open_test_session(0).unwrap();
+        let b = p.open_test_session(1).unwrap();
+        assert_eq!(
+            p.open_test_session(2).unwrap_err(),
+            PolicyError::SessionsPerConnection { limit: 2 }
+        );
+        let c = p.open_test_session(0).unwrap();
+        assert_eq!(
+            p.open_test_session(0).unwrap_err(),
+            PolicyError::SessionsTotal { limit: 3 }
+        );
+        drop(b);
+        let d = p.open_test_session(1).unwrap();
+        drop((a, c, d));
+        let unlimited = Policy::new(ClassTree::unlimited(), 1.0, 0);
+        let many: Vec<_> = (0..1000)
+            .map(|i| unlimited.open_test_session(i).unwrap())
+            .collect();
+        assert_eq!(many.len(), 1000);
     }
 
     #[test]

@@ -56,7 +56,15 @@ pub type ReadyRx = oneshot::Receiver<Result<(), TesterError>>;
 
 /// Control's handle on a running tester.
 pub trait TesterLink: Send + Sync {
+    /// Sends now; a full channel is an error (for the few small messages of a session).
     fn send(&mut self, msg: &ControlToTester) -> Result<(), TesterError>;
+    /// Sends, waiting while the channel is full: for a stream of messages (skip
+    /// ranges as a peer sends them), so that the tester's pace bounds what control
+    /// holds.
+    fn send_wait(&mut self, msg: ControlToTester) -> SendFuture<'_> {
+        let sent = self.send(&msg);
+        Box::pin(std::future::ready(sent))
+    }
     /// Kill the process now (the session is abandoned).
     fn kill(&mut self);
     /// The pending start-up outcome, once: `None` when the link was ready at launch
@@ -65,6 +73,8 @@ pub trait TesterLink: Send + Sync {
         None
     }
 }
+
+pub type SendFuture<'a> = Pin<Box<dyn Future<Output = Result<(), TesterError>> + Send + 'a>>;
 
 pub type LaunchFuture<'a> =
     Pin<Box<dyn Future<Output = Result<Box<dyn TesterLink>, TesterError>> + Send + 'a>>;
@@ -274,6 +284,13 @@ impl TesterLink for ProcessLink {
             .get_ref()
             .send(msg, &[])
             .map_err(|e| TesterError::Gone(e.to_string()))
+    }
+    fn send_wait(&mut self, msg: ControlToTester) -> SendFuture<'_> {
+        Box::pin(async move {
+            send_any(&self.chan, &msg, &[])
+                .await
+                .map_err(|e| TesterError::Gone(e.to_string()))
+        })
     }
     fn kill(&mut self) {
         self.spawner.kill(&self.pidfd);

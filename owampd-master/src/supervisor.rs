@@ -3,6 +3,7 @@
 //! byte from a client.
 
 use ipc::spawn::SpawnedChild as Child;
+use std::collections::VecDeque;
 use std::net::TcpListener;
 use std::os::fd::{AsFd, AsRawFd, RawFd};
 use std::path::PathBuf;
@@ -19,11 +20,16 @@ use nix::sys::signalfd::{SfdFlags, SignalFd};
 
 use crate::logging::Log;
 
-/// First respawn delay after control dies ("within 1 s"), doubling up to the cap, and
-/// back to the first after control has stayed up for `STABLE`.
-const BACKOFF_FIRST: Duration = Duration::from_millis(500);
-const BACKOFF_CAP: Duration = Duration::from_secs(30);
-const STABLE: Duration = Duration::from_secs(60);
+/// Restart policy for a control process that died: every connection it held is lost,
+/// and no new one is served until another runs, so it comes back after `RESTART_DELAY`
+/// (the pause keeps a crash loop from spinning). Only a control that dies more than
+/// `RESTART_BURST` times within `RESTART_WINDOW` (it crashes at once: a broken
+/// installation or a poison input) is restarted every `RESTART_THROTTLED` instead, with a
+/// warning that says so, until the window holds fewer deaths again.
+const RESTART_DELAY: Duration = Duration::from_millis(500);
+const RESTART_BURST: usize = 10;
+const RESTART_WINDOW: Duration = Duration::from_secs(60);
+const RESTART_THROTTLED: Duration = Duration::from_secs(5);
 /// Accepts per wakeup, so a flood cannot starve signals and control's messages.
 const ACCEPT_BATCH: usize = 64;
 /// How long listeners rest after an accept error (EMFILE, ENFILE, ENOBUFS).
@@ -69,28 +75,42 @@ pub fn signal_fd() -> Result<SignalFd, SuperviseError> {
         .map_err(SuperviseError::Signals)
 }
 
-/// Respawn delays: doubling from `BACKOFF_FIRST` to `BACKOFF_CAP`, back to the first
-/// once control has stayed up for `STABLE`.
-#[derive(Debug)]
-struct Backoff {
-    next: Duration,
+/// When to start the next control: fast, unless control died more than `RESTART_BURST`
+/// times within `RESTART_WINDOW`.
+#[derive(Debug, Default)]
+struct RestartLimiter {
+    /// The latest deaths, oldest first: at most `RESTART_BURST + 1` within the window.
+    deaths: VecDeque<Instant>,
 }
 
-impl Backoff {
-    fn new() -> Backoff {
-        Backoff {
-            next: BACKOFF_FIRST,
-        }
-    }
+/// The delay before the next start, and how many deaths the window holds when the
+/// restarts are throttled.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Restart {
+    Fast(Duration),
+    Throttled { delay: Duration, deaths: usize },
+}
 
-    /// The delay before the next start, given how long the last one stayed up.
-    fn after_exit(&mut self, uptime: Duration) -> Duration {
-        if uptime >= STABLE {
-            self.next = BACKOFF_FIRST;
+impl RestartLimiter {
+    fn after_exit(&mut self, now: Instant) -> Restart {
+        while let Some(&first) = self.deaths.front() {
+            if now.saturating_duration_since(first) >= RESTART_WINDOW
+                || self.deaths.len() > RESTART_BURST
+            {
+                self.deaths.pop_front();
+            } else {
+                break;
+            }
         }
-        let delay = self.next;
-        self.next = (self.next * 2).min(BACKOFF_CAP);
-        delay
+        self.deaths.push_back(now);
+        if self.deaths.len() > RESTART_BURST {
+            Restart::Throttled {
+                delay: RESTART_THROTTLED,
+                deaths: self.deaths.len(),
+            }
+        } else {
+            Restart::Fast(RESTART_DELAY)
+        }
     }
 }
 
@@ -99,7 +119,6 @@ struct Control {
     child: Child,
     /// `None` once control closed its end.
     chan: Option<Channel>,
-    started: Instant,
     hello: bool,
     /// Connections passed and not yet reported done (for `maxcontrolsessions`).
     active: u32,
@@ -113,7 +132,7 @@ pub struct Master {
     pub settings: ControlSettings,
     control: Option<Control>,
     respawn_at: Option<Instant>,
-    backoff: Backoff,
+    restarts: RestartLimiter,
     /// Set on a stop signal: the moment to SIGKILL control.
     kill_at: Option<Instant>,
     /// After an accept error such as EMFILE, listeners rest until then: the pending
@@ -145,7 +164,7 @@ impl Master {
             settings,
             control: None,
             respawn_at: None,
-            backoff: Backoff::new(),
+            restarts: RestartLimiter::default(),
             kill_at: None,
             accept_pause_until: None,
             starting_until: Some(Instant::now() + STARTUP_LIMIT),
@@ -170,7 +189,6 @@ impl Master {
             let mut control = Control {
                 child,
                 chan: None,
-                started: Instant::now(),
                 hello: false,
                 active: 0,
             };
@@ -212,14 +230,14 @@ impl Master {
             }
             Err(e) => {
                 self.log.master(LogLevel::Warning, &e);
-                self.schedule_respawn(Duration::ZERO, &e);
+                self.schedule_respawn(&e);
             }
         }
     }
 
-    /// Control is gone (`why`): start another after the backoff, unless we are
+    /// Control is gone (`why`): start another after the restart delay, unless we are
     /// stopping, or still starting, when the daemon's start has failed.
-    fn schedule_respawn(&mut self, uptime: Duration, why: &str) {
+    fn schedule_respawn(&mut self, why: &str) {
         if self.kill_at.is_some() {
             return;
         }
@@ -227,11 +245,27 @@ impl Master {
             self.start_failure.get_or_insert_with(|| why.to_string());
             return;
         }
-        let delay = self.backoff.after_exit(uptime);
-        self.log.master(
-            LogLevel::Warning,
-            format!("restarting owampd-control in {} ms", delay.as_millis()),
-        );
+        let delay = match self.restarts.after_exit(Instant::now()) {
+            Restart::Fast(delay) => {
+                self.log.master(
+                    LogLevel::Warning,
+                    format!("restarting owampd-control in {} ms", delay.as_millis()),
+                );
+                delay
+            }
+            Restart::Throttled { delay, deaths } => {
+                self.log.master(
+                    LogLevel::Warning,
+                    format!(
+                        "owampd-control died {deaths} times within {} s: restarts slowed, \
+                         restarting it in {} ms",
+                        RESTART_WINDOW.as_secs(),
+                        delay.as_millis()
+                    ),
+                );
+                delay
+            }
+        };
         self.respawn_at = Some(Instant::now() + delay);
     }
 
@@ -356,7 +390,6 @@ impl Master {
         };
         match c.child.try_wait() {
             Ok(Some(status)) => {
-                let uptime = c.started.elapsed();
                 if self.starting_until.is_some() {
                     // What it said before exiting (StartFailed, log lines) comes first.
                     let _ = self.handle_control_messages();
@@ -372,10 +405,9 @@ impl Master {
                             "owampd-control died ({status}); its open control connections are lost"
                         ),
                     );
-                    self.schedule_respawn(
-                        uptime,
-                        &format!("owampd-control exited during start-up ({status})"),
-                    );
+                    self.schedule_respawn(&format!(
+                        "owampd-control exited during start-up ({status})"
+                    ));
                 }
             }
             Ok(None) => {}
@@ -391,8 +423,7 @@ impl Master {
                 .master(LogLevel::Warning, format!("killing owampd-control: {why}"));
             let _ = c.child.kill();
             let _ = c.child.wait();
-            let uptime = c.started.elapsed();
-            self.schedule_respawn(uptime, &format!("owampd-control killed: {why}"));
+            self.schedule_respawn(&format!("owampd-control killed: {why}"));
         }
     }
 
@@ -537,18 +568,48 @@ mod tests {
     use super::*;
 
     #[test]
-    fn backoff_doubles_caps_and_resets_after_a_stable_run() {
-        let mut b = Backoff::new();
-        let quick = Duration::from_millis(10);
-        let ms = |b: &mut Backoff, up| b.after_exit(up).as_millis();
-        assert_eq!(ms(&mut b, quick), 500);
-        assert_eq!(ms(&mut b, quick), 1000);
-        assert_eq!(ms(&mut b, quick), 2000);
-        for _ in 0..10 {
-            b.after_exit(quick);
+    fn restarts_are_fast_until_a_burst_then_throttled_until_the_window_clears() {
+        let mut r = RestartLimiter::default();
+        let t0 = Instant::now();
+        let at = |ms: u64| t0 + Duration::from_millis(ms);
+        // Control dying every 600 ms: the first RESTART_BURST restarts are fast.
+        for i in 0..RESTART_BURST as u64 {
+            assert_eq!(
+                r.after_exit(at(i * 600)),
+                Restart::Fast(RESTART_DELAY),
+                "death {i}"
+            );
         }
-        assert_eq!(ms(&mut b, quick), 30_000);
-        assert_eq!(ms(&mut b, STABLE), 500);
-        assert_eq!(ms(&mut b, quick), 1000);
+        let next = RESTART_BURST as u64 * 600;
+        assert_eq!(
+            r.after_exit(at(next)),
+            Restart::Throttled {
+                delay: RESTART_THROTTLED,
+                deaths: RESTART_BURST + 1
+            }
+        );
+        // Still crashing every 5.5 s: throttled while the window holds the burst.
+        assert!(matches!(
+            r.after_exit(at(next + 5_500)),
+            Restart::Throttled { .. }
+        ));
+        // A quiet minute: fast again.
+        let later = next + 5_500 + RESTART_WINDOW.as_millis() as u64;
+        assert_eq!(r.after_exit(at(later)), Restart::Fast(RESTART_DELAY));
+    }
+
+    #[test]
+    fn deaths_far_apart_are_always_restarted_fast() {
+        let mut r = RestartLimiter::default();
+        let t0 = Instant::now();
+        for i in 0..100u64 {
+            let when = t0 + Duration::from_secs(i * 7);
+            assert_eq!(
+                r.after_exit(when),
+                Restart::Fast(RESTART_DELAY),
+                "death {i}"
+            );
+            assert!(r.deaths.len() <= RESTART_BURST + 1);
+        }
     }
 }

@@ -32,7 +32,7 @@ pub use request::{
 };
 pub use session::{AcceptSession, FetchAck, FetchSession, StartAck, StartSessions};
 pub use setup::{ServerGreeting, ServerStart, SetupResponse};
-pub use stop::{SessionStop, StopLimits, StopSessions, StopSessionsDecoder};
+pub use stop::{SessionStop, StopLimits, StopPiece, StopSessions, StopSessionsDecoder};
 
 /// One AES block: every control message after Server-Start is a whole number of these
 /// (spec §0).

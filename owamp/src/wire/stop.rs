@@ -6,7 +6,10 @@
 //! Layout: header (3, Accept, MBZ, N, MBZ), then per session a SID block and a body of
 //! `8 + 8K` bytes (Next Seqno, K, K skip ranges) padded with 8 zero bytes when K is even.
 //! Because N and each K are learned while reading, decoding is the incremental
-//! [`StopSessionsDecoder`], bounded by caller-supplied [`StopLimits`].
+//! [`StopSessionsDecoder`], bounded by caller-supplied [`StopLimits`]. K is bounded only
+//! by the session's Number of Packets (up to 2^32−1), so a server does not keep the
+//! ranges: its [`StopSessionsDecoder::streaming`] decoder hands them out as
+//! [`StopPiece`]s, one read at a time.
 
 use serde::{Deserialize, Serialize};
 
@@ -84,6 +87,19 @@ pub struct StopLimits {
     pub max_skips: u32,
 }
 
+/// What a streaming decoder has read since it was last asked ([`StopSessionsDecoder::take_pieces`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum StopPiece {
+    /// A session record begins.
+    Record {
+        sid: Sid,
+        next_seqno: u32,
+        num_skips: u32,
+    },
+    /// Skip ranges of the record last begun, in their order.
+    Skips(Vec<SkipRange>),
+}
+
 #[derive(Clone, Debug)]
 enum State {
     /// Next block is a SID.
@@ -96,6 +112,8 @@ enum State {
     Skips {
         session: SessionStop,
         k: u32,
+        /// Skip ranges read so far (kept in `session.skips` unless streaming).
+        read: u32,
         /// Whether the zero pad unit has still to come.
         pad_pending: bool,
     },
@@ -118,9 +136,30 @@ pub struct StopSessionsDecoder {
     limits: StopLimits,
     sessions: Vec<SessionStop>,
     state: State,
+    /// `Some` for a streaming decoder: what was read and not yet taken. The records it
+    /// returns from [`StopSessionsDecoder::finish`] then have no skip ranges.
+    pieces: Option<Vec<StopPiece>>,
 }
 
 impl StopSessionsDecoder {
+    /// Like [`StopSessionsDecoder::new`], but the decoder keeps no skip range: call
+    /// [`StopSessionsDecoder::take_pieces`] after each [`StopSessionsDecoder::feed`], so
+    /// that what is held is bounded by what one feed carries, whatever K says.
+    pub fn streaming(
+        header: &[u8; 16],
+        limits: StopLimits,
+    ) -> Result<StopSessionsDecoder, WireError> {
+        let mut d = StopSessionsDecoder::new(header, limits)?;
+        d.pieces = Some(Vec::new());
+        Ok(d)
+    }
+
+    /// A streaming decoder's records and skip ranges read since the last call, in order
+    /// (always empty for a decoder from [`StopSessionsDecoder::new`]).
+    pub fn take_pieces(&mut self) -> Vec<StopPiece> {
+        self.pieces.as_mut().map(std::mem::take).unwrap_or_default()
+    }
+
     /// Checks the header: command 3, Accept ≤ 5, N ≤ `limits.max_sessions`.
     /// The MBZ bytes are ignored.
     pub fn new(header: &[u8; 16], limits: StopLimits) -> Result<StopSessionsDecoder, WireError> {
@@ -148,6 +187,7 @@ impl StopSessionsDecoder {
             limits,
             sessions: Vec::with_capacity((n as usize).min(PREALLOC_CAP)),
             state,
+            pieces: None,
         })
     }
 
@@ -167,12 +207,13 @@ impl StopSessionsDecoder {
         match &self.state {
             State::Sid | State::BodyHead { .. } => 1,
             State::Skips {
-                session,
                 k,
+                read,
                 pad_pending,
+                ..
             } => {
                 let units =
-                    (*k as usize).saturating_sub(session.skips.len()) + usize::from(*pad_pending);
+                    (*k as usize).saturating_sub(*read as usize) + usize::from(*pad_pending);
                 units.div_ceil(2)
             }
             State::Done => 0,
@@ -216,13 +257,25 @@ impl StopSessionsDecoder {
                         limit: self.limits.max_skips as u64,
                     });
                 }
+                let keep = match self.pieces.as_mut() {
+                    Some(p) => {
+                        p.push(StopPiece::Record {
+                            sid,
+                            next_seqno,
+                            num_skips: k,
+                        });
+                        0
+                    }
+                    None => k as usize,
+                };
                 let mut st = State::Skips {
                     session: SessionStop {
                         sid,
                         next_seqno,
-                        skips: Vec::with_capacity((k as usize).min(PREALLOC_CAP)),
+                        skips: Vec::with_capacity(keep.min(PREALLOC_CAP)),
                     },
                     k,
+                    read: 0,
                     pad_pending: k.is_multiple_of(2),
                 };
                 self.unit(&mut st, blk.get(8..16).unwrap_or(&[]))?;
@@ -243,6 +296,7 @@ impl StopSessionsDecoder {
         let State::Skips {
             session,
             k,
+            read,
             pad_pending,
         } = st
         else {
@@ -251,7 +305,7 @@ impl StopSessionsDecoder {
                 reason: "skip range outside a session record",
             });
         };
-        if (session.skips.len() as u64) < *k as u64 {
+        if *read < *k {
             let r = SkipRange {
                 first: be_u32(u, 0),
                 last: be_u32(u, 4),
@@ -259,12 +313,19 @@ impl StopSessionsDecoder {
             if r.first > r.last {
                 return Err(WireError::SkipRangeOrder {
                     message: MSG,
-                    index: session.skips.len(),
+                    index: *read as usize,
                     first: r.first,
                     last: r.last,
                 });
             }
-            session.skips.push(r);
+            *read += 1;
+            match self.pieces.as_mut() {
+                Some(p) => match p.last_mut() {
+                    Some(StopPiece::Skips(v)) => v.push(r),
+                    _ => p.push(StopPiece::Skips(vec![r])),
+                },
+                None => session.skips.push(r),
+            }
         } else if *pad_pending {
             if u.iter().any(|&b| b != 0) {
                 return Err(WireError::NonZeroPadding {
@@ -274,7 +335,7 @@ impl StopSessionsDecoder {
             }
             *pad_pending = false;
         }
-        if session.skips.len() as u64 == *k as u64 && !*pad_pending {
+        if *read == *k && !*pad_pending {
             let done = std::mem::replace(
                 session,
                 SessionStop {
@@ -309,5 +370,93 @@ impl StopSessionsDecoder {
             accept: self.accept,
             sessions: self.sessions,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const LIMITS: StopLimits = StopLimits {
+        max_sessions: 4,
+        max_skips: 100_000,
+    };
+
+    fn message() -> StopSessions {
+        let skips = |n: u32, base: u32| -> Vec<SkipRange> {
+            (0..n)
+                .map(|i| SkipRange {
+                    first: base + 2 * i,
+                    last: base + 2 * i,
+                })
+                .collect()
+        };
+        StopSessions {
+            accept: AcceptCode::Ok,
+            sessions: vec![
+                SessionStop {
+                    sid: Sid([1; 16]),
+                    next_seqno: 50_000,
+                    skips: skips(9_001, 0),
+                },
+                SessionStop {
+                    sid: Sid([2; 16]),
+                    next_seqno: 7,
+                    skips: vec![],
+                },
+                SessionStop {
+                    sid: Sid([3; 16]),
+                    next_seqno: 40_000,
+                    skips: skips(20_000, 1),
+                },
+            ],
+        }
+    }
+
+    /// A streaming decoder yields the same records and ranges as the whole-message one,
+    /// in pieces no bigger than one feed, and keeps none of the ranges itself.
+    #[test]
+    fn streaming_yields_every_range_in_pieces_bounded_by_a_feed() {
+        let msg = message();
+        let bytes = msg.encode();
+        let mut d =
+            StopSessionsDecoder::streaming(bytes[..16].try_into().unwrap(), LIMITS).unwrap();
+        let mut rebuilt: Vec<SessionStop> = Vec::new();
+        let mut at = 16;
+        while d.blocks_needed() > 0 {
+            let n = d.blocks_needed().min(64);
+            d.feed(&bytes[at..at + n * BLOCK]).unwrap();
+            at += n * BLOCK;
+            for p in d.take_pieces() {
+                match p {
+                    StopPiece::Record {
+                        sid,
+                        next_seqno,
+                        num_skips,
+                    } => {
+                        rebuilt.push(SessionStop {
+                            sid,
+                            next_seqno,
+                            skips: Vec::with_capacity(num_skips as usize),
+                        });
+                    }
+                    StopPiece::Skips(v) => {
+                        assert!(v.len() <= 64 * 2, "a piece of {} ranges", v.len());
+                        rebuilt.last_mut().unwrap().skips.extend(v);
+                    }
+                }
+            }
+        }
+        assert_eq!(at, bytes.len());
+        let done = d.finish().unwrap();
+        assert!(done.sessions.iter().all(|s| s.skips.is_empty()));
+        assert_eq!(done.sessions.len(), 3);
+        assert_eq!(rebuilt, msg.sessions);
+    }
+
+    #[test]
+    fn whole_message_decoder_still_keeps_the_ranges() {
+        let msg = message();
+        assert_eq!(StopSessions::decode(&msg.encode(), LIMITS).unwrap(), msg);
     }
 }

@@ -289,7 +289,8 @@ fn request(conf_receiver: bool) -> RequestSession {
         receiver_addr: "127.0.0.1".parse().unwrap(),
         sid: Sid([7; 16]),
         padding: 0,
-        start_time: Num64(0xdd12_e5a0_0000_0000),
+        // Ten seconds ahead: a Start Time long past is refused (MAX_START_IN_PAST).
+        start_time: now_ntp(0.0).wrapping_add(Num64(10 << 32)),
         timeout: Num64::from_secs_f64(2.0),
         type_p: 0,
         slots: vec![Slot {

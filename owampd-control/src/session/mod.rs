@@ -17,8 +17,8 @@ use crate::directory::Directory;
 use crate::fetch;
 use crate::log::Logger;
 use crate::policy::{
-    BandwidthGuard, ClassIdx, DiskGuard, Policy, TestSessionCount, session_bandwidth_bps,
-    session_disk_estimate,
+    BandwidthGuard, ClassIdx, DiskGuard, Policy, TestSessionCount, TestSessionGuard,
+    session_bandwidth_bps, session_disk_estimate,
 };
 use crate::ports::{PortAllocator, PortLease};
 use crate::store::Store;
@@ -26,7 +26,7 @@ use crate::testers::{EventRx, EventTx, TesterEvent, TesterLauncher, TesterLink};
 use owamp::crypto::{self, ControlCipher, SessionKeys, Token};
 use owamp::wire::{
     self, AcceptSession, CommandKind, FetchSession, RequestSession, ServerGreeting, ServerStart,
-    SessionStop, SetupResponse, StartAck, StopLimits, StopSessions, StopSessionsDecoder,
+    SessionStop, SetupResponse, StartAck, StopLimits, StopPiece, StopSessions, StopSessionsDecoder,
 };
 use owamp::{AcceptCode, Mode, ModeSet, Num64, Sid, SkipRange};
 use std::fs::File;
@@ -48,6 +48,21 @@ pub const PBKDF2_COUNT: u32 = 2048;
 /// 2^32 slots is not a request anyone means: past this we close (spec §9 allows close
 /// for unreadable requests).
 pub const MAX_SLOTS: u32 = 1 << 20;
+
+/// How far before the server's clock a session's Start Time may be, at Request-Session
+/// and again at Start-Sessions. RFC 4656 §3.5 lets a session start no earlier than
+/// Start-Sessions whatever its Start Time says, so packets scheduled before then are
+/// late: a sender skips them and a receiver records them lost, one by one. perfSONAR's
+/// owampd accepts any Start Time (one an hour old at 1,000 packets/s makes it write
+/// 90 MB of lost records at once); we refuse one more than this in the past, which
+/// still leaves room for a client whose clock is behind ours or a slow start.
+pub const MAX_START_IN_PAST: Duration = Duration::from_secs(60);
+
+/// `Some(seconds)` when `start` is more than [`MAX_START_IN_PAST`] before `now`.
+pub fn start_too_far_past(start: Num64, now: Num64) -> Option<u64> {
+    let secs = now.0.saturating_sub(start.0) >> 32;
+    (secs > MAX_START_IN_PAST.as_secs()).then_some(secs)
+}
 
 /// How long a tester may take to start, and to report after Stop.
 const TESTER_REPLY_TIMEOUT: Duration = Duration::from_secs(30);
@@ -152,6 +167,8 @@ struct TestSession {
     role: TesterRole,
     /// Number of Packets of the request.
     num_packets: u32,
+    /// Start Time of the request.
+    start_time: Num64,
     link: Box<dyn TesterLink>,
     log: Logger,
     /// Local endpoint finished its part (sender reported, receiver's time is over or
@@ -172,6 +189,7 @@ struct TestSession {
     /// the tester dies (design.md "Processes").
     file: Option<File>,
     disk: Option<DiskGuard>,
+    _concurrent: TestSessionGuard,
     _bandwidth: BandwidthGuard,
     _port: PortLease,
 }
@@ -273,6 +291,7 @@ impl Connection<'_> {
 mod handshake;
 mod period;
 mod request;
+mod slots;
 
 #[cfg(test)]
 mod flow_tests;
@@ -311,6 +330,16 @@ mod tests {
             [0; 4],
         );
         assert_eq!(&v6.0[..4], &[0x0b, 0x0c, 0x0d, 0x0e]);
+    }
+
+    #[test]
+    fn start_times_more_than_a_minute_past_are_too_far() {
+        let now = Num64(4_000_000_000u64 << 32);
+        let ago = |s: u64| Num64(now.0 - (s << 32));
+        assert_eq!(start_too_far_past(ago(60), now), None);
+        assert_eq!(start_too_far_past(ago(61), now), Some(61));
+        assert_eq!(start_too_far_past(Num64(0), now), Some(4_000_000_000));
+        assert_eq!(start_too_far_past(Num64(now.0 + (5 << 32)), now), None);
     }
 
     #[test]

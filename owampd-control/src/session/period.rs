@@ -29,6 +29,20 @@ impl Connection<'_> {
             s.log.warn(format!("cannot start: {why}"));
             accept = AcceptCode::InternalError;
         }
+        // A Start-Sessions sent long after the sessions' Start Time would make them
+        // begin with that much of their schedule late (see MAX_START_IN_PAST).
+        let now = now_ntp(self.ctx.config.debug_time_offset);
+        for s in &self.sessions {
+            if let Some(secs) = start_too_far_past(s.start_time, now) {
+                s.log.info(format!(
+                    "cannot start: start time {secs} s in the past (at most {} s is accepted)",
+                    MAX_START_IN_PAST.as_secs()
+                ));
+                if accept == AcceptCode::Ok {
+                    accept = AcceptCode::Failure;
+                }
+            }
+        }
         if accept == AcceptCode::Ok {
             for s in &mut self.sessions {
                 if let Err(e) = s.link.send(&ControlToTester::Start) {
@@ -194,7 +208,6 @@ impl Connection<'_> {
                 header[0]
             )));
         }
-        let peer_stop = self.read_stop_rest(conn, &header).await?;
         // Our senders stop now (a Stop-Sessions cuts their end delay short, §3.8).
         for s in &mut self.sessions {
             if s.role == TesterRole::Sender && !s.done {
@@ -204,20 +217,33 @@ impl Connection<'_> {
                 }));
             }
         }
-        let check = self.match_peer_records(&peer_stop);
-        let abort = peer_stop.accept != AcceptCode::Ok || check.is_err();
+        let (peer_accept, check) = self.stream_peer_stop(conn, &header, stop_time).await?;
+        let abort = peer_accept != AcceptCode::Ok || check.is_err();
         for s in &mut self.sessions {
             if s.role != TesterRole::Receiver || s.gone {
                 continue;
             }
             s.receiver_result = None;
-            s.stop_sent = true;
-            let sent = if abort {
-                s.link.send(&ControlToTester::Abort)
+            let sent = if abort || s.stop_sent {
+                let msg = if abort {
+                    ControlToTester::Abort
+                } else {
+                    ControlToTester::Finalize
+                };
+                tokio::time::timeout(TESTER_REPLY_TIMEOUT, s.link.send_wait(msg))
+                    .await
+                    .unwrap_or_else(|_| {
+                        s.link.kill();
+                        Err(crate::testers::TesterError::Gone(
+                            "tester took no message in time".into(),
+                        ))
+                    })
             } else {
-                let rec = peer_stop.sessions.iter().find(|r| r.sid == s.sid);
-                stop_receiver(&mut *s.link, stop_time, rec, s.num_packets)
+                // Unreachable once the records matched (one per receiver); kept as
+                // incomplete rather than trusted.
+                stop_receiver(&mut *s.link, stop_time)
             };
+            s.stop_sent = true;
             match sent {
                 Err(e) => {
                     s.log.warn(format!("cannot stop: {e}"));
@@ -237,7 +263,7 @@ impl Connection<'_> {
             let accept = if check.is_err() {
                 AcceptCode::Failure
             } else {
-                peer_stop.accept
+                peer_accept
             };
             Some(self.our_stop(accept))
         };
@@ -249,12 +275,20 @@ impl Connection<'_> {
         check.map_err(SessionError::Protocol)
     }
 
-    /// The rest of a Stop-Sessions after its header, and its HMAC.
-    async fn read_stop_rest<S: AsyncRead + AsyncWrite + Unpin>(
+    /// The rest of the peer's Stop-Sessions after its header, and its HMAC. Each
+    /// record's skip ranges go to its receiving tester as they are read (a `Stop` with
+    /// the record, then `Skips` chunks; `Finalize` or `Abort` follows once the whole
+    /// message is verified): K is bounded only by the session's Number of Packets (RFC
+    /// 4656 §3.8), up to 2^32−1 ranges, so control keeps none of them and holds at most
+    /// one read's worth, paced by the tester. Returns the peer's Accept, and whether its
+    /// records fit our receive sessions (spec §2.5 "Receiver validation": one record per
+    /// local receive session, each SID ours, Next Seqno ≤ Number of Packets).
+    async fn stream_peer_stop<S: AsyncRead + AsyncWrite + Unpin>(
         &mut self,
         conn: &mut ControlConn<S>,
         header: &[u8; 16],
-    ) -> Result<StopSessions, SessionError> {
+        stop_time: Num64,
+    ) -> Result<(AcceptCode, Result<(), String>), SessionError> {
         let max_packets = self
             .sessions
             .iter()
@@ -266,7 +300,22 @@ impl Connection<'_> {
             max_skips: max_packets,
         };
         let mut dec =
-            StopSessionsDecoder::new(header, limits).map_err(wire_err("Stop-Sessions"))?;
+            StopSessionsDecoder::streaming(header, limits).map_err(wire_err("Stop-Sessions"))?;
+        let accept = dec.accept();
+        let receivers = self
+            .sessions
+            .iter()
+            .filter(|s| s.role == TesterRole::Receiver)
+            .count();
+        let mut check = Ok(());
+        if accept == AcceptCode::Ok && dec.num_sessions() as usize != receivers {
+            check = Err(format!(
+                "Stop-Sessions has {} session records, {receivers} expected",
+                dec.num_sessions()
+            ));
+        }
+        // The receive session whose record is being read, while it takes our ranges.
+        let mut current: Option<usize> = None;
         loop {
             let n = dec.blocks_needed();
             if n == 0 {
@@ -275,46 +324,112 @@ impl Connection<'_> {
             let n = n.min(crate::conn::MAX_READ / 16);
             let blocks = conn.read_blocks(n, "Stop-Sessions").await?;
             dec.feed(&blocks).map_err(wire_err("Stop-Sessions"))?;
-        }
-        conn.read_hmac("Stop-Sessions").await?;
-        dec.finish().map_err(wire_err("Stop-Sessions"))
-    }
-
-    /// Spec §2.5 "Receiver validation": one record per local receive session, each SID
-    /// ours, Next Seqno ≤ Number of Packets, skip ranges ordered within themselves.
-    fn match_peer_records(&self, stop: &StopSessions) -> Result<(), String> {
-        if stop.accept != AcceptCode::Ok {
-            return Ok(());
-        }
-        let receivers: Vec<&TestSession> = self
-            .sessions
-            .iter()
-            .filter(|s| s.role == TesterRole::Receiver)
-            .collect();
-        if stop.sessions.len() != receivers.len() {
-            return Err(format!(
-                "Stop-Sessions has {} session records, {} expected",
-                stop.sessions.len(),
-                receivers.len()
-            ));
-        }
-        for r in &stop.sessions {
-            let Some(s) = receivers.iter().find(|s| s.sid == r.sid) else {
-                return Err(format!(
-                    "Stop-Sessions names unknown SID {}",
-                    r.sid.to_hex()
-                ));
-            };
-            if r.next_seqno != u32::MAX && r.next_seqno > s.num_packets {
-                return Err(format!(
-                    "Stop-Sessions Next Seqno {} > {} packets (SID {})",
-                    r.next_seqno,
-                    s.num_packets,
-                    r.sid.to_hex()
-                ));
+            drop(blocks);
+            for piece in dec.take_pieces() {
+                match piece {
+                    StopPiece::Record {
+                        sid,
+                        next_seqno,
+                        num_skips,
+                    } => {
+                        current = None;
+                        if accept != AcceptCode::Ok || check.is_err() {
+                            continue;
+                        }
+                        match self
+                            .begin_peer_record(sid, next_seqno, num_skips, stop_time)
+                            .await
+                        {
+                            Ok(to) => current = to,
+                            Err(why) => check = Err(why),
+                        }
+                    }
+                    StopPiece::Skips(ranges) => {
+                        let Some(i) = current else { continue };
+                        let Some(s) = self.sessions.get_mut(i) else {
+                            continue;
+                        };
+                        if let Err(e) = forward_skips(&mut *s.link, ranges).await {
+                            s.log.warn(format!("cannot stop: {e}"));
+                            s.link.kill();
+                            s.gone = true;
+                            s.done = true;
+                            current = None;
+                        }
+                    }
+                }
             }
         }
-        Ok(())
+        conn.read_hmac("Stop-Sessions").await?;
+        dec.finish().map_err(wire_err("Stop-Sessions"))?;
+        Ok((accept, check))
+    }
+
+    /// The peer's record of one session begins: checks it, and sends the receiving
+    /// tester its `Stop`. `Ok(Some(i))`: session `i` takes the record's skip ranges.
+    async fn begin_peer_record(
+        &mut self,
+        sid: Sid,
+        next_seqno: u32,
+        num_skips: u32,
+        stop_time: Num64,
+    ) -> Result<Option<usize>, String> {
+        let Some(i) = self
+            .sessions
+            .iter()
+            .position(|s| s.role == TesterRole::Receiver && s.sid == sid)
+        else {
+            return Err(format!("Stop-Sessions names unknown SID {}", sid.to_hex()));
+        };
+        let Some(s) = self.sessions.get_mut(i) else {
+            return Err(format!("Stop-Sessions names unknown SID {}", sid.to_hex()));
+        };
+        if s.stop_sent {
+            return Err(format!(
+                "Stop-Sessions has two records for SID {}",
+                sid.to_hex()
+            ));
+        }
+        if next_seqno != u32::MAX && next_seqno > s.num_packets {
+            return Err(format!(
+                "Stop-Sessions Next Seqno {next_seqno} > {} packets (SID {})",
+                s.num_packets,
+                sid.to_hex()
+            ));
+        }
+        s.stop_sent = true;
+        if s.gone {
+            return Ok(None);
+        }
+        let peer = PeerRecord {
+            // 0xFFFFFFFF means "all of them" (RFC 4656 §3.8).
+            next_seqno: if next_seqno == u32::MAX {
+                s.num_packets
+            } else {
+                next_seqno
+            },
+            num_skips,
+        };
+        let stop = ControlToTester::Stop(Stop {
+            stop_time,
+            peer: Some(peer),
+        });
+        match tokio::time::timeout(TESTER_REPLY_TIMEOUT, s.link.send_wait(stop)).await {
+            Ok(Ok(())) => Ok(Some(i)),
+            Ok(Err(e)) => {
+                s.log.warn(format!("cannot stop: {e}"));
+                s.gone = true;
+                s.done = true;
+                Ok(None)
+            }
+            Err(_) => {
+                s.log.warn("tester did not take its Stop in time: killed");
+                s.link.kill();
+                s.gone = true;
+                s.done = true;
+                Ok(None)
+            }
+        }
     }
 
     async fn wait_reports(&mut self) {
@@ -456,9 +571,17 @@ impl Connection<'_> {
                 continue;
             }
             s.receiver_result = None;
+            if s.stop_sent && s.role == TesterRole::Receiver {
+                // It has the peer's Stop and part of its ranges: no complete record
+                // will come, so it ends, and control keeps its data as incomplete.
+                s.link.kill();
+                s.gone = true;
+                s.done = true;
+                continue;
+            }
             s.stop_sent = true;
             let sent = match s.role {
-                TesterRole::Receiver => stop_receiver(&mut *s.link, now, None, s.num_packets),
+                TesterRole::Receiver => stop_receiver(&mut *s.link, now),
                 TesterRole::Sender => s.link.send(&ControlToTester::Abort),
             }
             .is_ok();
@@ -484,29 +607,35 @@ impl Connection<'_> {
     }
 }
 
-/// Stops a receiving tester: `Stop`, the peer's skip ranges in chunks, `Finalize`
-/// (tester_ipc). `rec`: the peer's record of the session, `None` when it sent none (the
-/// data is then kept as incomplete).
+/// Stops a receiving tester whose peer sent no record of the session: `Stop`, then
+/// `Finalize` keeps its data as incomplete (tester_ipc).
 fn stop_receiver(
     link: &mut dyn TesterLink,
     stop_time: Num64,
-    rec: Option<&SessionStop>,
-    num_packets: u32,
 ) -> Result<(), crate::testers::TesterError> {
-    let peer = rec.map(|r| PeerRecord {
-        // 0xFFFFFFFF means "all of them" (RFC 4656 §3.8).
-        next_seqno: if r.next_seqno == u32::MAX {
-            num_packets
-        } else {
-            r.next_seqno
-        },
-        num_skips: u32::try_from(r.skips.len()).unwrap_or(u32::MAX),
-    });
-    link.send(&ControlToTester::Stop(Stop { stop_time, peer }))?;
-    if let Some(r) = rec {
-        for chunk in chunks(&r.skips, MAX_SKIPS_PER_MESSAGE) {
-            link.send(&ControlToTester::Skips(chunk))?;
-        }
-    }
+    link.send(&ControlToTester::Stop(Stop {
+        stop_time,
+        peer: None,
+    }))?;
     link.send(&ControlToTester::Finalize)
+}
+
+/// Some of the peer's skip ranges to a receiving tester, in messages that fit the
+/// channel, each waiting for room (a tester that takes none for the reply timeout is
+/// given up on).
+async fn forward_skips(
+    link: &mut dyn TesterLink,
+    ranges: Vec<SkipRange>,
+) -> Result<(), crate::testers::TesterError> {
+    for chunk in chunks(&ranges, MAX_SKIPS_PER_MESSAGE) {
+        tokio::time::timeout(
+            TESTER_REPLY_TIMEOUT,
+            link.send_wait(ControlToTester::Skips(chunk)),
+        )
+        .await
+        .map_err(|_| {
+            crate::testers::TesterError::Gone("tester took no skip ranges in time".into())
+        })??;
+    }
+    Ok(())
 }

@@ -1,5 +1,6 @@
 //! Request-Session and Accept-Session (RFC 4656 §3.5, spec §2.1–2.2, §7.3–7.4, §9).
 
+use super::slots::{MAX_ACCEPTED_SLOTS, ReadSlots};
 use super::*;
 use owamp::addr::{is_link_local, link_scope, with_scope};
 
@@ -41,16 +42,26 @@ impl Connection<'_> {
                 preamble.num_slots
             )));
         }
-        let mut slot_bytes = Vec::new();
-        let mut left = preamble.num_slots as usize;
-        while left > 0 {
-            let n = left.min(crate::conn::MAX_READ / 16);
-            slot_bytes.extend_from_slice(&conn.read_blocks(n, "Request-Session slots").await?);
-            left -= n;
-        }
-        conn.read_hmac("Request-Session slots").await?;
-        let slots =
-            RequestSession::decode_slots(&slot_bytes).map_err(wire_err("Request-Session"))?;
+        let (slots, _share) = match ReadSlots::read(conn, preamble.num_slots).await? {
+            ReadSlots::Kept(slots, share) => (slots, share),
+            ReadSlots::TooMany => {
+                self.log.info(format!(
+                    "Request-Session refused: {} slots (at most {MAX_ACCEPTED_SLOTS} are accepted)",
+                    preamble.num_slots
+                ));
+                let code = AcceptCode::PermanentResourceLimit;
+                return self.send_accept(conn, code, 0, Sid([0; 16])).await;
+            }
+            ReadSlots::Busy => {
+                self.log.warn(format!(
+                    "Request-Session refused: {} slots, and other requests being read hold \
+                     the server's slot budget",
+                    preamble.num_slots
+                ));
+                let code = AcceptCode::TemporaryResourceLimit;
+                return self.send_accept(conn, code, 0, Sid([0; 16])).await;
+            }
+        };
         let req = match preamble.into_request_in_mode(&slots, Some(self.mode)) {
             Ok(r) => r,
             Err(problem) => {
@@ -116,7 +127,21 @@ impl Connection<'_> {
                 ),
             ));
         }
+        let now = now_ntp(ctx.config.debug_time_offset);
+        if let Some(secs) = start_too_far_past(req.start_time, now) {
+            return Err((
+                AcceptCode::Failure,
+                format!(
+                    "start time {secs} s in the past (at most {} s is accepted)",
+                    MAX_START_IN_PAST.as_secs()
+                ),
+            ));
+        }
         let refuse = |e: crate::policy::PolicyError| (AcceptCode::Failure, e.to_string());
+        let concurrent = ctx
+            .policy
+            .open_test_session(self.sessions.len())
+            .map_err(|e| (AcceptCode::TemporaryResourceLimit, e.to_string()))?;
         let tree = ctx.policy.tree();
         self.counts.take(&tree, self.class).map_err(refuse)?;
         let bps = session_bandwidth_bps(
@@ -177,6 +202,7 @@ impl Connection<'_> {
             TesterRole::Sender => (None, None),
         };
         let num_packets = req.num_packets;
+        let start_time = req.start_time;
         let setup = Setup {
             role,
             num_slots: u32::try_from(req.slots.len()).unwrap_or(u32::MAX),
@@ -227,6 +253,7 @@ impl Connection<'_> {
             sid,
             role,
             num_packets,
+            start_time,
             link,
             log,
             done: false,
@@ -238,6 +265,7 @@ impl Connection<'_> {
             receiver_result: None,
             file,
             disk,
+            _concurrent: concurrent,
             _bandwidth: bandwidth,
             _port: lease,
         });
