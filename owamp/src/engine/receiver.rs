@@ -61,6 +61,19 @@ const READ_INTERVAL_MIN: Duration = Duration::from_millis(1);
 /// payload), counted against the SO_RCVBUF that getsockopt reports.
 const TRUESIZE_ESTIMATE: usize = 2048;
 
+/// How many duplicates a session records, at most: one per packet on average, plus 1024.
+///
+/// Duplicates are recorded like any packet (RFC 4656 §3.4 and the reference do), but a
+/// peer replaying captured packets (authentic ones pass the HMAC check of the
+/// authenticated and encrypted modes), or anyone spoofing the sender in open mode, would
+/// otherwise make a session write records without end until the data file or owping's
+/// memory reached its limit and the whole session was lost. Past this bound duplicates
+/// are only counted ([`ReceiverReport::duplicates_unrecorded`]), so a session writes at
+/// most `2 × num_packets + 1024` records: one per packet (received or lost) and these.
+pub fn max_duplicate_records(num_packets: u32) -> u64 {
+    u64::from(num_packets).saturating_add(1024)
+}
+
 /// What the receiver needs besides its socket, clock, format, schedule and sink.
 #[derive(Clone, Copy, Debug)]
 pub struct ReceiverParams {
@@ -94,8 +107,10 @@ pub struct DropCounts {
 pub struct ReceiverReport {
     /// Records written for received packets (duplicates included).
     pub received: u64,
-    /// Of those, duplicates.
+    /// Duplicates received, recorded or not.
     pub duplicates: u64,
+    /// Of those, the ones counted but not recorded: past [`max_duplicate_records`].
+    pub duplicates_unrecorded: u64,
     /// Lost records written.
     pub lost: u64,
     pub drops: DropCounts,
@@ -409,6 +424,11 @@ impl<'a> Receiver<'a> {
         }
         if self.window.set_received(pkt.seq) {
             self.report.duplicates += 1;
+            let recorded = self.report.duplicates - self.report.duplicates_unrecorded;
+            if recorded > max_duplicate_records(self.params.num_packets) {
+                self.report.duplicates_unrecorded += 1;
+                return Ok(());
+            }
         }
         let r = PacketRecord {
             seq: pkt.seq,
@@ -838,6 +858,11 @@ mod tests {
             }
             if slot.1 {
                 self.report.duplicates += 1;
+                let recorded = self.report.duplicates - self.report.duplicates_unrecorded;
+                if recorded > max_duplicate_records(self.times.len() as u32) {
+                    self.report.duplicates_unrecorded += 1;
+                    return;
+                }
             }
             slot.1 = true;
             self.records.push(PacketRecord {
