@@ -280,6 +280,16 @@ fn run(ipc: &Ipc, setup: Setup, socket: UdpSocket, file: Option<File>) -> Result
         packets_per_second: owamp::schedule::packets_per_second(&req.slots),
     };
     let mut sock = UdpTestSocket::new(socket, setup.peer, opts).map_err(|e| e.to_string())?;
+    if sock.discarded_before_connect() > 0 {
+        ipc.log(
+            LogLevel::Info,
+            format!(
+                "{} datagrams from other sources, queued before the test socket was \
+                 connected to the peer, discarded",
+                sock.discarded_before_connect()
+            ),
+        );
+    }
     if let Some(why) = sock.unconnected_reason() {
         // Datagrams from anyone then reach the socket; the receiver still drops those
         // that are not from the peer, after they took their share of its buffer.

@@ -66,6 +66,8 @@ pub struct UdpTestSocket {
     peer: SocketAddr,
     /// Why the socket is not connected to `peer` (`None`: it is).
     unconnected: Option<String>,
+    /// Datagrams from other sources that were queued before the connect, discarded.
+    discarded: u64,
     cmsg: Vec<u8>,
     /// SO_RCVBUF as the kernel granted it (getsockopt; about twice what was asked, the
     /// kernel's accounting unit), for the receiver's read interval.
@@ -114,10 +116,16 @@ impl UdpTestSocket {
         let rcvbuf = getsockopt(&fd, sockopt::RcvBuf).ok();
         let unconnected = connect_to_peer(&sock, peer, v6).err();
         sock.set_nonblocking(true)?;
+        let discarded = if unconnected.is_none() {
+            discard_foreign_queued(&sock, peer)?
+        } else {
+            0
+        };
         Ok(UdpTestSocket {
             sock,
             peer,
             unconnected,
+            discarded,
             cmsg: nix::cmsg_space!(nix::sys::time::TimeSpec, i32, i32),
             rcvbuf,
         })
@@ -131,6 +139,12 @@ impl UdpTestSocket {
     /// the receiver filters them), or `None` when it is connected to the peer.
     pub fn unconnected_reason(&self) -> Option<&str> {
         self.unconnected.as_deref()
+    }
+
+    /// Datagrams from other sources that had reached the socket between its bind and
+    /// its connect, and were discarded at the connect.
+    pub fn discarded_before_connect(&self) -> u64 {
+        self.discarded
     }
 
     pub fn local_addr(&self) -> io::Result<SocketAddr> {
@@ -174,6 +188,47 @@ fn connect_to_peer(sock: &UdpSocket, peer: SocketAddr, v6: bool) -> Result<(), S
     };
     sock.connect(to)
         .map_err(|e| format!("connect to {to}: {e}"))
+}
+
+/// The most queued datagrams [`discard_foreign_queued`] looks at (a socket buffer holds
+/// a few thousand at most).
+const MAX_DISCARD: u64 = 1 << 16;
+
+/// Takes the datagrams from anyone but `peer` that reached a just-connected socket
+/// between its bind and its connect (the connect filters only what comes after), up to
+/// the first one from the peer, which stays queued with everything behind it (the
+/// receiver filters those). Returns how many were discarded.
+fn discard_foreign_queued(sock: &UdpSocket, peer: SocketAddr) -> io::Result<u64> {
+    let fd = sock.as_raw_fd();
+    let mut n = 0u64;
+    let mut b = [0u8; 1];
+    while n < MAX_DISCARD {
+        let mut iov = [IoSliceMut::new(&mut b)];
+        let from = match recvmsg::<SockaddrStorage>(
+            fd,
+            &mut iov,
+            None,
+            MsgFlags::MSG_DONTWAIT | MsgFlags::MSG_PEEK,
+        ) {
+            Ok(m) => m.address.as_ref().and_then(storage_to_std),
+            Err(Errno::EAGAIN) => break,
+            Err(e) if is_reported_icmp_error(e) => continue,
+            Err(e) => return Err(e.into()),
+        };
+        if from.is_some_and(|f| {
+            f.port() == peer.port() && f.ip().to_canonical() == peer.ip().to_canonical()
+        }) {
+            break;
+        }
+        let mut iov = [IoSliceMut::new(&mut b)];
+        match recvmsg::<SockaddrStorage>(fd, &mut iov, None, MsgFlags::MSG_DONTWAIT) {
+            Ok(_) => n += 1,
+            Err(Errno::EAGAIN) => break,
+            Err(e) if is_reported_icmp_error(e) => continue,
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Ok(n)
 }
 
 /// Errors a connected UDP socket reports for an ICMP message that came back earlier
@@ -386,6 +441,33 @@ mod tests {
         assert_eq!(out[0].len, 15);
         assert_eq!(rx.recv_queued(&mut bufs, &mut out).unwrap(), 0);
         assert!(out.is_empty());
+    }
+
+    /// What other sources sent between the bind and the connect is discarded at the
+    /// connect; the peer's first datagram and everything after it stays queued.
+    #[test]
+    fn foreign_datagrams_queued_before_the_connect_are_discarded() {
+        let a = UdpSocket::bind("127.0.0.1:0").unwrap();
+        let b = UdpSocket::bind("127.0.0.1:0").unwrap();
+        let c = UdpSocket::bind("127.0.0.1:0").unwrap();
+        let (pa, pb) = (a.local_addr().unwrap(), b.local_addr().unwrap());
+        for _ in 0..3 {
+            c.send_to(&[9; 14], pa).unwrap();
+        }
+        b.send_to(&[1; 14], pa).unwrap();
+        c.send_to(&[9; 14], pa).unwrap();
+        let opts = SocketOptions {
+            dscp: None,
+            packet_len: 14,
+            packets_per_second: 10.0,
+        };
+        let mut rx = UdpTestSocket::new(a, pb, opts).unwrap();
+        assert_eq!(rx.discarded_before_connect(), 3);
+        let mut bufs = vec![vec![0u8; 20]; 4];
+        let mut out = Vec::new();
+        assert_eq!(rx.recv_queued(&mut bufs, &mut out).unwrap(), 2);
+        assert_eq!((out[0].src, bufs[0][0]), (pb, 1));
+        assert_eq!(out[1].src, c.local_addr().unwrap());
     }
 
     /// A connected sender whose peer answered with ICMP port unreachable (nobody was
