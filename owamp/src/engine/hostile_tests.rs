@@ -128,13 +128,13 @@ fn session(
 /// At its most aggressive (every packet replayed at once, in time, from the sender's
 /// own address and port), a replaying peer gets `n + 1024` duplicate records written and
 /// the rest only counted: every genuine packet is still recorded once, and nothing is
-/// lost. 40 copies of each packet of a 100 packets/s session are far more than the
+/// lost. 100 copies of each packet of a 100 packets/s session are far more than the
 /// receiver's read interval leaves room for in its socket buffer: it must notice and
 /// read them as they come, or the buffer overflows and genuine packets are lost.
 #[test]
 fn replayed_authentic_packets_are_counted_beyond_the_bound() {
     let n = 100;
-    let copies = 41; // 40 replays of each: 4000 duplicates, over n + 1024
+    let copies = 101; // 100 replays of each: 10,000 duplicates, over n + 1024
     let (rep, records, _) = session(Mode::Authenticated, n, (1 << 32) / 100, copies, |_, _| {});
     let dups = u64::from(n) * u64::from(copies - 1);
     assert_eq!(rep.lost, 0, "{rep:?}");

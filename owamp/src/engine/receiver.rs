@@ -553,63 +553,70 @@ fn read_interval(pps: f64, rcvbuf: Option<usize>, packet_len: usize) -> Option<D
     (w >= READ_INTERVAL_MIN).then_some(w)
 }
 
-/// Whether the receiver may leave datagrams queued for its read interval.
+/// Whether, and for how long, the receiver may leave datagrams queued.
 ///
-/// The interval fills at most a quarter of the socket's buffer at the session's own
-/// rate. Someone sending far more from the sender's address (replays of authentic
-/// packets, or a spoofed flood in open mode: the connected socket cannot tell them
-/// apart) would overflow it within one interval, and the kernel would then drop the
-/// session's own packets too. So the interval is earned: the receiver reads each
-/// datagram as it comes until one whole interval of the session went by with no more
-/// datagrams than twice the schedule's (plus two batches), and stops reading on an
-/// interval for good as soon as one read finds more than that. A flood that starts
-/// later can cost at most the one interval before it is seen.
+/// The full read interval fills at most a quarter of the socket's buffer at the
+/// session's own rate. Someone sending far more from the sender's address (replays of
+/// authentic packets, or a spoofed flood in open mode: the connected socket cannot tell
+/// them apart) would overflow it within one interval, and the kernel would then drop the
+/// session's own packets too. So the interval grows from a sixteenth of it, doubling
+/// after each read that found no more datagrams than twice the schedule's for the time
+/// waited (plus two batches), and the receiver stops reading on an interval for good as
+/// soon as one read finds more: it then reads each datagram as it comes. Before the
+/// first send time it waits on the socket (an idle socket costs nothing either way). A
+/// flood that starts late in a session can cost at most the one interval before it is
+/// seen.
 struct Pace {
-    interval: Option<Num64>,
-    budget: usize,
-    /// Start of the interval being observed (never before the first send time).
-    since: Timestamp,
-    /// Datagrams read since `since`, or since the last wait once earned.
+    /// The full read interval (`None`: never read on an interval).
+    full: Option<Num64>,
+    /// The interval now (from a sixteenth of `full` up to it).
+    current: Num64,
+    pps: f64,
+    first_send: Timestamp,
+    /// Datagrams read since the last wait.
     count: usize,
-    earned: bool,
     flooded: bool,
 }
 
 impl Pace {
-    fn new(interval: Option<Num64>, pps: f64, first_send: Option<Timestamp>) -> Pace {
-        let budget = interval.map_or(0, |w| {
-            let per = pps * num64_to_duration(w).as_secs_f64();
-            (2.0 * per) as usize + 2 * RECV_BATCH
-        });
+    fn new(full: Option<Num64>, pps: f64, first_send: Option<Timestamp>) -> Pace {
+        let min = duration_to_num64(READ_INTERVAL_MIN);
         Pace {
-            interval,
-            budget,
-            since: first_send.unwrap_or(Num64::ZERO),
+            full,
+            current: full.map_or(min, |w| Num64(w.0 / 16).max(min).min(w)),
+            pps,
+            first_send: first_send.unwrap_or(Num64::ZERO),
             count: 0,
-            earned: false,
             flooded: false,
         }
     }
 
-    /// `n` datagrams were read at `now`.
-    fn read(&mut self, n: usize, now: Timestamp) {
-        let Some(w) = self.interval else { return };
+    /// Datagrams the schedule explains in `w`, twice over, plus two batches.
+    fn budget(&self, w: Num64) -> usize {
+        (2.0 * self.pps * num64_to_duration(w).as_secs_f64()) as usize + 2 * RECV_BATCH
+    }
+
+    /// `n` datagrams were read.
+    fn read(&mut self, n: usize) {
         self.count = self.count.saturating_add(n);
-        if self.count > self.budget {
+        if self.full.is_some() && self.count > self.budget(self.current) {
             self.flooded = true;
-        } else if !self.earned && now > self.since && now.saturating_sub(self.since) >= w {
-            self.earned = true;
         }
     }
 
-    /// The interval to read on now (`None`: wait on the socket), before a wait.
-    fn lazy(&mut self, now: Timestamp) -> Option<Num64> {
-        if self.flooded || !self.earned {
+    /// The interval to read on now (`None`: wait on the socket), just before a wait;
+    /// `lazy_before`: the previous wait was on an interval.
+    fn lazy(&mut self, now: Timestamp, lazy_before: bool) -> Option<Num64> {
+        let full = self.full?;
+        if self.flooded || now < self.first_send {
+            self.count = 0;
             return None;
         }
+        if lazy_before && self.count <= self.budget(self.current) {
+            self.current = Num64(self.current.0.saturating_mul(2)).min(full);
+        }
         self.count = 0;
-        self.since = now;
-        self.interval
+        Some(self.current)
     }
 }
 
@@ -685,6 +692,7 @@ pub fn run_receiver(
     let first_send = sched.send_time(0);
     sched.reset();
     let mut pace = Pace::new(interval, sched.packets_per_second(), first_send);
+    let mut was_lazy = false;
     let mut rx = Receiver::new(clock, sched, sink, params);
     let mut batch = Batch::new(fmt.len());
     // Waiting on the control's descriptor needs the socket's too (one poll on both).
@@ -700,7 +708,7 @@ pub fn run_receiver(
         // as `already_lost`. Packets are judged by receive time, so the window is
         // expired only up to the last datagram read when more are still queued.
         let d = drain(&mut rx, sock, clock, fmt, &mut batch, MAX_DRAIN_BATCH)?;
-        pace.read(d.count, now);
+        pace.read(d.count);
         let horizon = match (d.empty, d.last) {
             (false, Some(t)) => t.min(now),
             _ => now,
@@ -743,7 +751,8 @@ pub fn run_receiver(
         // Let the datagrams queue for an interval instead of waking for each. A datagram
         // that came without a kernel timestamp was stamped when read, so then every one
         // must be read as it comes.
-        let lazy = pace.lazy(now).filter(|_| !rx.user_timestamps);
+        let lazy = pace.lazy(now, was_lazy).filter(|_| !rx.user_timestamps);
+        was_lazy = lazy.is_some();
         if let Some(w) = lazy {
             earliest(now.wrapping_add(w));
         }
@@ -1254,35 +1263,43 @@ mod tests {
         assert_eq!(records.iter().filter(|r| !r.is_lost()).count(), 400);
     }
 
-    /// The read interval is earned by one quiet interval of the session (not the time
-    /// before it starts) and lost for good to one read that finds too much.
+    /// The read interval starts at a sixteenth and doubles after each quiet read, not
+    /// before the session starts, and is lost for good to one read that finds too much.
     #[test]
-    fn the_read_interval_is_earned_and_lost_to_a_flood() {
+    fn the_read_interval_grows_and_is_lost_to_a_flood() {
         let sec = Num64(1 << 32);
         let t0 = Num64(1000 << 32);
         let mut p = Pace::new(Some(sec), 100.0, Some(t0));
-        assert_eq!(p.budget, 200 + 2 * RECV_BATCH);
-        p.read(0, t0.wrapping_sub(sec.wrapping_add(sec)));
-        assert_eq!(p.lazy(t0), None, "earned before the session started");
-        p.read(150, t0.wrapping_add(Num64(sec.0 / 2)));
-        assert_eq!(p.lazy(t0), None, "earned within half an interval");
-        p.read(100, t0.wrapping_add(sec));
-        assert_eq!(p.lazy(t0.wrapping_add(sec)), Some(sec));
-        // Counted per wait from now on: a normal interval keeps it.
-        p.read(200, t0.wrapping_add(sec.wrapping_add(sec)));
-        assert_eq!(p.lazy(t0), Some(sec));
-        p.read(p.budget + 1, t0.wrapping_add(Num64(3 << 32)));
-        assert_eq!(p.lazy(t0), None);
-        p.read(0, t0.wrapping_add(Num64(9 << 32)));
+        let sixteenth = Num64(sec.0 / 16);
+        let before = t0.wrapping_sub(sec);
+        p.read(0);
         assert_eq!(
-            p.lazy(t0),
+            p.lazy(before, false),
             None,
-            "a flood ends reading on an interval for good"
+            "lazy before the session started"
+        );
+        assert_eq!(p.lazy(t0, false), Some(sixteenth));
+        let mut w = sixteenth;
+        for _ in 0..4 {
+            p.read(p.budget(w));
+            w = Num64(w.0 * 2);
+            assert_eq!(p.lazy(t0, true), Some(w));
+        }
+        assert_eq!(w, sec);
+        p.read(10);
+        assert_eq!(p.lazy(t0, true), Some(sec), "never past the full interval");
+        p.read(p.budget(sec) + 1);
+        assert_eq!(p.lazy(t0, true), None);
+        p.read(0);
+        assert_eq!(
+            p.lazy(t0, false),
+            None,
+            "a flood ends reading on an interval"
         );
         // No interval at all: never lazy, whatever is read.
         let mut none = Pace::new(None, 100.0, Some(t0));
-        none.read(5, t0.wrapping_add(Num64(9 << 32)));
-        assert_eq!(none.lazy(t0), None);
+        none.read(5);
+        assert_eq!(none.lazy(t0, false), None);
     }
 
     #[test]
