@@ -128,13 +128,13 @@ fn session(
 /// At its most aggressive (every packet replayed at once, in time, from the sender's
 /// own address and port), a replaying peer gets `n + 1024` duplicate records written and
 /// the rest only counted: every genuine packet is still recorded once, and nothing is
-/// lost. 100 copies of each packet of a 100 packets/s session are far more than the
+/// lost. 40 copies of each packet of a 100 packets/s session are far more than the
 /// receiver's read interval leaves room for in its socket buffer: it must notice and
 /// read them as they come, or the buffer overflows and genuine packets are lost.
 #[test]
 fn replayed_authentic_packets_are_counted_beyond_the_bound() {
     let n = 100;
-    let copies = 101; // 100 replays of each: 10,000 duplicates, over n + 1024
+    let copies = 41; // 40 replays of each: 4000 duplicates, over n + 1024
     let (rep, records, _) = session(Mode::Authenticated, n, (1 << 32) / 100, copies, |_, _| {});
     let dups = u64::from(n) * u64::from(copies - 1);
     assert_eq!(rep.lost, 0, "{rep:?}");
@@ -154,8 +154,8 @@ fn replayed_authentic_packets_are_counted_beyond_the_bound() {
     );
 }
 
-/// A flood of datagrams from another loopback address, as fast as one core sends them,
-/// all through a 100 packets/s session: the receiver's socket is connected to the
+/// A flood of datagrams from another loopback address (up to 200,000 a second) all
+/// through a 100 packets/s session: the receiver's socket is connected to the
 /// sender, so the kernel drops the flood before it reaches the socket (not one is seen
 /// by the receiver) and the session loses nothing.
 #[test]
@@ -167,12 +167,15 @@ fn foreign_flood_never_reaches_a_connected_receiver() {
         // 127.0.0.2 is loopback too (127.0.0.0/8); the port is any.
         let f = UdpSocket::bind("127.0.0.2:0").unwrap();
         let junk = [0u8; 14];
+        // Up to 200,000 a second: 200 back to back every millisecond, the rate that cost
+        // sessions packets, without taking a whole core from the tests beside it.
         while !done.load(Ordering::SeqCst) {
-            for _ in 0..256 {
+            for _ in 0..200 {
                 if f.send_to(&junk, to).is_ok() {
                     count.fetch_add(1, Ordering::Relaxed);
                 }
             }
+            std::thread::sleep(Duration::from_millis(1));
         }
     });
     let sent = flooded.load(Ordering::Relaxed);
