@@ -335,8 +335,10 @@ fn sid_hex(setup: &Setup) -> String {
 
 /// RLIMIT_FSIZE for a receiving tester: the v3 header, the records of every packet
 /// four times over (duplicates are recorded again, RFC 4656 §4.2) and a skip range per
-/// packet, plus 64 KiB. Beyond it writes fail with EFBIG, so a flood of spoofed
-/// duplicates cannot fill the disk.
+/// packet, plus 64 KiB. The kernel's backstop: the tester itself writes at most four
+/// records per packet plus 1024 (the engine, at most two plus 1024: it only counts
+/// duplicates past its bound), so its file never reaches this and is never failed with
+/// EFBIG.
 fn receive_file_bound(setup: &Setup) -> u64 {
     let stored = 112 + 16 * u64::from(setup.num_slots) + 16;
     let npackets = u64::from(setup.request.num_packets);

@@ -127,15 +127,48 @@ impl SessionControl for IpcControl<'_> {
     }
 }
 
-/// The engine's record sink over the `.owp` receive writer.
-struct WriterSink<'a>(&'a mut ReceiveWriter);
+/// The engine's record sink over the `.owp` receive writer, with a record bound below
+/// the data file's size limit (control's `receive_file_bound`: four records per packet,
+/// a skip range per packet and 64 KiB).
+///
+/// The engine writes at most `2 × num_packets + 1024` records (it only counts duplicates
+/// past its own bound), so a session never reaches this one; it is the backstop that
+/// keeps the file under its limit whatever happens: past it records are counted, not
+/// written, and the session keeps what it measured instead of failing with EFBIG (after
+/// which control would delete the whole file).
+struct WriterSink<'a> {
+    writer: &'a mut ReceiveWriter,
+    max: u64,
+    refused: u64,
+}
+
+impl<'a> WriterSink<'a> {
+    fn new(writer: &'a mut ReceiveWriter, num_packets: u32) -> Self {
+        WriterSink {
+            writer,
+            max: max_records(num_packets),
+            refused: 0,
+        }
+    }
+}
+
+/// The most records a receiver writes to its data file.
+fn max_records(num_packets: u32) -> u64 {
+    u64::from(num_packets)
+        .saturating_mul(4)
+        .saturating_add(1024)
+}
 
 impl RecordSink for WriterSink<'_> {
     fn record(&mut self, r: &PacketRecord) -> io::Result<()> {
-        self.0.record(r).map_err(io::Error::other)
+        if self.writer.records_written() >= self.max {
+            self.refused += 1;
+            return Ok(());
+        }
+        self.writer.record(r).map_err(io::Error::other)
     }
     fn flush(&mut self) -> io::Result<()> {
-        self.0.flush().map_err(io::Error::other)
+        self.writer.flush().map_err(io::Error::other)
     }
 }
 
@@ -253,6 +286,24 @@ fn run(ipc: &Ipc, setup: Setup, socket: UdpSocket, file: Option<File>) -> Result
     if let Err(e) = sandbox::set_timer_slack(slack) {
         ipc.log(LogLevel::Debug, format!("timer slack: {e}"));
     }
+    if sock.discarded_before_connect() > 0 {
+        ipc.log(
+            LogLevel::Info,
+            format!(
+                "{} datagrams from other sources, queued before the test socket was \
+                 connected to the peer, discarded",
+                sock.discarded_before_connect()
+            ),
+        );
+    }
+    if let Some(why) = sock.unconnected_reason() {
+        // Datagrams from anyone then reach the socket; the receiver still drops those
+        // that are not from the peer, after they took their share of its buffer.
+        ipc.log(
+            LogLevel::Info,
+            format!("test socket not connected to the peer: {why}"),
+        );
+    }
     ipc.send(&TesterToControl::Ready);
 
     // Wait for Start-Sessions (or the end of the session before it started).
@@ -309,13 +360,37 @@ fn run(ipc: &Ipc, setup: Setup, socket: UdpSocket, file: Option<File>) -> Result
         timeout: req.timeout,
         expected_src: setup.peer,
     };
-    let rep = {
-        let mut sink = WriterSink(&mut writer);
-        run_receiver(
+    let (rep, refused) = {
+        let mut sink = WriterSink::new(&mut writer, req.num_packets);
+        let rep = run_receiver(
             &mut sock, &clock, &fmt, &mut sched, params, &mut sink, &mut ctl,
         )
-        .map_err(|e| format!("receiver: {e}"))?
+        .map_err(|e| format!("receiver: {e}"))?;
+        (rep, sink.refused)
     };
+    // What a replay (or a spoofed flood) cost: said once, at the end. The records kept
+    // are the measurement; RFC 4656 has no field to tell the client more.
+    if rep.duplicates_unrecorded > 0 {
+        ipc.log(
+            LogLevel::Warning,
+            format!(
+                "{} duplicates received, {} of them counted but not recorded (over the \
+                 bound of {} duplicate records: replayed or spoofed packets?)",
+                rep.duplicates,
+                rep.duplicates_unrecorded,
+                owamp::engine::max_duplicate_records(req.num_packets)
+            ),
+        );
+    }
+    if refused > 0 {
+        ipc.log(
+            LogLevel::Warning,
+            format!(
+                "{refused} records not written: the data file holds at most {} records",
+                max_records(req.num_packets)
+            ),
+        );
+    }
     let ending = match ctl.ending.take() {
         Some(e) => e,
         None => {
@@ -423,6 +498,56 @@ mod tests {
     fn pair() -> (Ipc, Channel) {
         let (a, b) = Channel::pair().unwrap();
         (Ipc { chan: a }, b)
+    }
+
+    /// Past its bound the sink counts records instead of writing them, so the file stays
+    /// under control's size limit and the session keeps what it measured.
+    #[test]
+    fn the_record_bound_keeps_the_file_and_counts_the_rest() {
+        let req = owamp::wire::RequestSession {
+            conf_sender: false,
+            conf_receiver: true,
+            num_packets: 2,
+            sender_port: 9,
+            receiver_port: 10,
+            sender_addr: "127.0.0.1".parse().unwrap(),
+            receiver_addr: "127.0.0.1".parse().unwrap(),
+            sid: owamp::Sid([1; 16]),
+            padding: 0,
+            start_time: Num64(1 << 40),
+            timeout: Num64(1 << 32),
+            type_p: 0,
+            slots: vec![owamp::Slot {
+                kind: owamp::SlotKind::Fixed,
+                param: Num64(1 << 30),
+            }],
+        };
+        let header = SessionHeader::parse(&req.encode_stored()).unwrap();
+        let path = std::env::temp_dir().join(format!("owtest-bound-{}.owp", std::process::id()));
+        let file = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .open(&path)
+            .unwrap();
+        let _ = std::fs::remove_file(&path);
+        let mut w = ReceiveWriter::create(file, "test", &header).unwrap();
+        let r = PacketRecord {
+            seq: 1,
+            send_err: owamp::ErrorEstimate::UNSYNC,
+            recv_err: owamp::ErrorEstimate::UNSYNC,
+            send_ts: Num64(1 << 40),
+            recv_ts: Num64(1 << 40),
+            ttl: 255,
+        };
+        let mut sink = WriterSink::new(&mut w, 2);
+        for _ in 0..max_records(2) + 7 {
+            sink.record(&r).unwrap();
+        }
+        sink.flush().unwrap();
+        assert_eq!(sink.refused, 7);
+        assert_eq!(w.records_written(), max_records(2));
     }
 
     #[test]

@@ -94,14 +94,16 @@ impl SessionSetup {
 
 pub(crate) type RecvResult = std::io::Result<(ReceiverReport, Vec<PacketRecord>)>;
 
-/// The receive records held in memory, at most four per packet plus 1024: duplicates
-/// are recorded again (spec §3.4), so a peer (or, in open mode, anyone who can spoof
-/// its address) flooding duplicates would otherwise grow owping's memory for the
-/// whole session. The same allowance as the server's data-file limit; past it the
-/// receive fails with a message saying why.
+/// The receive records held in memory, at most four per packet plus 1024. The engine
+/// records at most `2 × count + 1024` (duplicates past
+/// [`owamp::engine::max_duplicate_records`] are only counted), so this is a backstop
+/// that a receiver never reaches: past it records are counted, not kept, and the records
+/// already measured stay (the session is not failed for it).
 pub(crate) struct BoundedRecords {
     pub(crate) recs: Vec<PacketRecord>,
     max: u64,
+    /// Records not kept because the bound was reached.
+    pub(crate) refused: u64,
 }
 
 impl BoundedRecords {
@@ -111,17 +113,30 @@ impl BoundedRecords {
             max: u64::from(num_packets)
                 .saturating_mul(4)
                 .saturating_add(1024),
+            refused: 0,
         }
+    }
+
+    /// The records, saying on stderr if some were not kept.
+    fn into_records(self) -> Vec<PacketRecord> {
+        if self.refused > 0 {
+            crate::log(
+                crate::opts::Program::Owping,
+                &format!(
+                    "receiver: {} records past the bound of {} were not kept",
+                    self.refused, self.max
+                ),
+            );
+        }
+        self.recs
     }
 }
 
 impl RecordSink for BoundedRecords {
     fn record(&mut self, r: &PacketRecord) -> std::io::Result<()> {
         if self.recs.len() as u64 >= self.max {
-            return Err(std::io::Error::other(format!(
-                "more than {} records (duplicates included) received: refusing a duplicate flood",
-                self.max
-            )));
+            self.refused += 1;
+            return Ok(());
         }
         self.recs.push(*r);
         Ok(())
@@ -131,6 +146,24 @@ impl RecordSink for BoundedRecords {
     }
 }
 
+/// A line for the user when the local receiver counted duplicates it did not record
+/// (a replay of the peer's packets, or in open mode a flood spoofing its address): the
+/// duplicate figure of the summary is then that many short.
+pub(crate) fn unrecorded_duplicates(
+    rx: Option<&std::thread::Result<RecvResult>>,
+) -> Option<String> {
+    let Some(Ok(Ok((rep, _)))) = rx else {
+        return None;
+    };
+    (rep.duplicates_unrecorded > 0).then(|| {
+        format!(
+            "\"from\" session: {} duplicates received, {} of them counted but not recorded \
+             (more than the bound of one per packet plus 1024: a replay or a flood?)",
+            rep.duplicates, rep.duplicates_unrecorded
+        )
+    })
+}
+
 pub(crate) fn spawn_receiver(
     s: SessionSetup,
     udp: UdpSocket,
@@ -138,7 +171,7 @@ pub(crate) fn spawn_receiver(
     stop: StopFlag,
 ) -> std::io::Result<JoinHandle<RecvResult>> {
     let sink = BoundedRecords::new(s.count);
-    spawn_receiver_into(s, udp, peer, stop, sink, None, |b: BoundedRecords| b.recs)
+    spawn_receiver_into(s, udp, peer, stop, sink, None, BoundedRecords::into_records)
 }
 
 /// The receiver thread with any record sink (powstream's is shared with the thread
@@ -253,7 +286,7 @@ mod tests {
     }
 
     #[test]
-    fn received_records_are_bounded() {
+    fn received_records_are_bounded_and_kept() {
         let r = PacketRecord {
             seq: 0,
             send_err: owamp::ErrorEstimate::UNSYNC,
@@ -263,12 +296,11 @@ mod tests {
             ttl: 255,
         };
         let mut sink = BoundedRecords::new(2);
-        for _ in 0..4 * 2 + 1024 {
+        for _ in 0..4 * 2 + 1024 + 5 {
             sink.record(&r).unwrap();
         }
-        let e = sink.record(&r).unwrap_err();
-        assert!(e.to_string().contains("duplicate flood"), "{e}");
         assert_eq!(sink.recs.len(), 4 * 2 + 1024);
+        assert_eq!(sink.refused, 5);
     }
 
     #[test]

@@ -5,7 +5,7 @@
 use crate::control::{Control, ControlError};
 use crate::endpoints::{
     CLOCK_STATUS, RecvResult, SessionSetup, join_sender, make_sid, spawn_receiver, spawn_sender,
-    start_time,
+    start_time, unrecorded_duplicates,
 };
 use crate::net::{Family, bind_test_socket, resolve};
 use crate::opts::{CommandLine, Program};
@@ -350,6 +350,9 @@ fn run(
     let mut status = 0;
     let mut from_data = None;
     if let Some((sid, req)) = from_info {
+        if let Some(m) = unrecorded_duplicates(rx_result.as_ref()) {
+            log(PROG, &m);
+        }
         match finish_from(
             &theirs,
             sid,

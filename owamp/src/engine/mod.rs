@@ -13,23 +13,28 @@
 //!
 //! System calls made while a session runs (for the tester's seccomp policy):
 //! `clock_gettime` (vDSO), `clock_nanosleep` (without a control descriptor), `nanosleep`
-//! (fallback only), `sendto`, `recvmsg`, `recvmmsg` (receiver's batches), `poll`
-//! (receiver: the control's descriptor, and the socket when it must read each datagram
-//! as it comes), `ppoll` (sender: the control's descriptor). [`StopFlag::new`] (owping,
-//! not the tester) makes a pipe (`pipe2`) and `stop` writes to it. Building a
-//! [`crate::packet::PacketFormat`] calls `getrandom` once. [`UdpTestSocket::new`] also
-//! calls `getsockname`, `ioctl(FIONBIO)`, `getsockopt(SO_RCVBUF)` and `setsockopt`
-//! (SOL_SOCKET: SO_SNDBUF, SO_RCVBUF, SO_TIMESTAMPNS; IPPROTO_IP: IP_TTL, IP_RECVTTL,
-//! IP_TOS; IPPROTO_IPV6: IPV6_UNICAST_HOPS, IPV6_RECVHOPLIMIT, IPV6_TCLASS); call it
+//! (fallback only), `sendto` (`send` on a connected socket is `sendto` too), `recvmsg`,
+//! `recvmmsg` (receiver's batches), `poll` (receiver: the control's descriptor, and the
+//! socket when it must read each datagram as it comes), `ppoll` (sender: the control's
+//! descriptor). [`StopFlag::new`] (owping, not the tester) makes a pipe (`pipe2`) and
+//! `stop` writes to it. Building a [`crate::packet::PacketFormat`] calls `getrandom`
+//! once. [`UdpTestSocket::new`] also calls `connect` (to the peer), `getsockname`,
+//! `ioctl(FIONBIO)`, `getsockopt(SO_RCVBUF)` and `setsockopt` (SOL_SOCKET: SO_SNDBUF,
+//! SO_RCVBUF, SO_TIMESTAMPNS; IPPROTO_IP: IP_TTL, IP_RECVTTL, IP_TOS; IPPROTO_IPV6:
+//! IPV6_UNICAST_HOPS, IPV6_RECVHOPLIMIT, IPV6_TCLASS); call it
 //! before entering a sandbox that forbids those.
 
+#[cfg(test)]
+mod hostile_tests;
 mod receiver;
 mod sender;
 mod udp;
 mod wait;
 pub use wait::timer_slack;
 
-pub use receiver::{DropCounts, ReceiverParams, ReceiverReport, run_receiver};
+pub use receiver::{
+    DropCounts, ReceiverParams, ReceiverReport, max_duplicate_records, run_receiver,
+};
 pub use sender::{SenderParams, SenderReport, run_sender};
 pub use udp::{SocketOptions, UdpTestSocket, buffer_size_for};
 

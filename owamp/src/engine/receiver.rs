@@ -61,6 +61,19 @@ const READ_INTERVAL_MIN: Duration = Duration::from_millis(1);
 /// payload), counted against the SO_RCVBUF that getsockopt reports.
 const TRUESIZE_ESTIMATE: usize = 2048;
 
+/// How many duplicates a session records, at most: one per packet on average, plus 1024.
+///
+/// Duplicates are recorded like any packet (RFC 4656 §3.4 and the reference do), but a
+/// peer replaying captured packets (authentic ones pass the HMAC check of the
+/// authenticated and encrypted modes), or anyone spoofing the sender in open mode, would
+/// otherwise make a session write records without end until the data file or owping's
+/// memory reached its limit and the whole session was lost. Past this bound duplicates
+/// are only counted ([`ReceiverReport::duplicates_unrecorded`]), so a session writes at
+/// most `2 × num_packets + 1024` records: one per packet (received or lost) and these.
+pub fn max_duplicate_records(num_packets: u32) -> u64 {
+    u64::from(num_packets).saturating_add(1024)
+}
+
 /// What the receiver needs besides its socket, clock, format, schedule and sink.
 #[derive(Clone, Copy, Debug)]
 pub struct ReceiverParams {
@@ -94,8 +107,10 @@ pub struct DropCounts {
 pub struct ReceiverReport {
     /// Records written for received packets (duplicates included).
     pub received: u64,
-    /// Of those, duplicates.
+    /// Duplicates received, recorded or not.
     pub duplicates: u64,
+    /// Of those, the ones counted but not recorded: past [`max_duplicate_records`].
+    pub duplicates_unrecorded: u64,
     /// Lost records written.
     pub lost: u64,
     pub drops: DropCounts,
@@ -409,6 +424,11 @@ impl<'a> Receiver<'a> {
         }
         if self.window.set_received(pkt.seq) {
             self.report.duplicates += 1;
+            let recorded = self.report.duplicates - self.report.duplicates_unrecorded;
+            if recorded > max_duplicate_records(self.params.num_packets) {
+                self.report.duplicates_unrecorded += 1;
+                return Ok(());
+            }
         }
         let r = PacketRecord {
             seq: pkt.seq,
@@ -533,6 +553,73 @@ fn read_interval(pps: f64, rcvbuf: Option<usize>, packet_len: usize) -> Option<D
     (w >= READ_INTERVAL_MIN).then_some(w)
 }
 
+/// Whether, and for how long, the receiver may leave datagrams queued.
+///
+/// The full read interval fills at most a quarter of the socket's buffer at the
+/// session's own rate. Someone sending far more from the sender's address (replays of
+/// authentic packets, or a spoofed flood in open mode: the connected socket cannot tell
+/// them apart) would overflow it within one interval, and the kernel would then drop the
+/// session's own packets too. So the interval grows from a sixteenth of it, doubling
+/// after each read that found no more datagrams than twice the schedule's for the time
+/// waited (plus two batches), and the receiver stops reading on an interval for good as
+/// soon as one read finds more: it then reads each datagram as it comes. Before the
+/// first send time it waits on the socket (an idle socket costs nothing either way). A
+/// flood that starts late in a session can cost at most the one interval before it is
+/// seen.
+struct Pace {
+    /// The full read interval (`None`: never read on an interval).
+    full: Option<Num64>,
+    /// The interval now (from a sixteenth of `full` up to it).
+    current: Num64,
+    pps: f64,
+    first_send: Timestamp,
+    /// Datagrams read since the last wait.
+    count: usize,
+    flooded: bool,
+}
+
+impl Pace {
+    fn new(full: Option<Num64>, pps: f64, first_send: Option<Timestamp>) -> Pace {
+        let min = duration_to_num64(READ_INTERVAL_MIN);
+        Pace {
+            full,
+            current: full.map_or(min, |w| Num64(w.0 / 16).max(min).min(w)),
+            pps,
+            first_send: first_send.unwrap_or(Num64::ZERO),
+            count: 0,
+            flooded: false,
+        }
+    }
+
+    /// Datagrams the schedule explains in `w`, twice over, plus two batches.
+    fn budget(&self, w: Num64) -> usize {
+        (2.0 * self.pps * num64_to_duration(w).as_secs_f64()) as usize + 2 * RECV_BATCH
+    }
+
+    /// `n` datagrams were read.
+    fn read(&mut self, n: usize) {
+        self.count = self.count.saturating_add(n);
+        if self.full.is_some() && self.count > self.budget(self.current) {
+            self.flooded = true;
+        }
+    }
+
+    /// The interval to read on now (`None`: wait on the socket), just before a wait;
+    /// `lazy_before`: the previous wait was on an interval.
+    fn lazy(&mut self, now: Timestamp, lazy_before: bool) -> Option<Num64> {
+        let full = self.full?;
+        if self.flooded || now < self.first_send {
+            self.count = 0;
+            return None;
+        }
+        if lazy_before && self.count <= self.budget(self.current) {
+            self.current = Num64(self.current.0.saturating_mul(2)).min(full);
+        }
+        self.count = 0;
+        Some(self.current)
+    }
+}
+
 /// Waits until the test socket or the control's descriptor is readable (either may be
 /// left out; with neither this is a plain sleep), or until `timeout`. Returns whether
 /// the control's descriptor had news.
@@ -602,6 +689,10 @@ pub fn run_receiver(
         fmt.len(),
     )
     .map(duration_to_num64);
+    let first_send = sched.send_time(0);
+    sched.reset();
+    let mut pace = Pace::new(interval, sched.packets_per_second(), first_send);
+    let mut was_lazy = false;
     let mut rx = Receiver::new(clock, sched, sink, params);
     let mut batch = Batch::new(fmt.len());
     // Waiting on the control's descriptor needs the socket's too (one poll on both).
@@ -617,6 +708,7 @@ pub fn run_receiver(
         // as `already_lost`. Packets are judged by receive time, so the window is
         // expired only up to the last datagram read when more are still queued.
         let d = drain(&mut rx, sock, clock, fmt, &mut batch, MAX_DRAIN_BATCH)?;
+        pace.read(d.count);
         let horizon = match (d.empty, d.last) {
             (false, Some(t)) => t.min(now),
             _ => now,
@@ -659,7 +751,8 @@ pub fn run_receiver(
         // Let the datagrams queue for an interval instead of waking for each. A datagram
         // that came without a kernel timestamp was stamped when read, so then every one
         // must be read as it comes.
-        let lazy = interval.filter(|_| !rx.user_timestamps);
+        let lazy = pace.lazy(now, was_lazy).filter(|_| !rx.user_timestamps);
+        was_lazy = lazy.is_some();
         if let Some(w) = lazy {
             earliest(now.wrapping_add(w));
         }
@@ -838,6 +931,11 @@ mod tests {
             }
             if slot.1 {
                 self.report.duplicates += 1;
+                let recorded = self.report.duplicates - self.report.duplicates_unrecorded;
+                if recorded > max_duplicate_records(self.times.len() as u32) {
+                    self.report.duplicates_unrecorded += 1;
+                    return;
+                }
             }
             slot.1 = true;
             self.records.push(PacketRecord {
@@ -1163,6 +1261,45 @@ mod tests {
         assert_eq!(rep.received, 400, "{rep:?}");
         assert_eq!(rep.drops, DropCounts::default());
         assert_eq!(records.iter().filter(|r| !r.is_lost()).count(), 400);
+    }
+
+    /// The read interval starts at a sixteenth and doubles after each quiet read, not
+    /// before the session starts, and is lost for good to one read that finds too much.
+    #[test]
+    fn the_read_interval_grows_and_is_lost_to_a_flood() {
+        let sec = Num64(1 << 32);
+        let t0 = Num64(1000 << 32);
+        let mut p = Pace::new(Some(sec), 100.0, Some(t0));
+        let sixteenth = Num64(sec.0 / 16);
+        let before = t0.wrapping_sub(sec);
+        p.read(0);
+        assert_eq!(
+            p.lazy(before, false),
+            None,
+            "lazy before the session started"
+        );
+        assert_eq!(p.lazy(t0, false), Some(sixteenth));
+        let mut w = sixteenth;
+        for _ in 0..4 {
+            p.read(p.budget(w));
+            w = Num64(w.0 * 2);
+            assert_eq!(p.lazy(t0, true), Some(w));
+        }
+        assert_eq!(w, sec);
+        p.read(10);
+        assert_eq!(p.lazy(t0, true), Some(sec), "never past the full interval");
+        p.read(p.budget(sec) + 1);
+        assert_eq!(p.lazy(t0, true), None);
+        p.read(0);
+        assert_eq!(
+            p.lazy(t0, false),
+            None,
+            "a flood ends reading on an interval"
+        );
+        // No interval at all: never lazy, whatever is read.
+        let mut none = Pace::new(None, 100.0, Some(t0));
+        none.read(5);
+        assert_eq!(none.lazy(t0, false), None);
     }
 
     #[test]

@@ -51,11 +51,23 @@ pub fn buffer_size_for(packet_len: usize, packets_per_second: f64) -> usize {
         .clamp(MIN_BUFFER.max(per), MAX_BUFFER.max(per))
 }
 
-/// A bound UDP socket for one test session, sending to a fixed peer.
+/// A bound UDP socket for one test session, connected to its peer when the peer's port
+/// is known.
+///
+/// Connected (RFC 4656 §3.5: the sender's port is in Request-Session, the receiver's in
+/// Accept-Session), the kernel delivers only the peer's datagrams: a flood from any other
+/// source is dropped before it takes the socket's buffer, where it would otherwise push
+/// out the session's own packets before the receiver's source check could discard it.
+/// Sending then needs no address, so no route lookup per packet. The receiver still
+/// checks the source (the socket may have been left unconnected).
 #[derive(Debug)]
 pub struct UdpTestSocket {
     sock: UdpSocket,
     peer: SocketAddr,
+    /// Why the socket is not connected to `peer` (`None`: it is).
+    unconnected: Option<String>,
+    /// Datagrams from other sources that were queued before the connect, discarded.
+    discarded: u64,
     cmsg: Vec<u8>,
     /// SO_RCVBUF as the kernel granted it (getsockopt; about twice what was asked, the
     /// kernel's accounting unit), for the receiver's read interval.
@@ -64,8 +76,10 @@ pub struct UdpTestSocket {
 
 impl UdpTestSocket {
     /// Wraps `sock` (already bound; perhaps handed over as an fd) for a session with
-    /// `peer`: TTL/hop limit 255, TOS from the DSCP, buffers sized for the rate, kernel
-    /// receive timestamps and TTLs, non-blocking.
+    /// `peer`: connected to it (see [`UdpTestSocket`]; not when its port is 0 or its
+    /// address unspecified, or when the kernel refuses: see
+    /// [`UdpTestSocket::unconnected_reason`]), TTL/hop limit 255, TOS from the DSCP,
+    /// buffers sized for the rate, kernel receive timestamps and TTLs, non-blocking.
     pub fn new(
         sock: UdpSocket,
         peer: SocketAddr,
@@ -100,10 +114,18 @@ impl UdpTestSocket {
         }
         // What the kernel actually granted (capped by rmem_max), not what was asked.
         let rcvbuf = getsockopt(&fd, sockopt::RcvBuf).ok();
+        let unconnected = connect_to_peer(&sock, peer, v6).err();
         sock.set_nonblocking(true)?;
+        let discarded = if unconnected.is_none() {
+            discard_foreign_queued(&sock, peer)?
+        } else {
+            0
+        };
         Ok(UdpTestSocket {
             sock,
             peer,
+            unconnected,
+            discarded,
             cmsg: nix::cmsg_space!(nix::sys::time::TimeSpec, i32, i32),
             rcvbuf,
         })
@@ -113,6 +135,18 @@ impl UdpTestSocket {
         self.peer
     }
 
+    /// Why the socket was left unconnected (datagrams from anyone then reach it, and
+    /// the receiver filters them), or `None` when it is connected to the peer.
+    pub fn unconnected_reason(&self) -> Option<&str> {
+        self.unconnected.as_deref()
+    }
+
+    /// Datagrams from other sources that had reached the socket between its bind and
+    /// its connect, and were discarded at the connect.
+    pub fn discarded_before_connect(&self) -> u64 {
+        self.discarded
+    }
+
     pub fn local_addr(&self) -> io::Result<SocketAddr> {
         self.sock.local_addr()
     }
@@ -120,18 +154,126 @@ impl UdpTestSocket {
     fn try_recv(&mut self, buf: &mut [u8]) -> io::Result<Option<Received>> {
         let fd = self.sock.as_raw_fd();
         let mut iov = [IoSliceMut::new(buf)];
-        let msg = match recvmsg::<SockaddrStorage>(
+        // A pending ICMP error is reported once, by this call: then read again.
+        for _ in 0..2 {
+            match recvmsg::<SockaddrStorage>(
+                fd,
+                &mut iov,
+                Some(&mut self.cmsg),
+                MsgFlags::MSG_DONTWAIT,
+            ) {
+                Ok(msg) => return received_meta(&msg).map(Some),
+                Err(Errno::EAGAIN) => return Ok(None),
+                Err(e) if is_reported_icmp_error(e) => continue,
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Ok(None)
+    }
+}
+
+/// Connects `sock` to `peer` (an IPv4 peer of an IPv6 socket as its mapped address);
+/// `Err` says why it was not.
+fn connect_to_peer(sock: &UdpSocket, peer: SocketAddr, v6: bool) -> Result<(), String> {
+    if peer.port() == 0 || peer.ip().is_unspecified() {
+        return Err(format!("the peer's address {peer} is not complete"));
+    }
+    let to = match (peer, v6) {
+        (SocketAddr::V4(a), true) => SocketAddr::new(a.ip().to_ipv6_mapped().into(), a.port()),
+        (SocketAddr::V6(a), false) => match a.ip().to_ipv4_mapped() {
+            Some(ip) => SocketAddr::new(ip.into(), a.port()),
+            None => return Err(format!("an IPv4 socket cannot reach {peer}")),
+        },
+        _ => peer,
+    };
+    sock.connect(to)
+        .map_err(|e| format!("connect to {to}: {e}"))
+}
+
+/// The most queued datagrams [`discard_foreign_queued`] looks at (a socket buffer holds
+/// a few thousand at most).
+const MAX_DISCARD: u64 = 1 << 16;
+
+/// Takes the datagrams from anyone but `peer` that reached a just-connected socket
+/// between its bind and its connect (the connect filters only what comes after), up to
+/// the first one from the peer, which stays queued with everything behind it (the
+/// receiver filters those). Returns how many were discarded.
+fn discard_foreign_queued(sock: &UdpSocket, peer: SocketAddr) -> io::Result<u64> {
+    let fd = sock.as_raw_fd();
+    let mut n = 0u64;
+    let mut b = [0u8; 1];
+    while n < MAX_DISCARD {
+        let mut iov = [IoSliceMut::new(&mut b)];
+        let from = match recvmsg::<SockaddrStorage>(
             fd,
             &mut iov,
-            Some(&mut self.cmsg),
-            MsgFlags::MSG_DONTWAIT,
+            None,
+            MsgFlags::MSG_DONTWAIT | MsgFlags::MSG_PEEK,
         ) {
-            Ok(m) => m,
-            Err(Errno::EAGAIN) => return Ok(None),
+            Ok(m) => m.address.as_ref().and_then(storage_to_std),
+            Err(Errno::EAGAIN) => break,
+            Err(e) if is_reported_icmp_error(e) => continue,
             Err(e) => return Err(e.into()),
         };
-        received_meta(&msg).map(Some)
+        if from.is_some_and(|f| {
+            f.port() == peer.port() && f.ip().to_canonical() == peer.ip().to_canonical()
+        }) {
+            break;
+        }
+        let mut iov = [IoSliceMut::new(&mut b)];
+        match recvmsg::<SockaddrStorage>(fd, &mut iov, None, MsgFlags::MSG_DONTWAIT) {
+            Ok(_) => n += 1,
+            Err(Errno::EAGAIN) => break,
+            Err(e) if is_reported_icmp_error(e) => continue,
+            Err(e) => return Err(e.into()),
+        }
     }
+    Ok(n)
+}
+
+/// Errors a connected UDP socket reports for an ICMP message that came back earlier
+/// (port or host unreachable, …). The kernel reports each once, in place of the call
+/// that sees it (a send then sent nothing); the call is simply made again.
+fn is_reported_icmp_error(e: Errno) -> bool {
+    matches!(
+        e,
+        Errno::ECONNREFUSED
+            | Errno::EHOSTUNREACH
+            | Errno::ENETUNREACH
+            | Errno::EHOSTDOWN
+            | Errno::ENETDOWN
+            | Errno::EPROTO
+    )
+}
+
+/// One `recvmmsg(MSG_DONTWAIT)` into `bufs`, the datagrams' metadata appended to `out`.
+fn recv_batch(
+    fd: std::os::fd::RawFd,
+    bufs: &mut [Vec<u8>],
+    out: &mut Vec<Received>,
+) -> Result<(), Errno> {
+    // Allocated per call: nix's headers hold raw pointers (not Send), and the socket
+    // moves between threads in owping. A few small allocations per batch.
+    let mut headers = MultiHeaders::<SockaddrStorage>::preallocate(
+        bufs.len(),
+        Some(nix::cmsg_space!(nix::sys::time::TimeSpec, i32, i32)),
+    );
+    let mut iovs: Vec<[IoSliceMut<'_>; 1]> =
+        bufs.iter_mut().map(|b| [IoSliceMut::new(b)]).collect();
+    let msgs = recvmmsg(
+        fd,
+        &mut headers,
+        iovs.iter_mut(),
+        MsgFlags::MSG_DONTWAIT,
+        None,
+    )?;
+    for msg in msgs {
+        out.push(
+            received_meta(&msg)
+                .map_err(|e| Errno::from_raw(e.raw_os_error().unwrap_or(nix::libc::EINVAL)))?,
+        );
+    }
+    Ok(())
 }
 
 /// A received datagram's length, source, kernel timestamp and TTL / hop limit.
@@ -171,9 +313,25 @@ fn storage_to_std(s: &SockaddrStorage) -> Option<SocketAddr> {
 
 impl TestSocket for UdpTestSocket {
     fn send(&mut self, buf: &[u8]) -> io::Result<()> {
+        // One retry for an error the kernel reports from an earlier ICMP message: this
+        // packet was not sent. A second error is this packet's own.
+        let mut reported_once = false;
         loop {
-            match self.sock.send_to(buf, self.peer) {
+            let sent = if self.unconnected.is_none() {
+                self.sock.send(buf)
+            } else {
+                self.sock.send_to(buf, self.peer)
+            };
+            match sent {
                 Ok(_) => return Ok(()),
+                Err(e)
+                    if !reported_once
+                        && self.unconnected.is_none()
+                        && e.raw_os_error()
+                            .is_some_and(|n| is_reported_icmp_error(Errno::from_raw(n))) =>
+                {
+                    reported_once = true;
+                }
                 // The send buffer is full (non-blocking socket): wait until it drains.
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
                     let mut fds = [PollFd::new(self.sock.as_fd(), PollFlags::POLLOUT)];
@@ -222,29 +380,15 @@ impl TestSocket for UdpTestSocket {
         if bufs.is_empty() {
             return Ok(0);
         }
-        // Allocated per call: nix's headers hold raw pointers (not Send), and the socket
-        // moves between threads in owping. A few small allocations per batch.
-        let mut headers = MultiHeaders::<SockaddrStorage>::preallocate(
-            bufs.len(),
-            Some(nix::cmsg_space!(nix::sys::time::TimeSpec, i32, i32)),
-        );
-        let mut iovs: Vec<[IoSliceMut<'_>; 1]> =
-            bufs.iter_mut().map(|b| [IoSliceMut::new(b)]).collect();
-        let fd = self.sock.as_raw_fd();
-        let msgs = match recvmmsg(
-            fd,
-            &mut headers,
-            iovs.iter_mut(),
-            MsgFlags::MSG_DONTWAIT,
-            None,
-        ) {
-            Ok(m) => m,
-            Err(Errno::EAGAIN) => return Ok(0),
-            Err(e) => return Err(e.into()),
-        };
-        for msg in msgs {
-            out.push(received_meta(&msg)?);
+        // A pending ICMP error is reported once, in place of the batch: then read again.
+        match recv_batch(self.sock.as_raw_fd(), bufs, out) {
+            Err(e) if is_reported_icmp_error(e) => {
+                out.clear();
+                recv_batch(self.sock.as_raw_fd(), bufs, out)
+            }
+            r => r,
         }
+        .or_else(|e| if e == Errno::EAGAIN { Ok(()) } else { Err(e) })?;
         Ok(out.len())
     }
 
@@ -257,8 +401,9 @@ impl TestSocket for UdpTestSocket {
 mod tests {
     use super::*;
 
-    /// recvmmsg returns every queued datagram with its own source, length and kernel
-    /// timestamp, in order, and says "none" once the queue is empty.
+    /// recvmmsg returns every queued datagram with its own length and kernel timestamp,
+    /// in order, and says "none" once the queue is empty. The socket is connected to its
+    /// peer: a datagram from another socket never reaches it.
     #[test]
     fn recv_queued_reads_a_batch() {
         let a = UdpSocket::bind("127.0.0.1:0").unwrap();
@@ -275,32 +420,84 @@ mod tests {
             },
         )
         .unwrap();
+        assert_eq!(rx.unconnected_reason(), None);
         assert!(rx.recv_buffer_size().is_some_and(|n| n >= MIN_BUFFER));
-        for i in 0..5u8 {
+        for i in 0..6u8 {
             let s = if i == 2 { &c } else { &b };
             s.send_to(&vec![i; 10 + usize::from(i)], pa).unwrap();
         }
         let mut bufs = vec![vec![0u8; 20]; 4];
         let mut out = Vec::new();
-        // Loopback delivers synchronously, so all five are queued already.
+        // Loopback delivers synchronously, so the peer's five are queued already.
         assert_eq!(rx.recv_queued(&mut bufs, &mut out).unwrap(), 4);
-        for (i, (m, buf)) in out.iter().zip(&bufs).enumerate() {
-            let i = i as u8;
+        for (&i, (m, buf)) in [0u8, 1, 3, 4].iter().zip(out.iter().zip(&bufs)) {
             assert_eq!(m.len, 10 + usize::from(i));
             assert_eq!(buf[..m.len], vec![i; m.len][..]);
-            let from = if i == 2 {
-                c.local_addr()
-            } else {
-                b.local_addr()
-            };
-            assert_eq!(m.src, from.unwrap());
+            assert_eq!(m.src, pb);
             assert!(m.kernel_ts.is_some());
             assert_eq!(m.ttl, Some(64));
         }
         assert_eq!(rx.recv_queued(&mut bufs, &mut out).unwrap(), 1);
-        assert_eq!(out[0].len, 14);
+        assert_eq!(out[0].len, 15);
         assert_eq!(rx.recv_queued(&mut bufs, &mut out).unwrap(), 0);
         assert!(out.is_empty());
+    }
+
+    /// What other sources sent between the bind and the connect is discarded at the
+    /// connect; the peer's first datagram and everything after it stays queued.
+    #[test]
+    fn foreign_datagrams_queued_before_the_connect_are_discarded() {
+        let a = UdpSocket::bind("127.0.0.1:0").unwrap();
+        let b = UdpSocket::bind("127.0.0.1:0").unwrap();
+        let c = UdpSocket::bind("127.0.0.1:0").unwrap();
+        let (pa, pb) = (a.local_addr().unwrap(), b.local_addr().unwrap());
+        for _ in 0..3 {
+            c.send_to(&[9; 14], pa).unwrap();
+        }
+        b.send_to(&[1; 14], pa).unwrap();
+        c.send_to(&[9; 14], pa).unwrap();
+        let opts = SocketOptions {
+            dscp: None,
+            packet_len: 14,
+            packets_per_second: 10.0,
+        };
+        let mut rx = UdpTestSocket::new(a, pb, opts).unwrap();
+        assert_eq!(rx.discarded_before_connect(), 3);
+        let mut bufs = vec![vec![0u8; 20]; 4];
+        let mut out = Vec::new();
+        assert_eq!(rx.recv_queued(&mut bufs, &mut out).unwrap(), 2);
+        assert_eq!((out[0].src, bufs[0][0]), (pb, 1));
+        assert_eq!(out[1].src, c.local_addr().unwrap());
+    }
+
+    /// A connected sender whose peer answered with ICMP port unreachable (nobody was
+    /// listening yet) does not lose its next packet to that old error.
+    #[test]
+    fn connected_send_survives_an_earlier_port_unreachable() {
+        let a = UdpSocket::bind("127.0.0.1:0").unwrap();
+        let gone = UdpSocket::bind("127.0.0.1:0").unwrap();
+        let to = gone.local_addr().unwrap();
+        drop(gone);
+        let opts = SocketOptions {
+            dscp: None,
+            packet_len: 14,
+            packets_per_second: 10.0,
+        };
+        let mut tx = UdpTestSocket::new(a, to, opts).unwrap();
+        assert_eq!(tx.unconnected_reason(), None);
+        // The port is closed: loopback answers with ICMP at once, and the error is
+        // pending on the socket before the next send.
+        tx.send(&[0; 14]).unwrap();
+        let rx = match UdpSocket::bind(to) {
+            Ok(s) => s,
+            Err(_) => return, // someone else took the port meanwhile: nothing to check
+        };
+        rx.set_read_timeout(Some(std::time::Duration::from_secs(5)))
+            .unwrap();
+        tx.send(&[1; 14]).unwrap();
+        let mut buf = [0u8; 32];
+        let (n, _) = rx.recv_from(&mut buf).unwrap();
+        assert_eq!(&buf[..n], &[1; 14]);
     }
 
     #[test]

@@ -16,7 +16,7 @@ use super::opts::PowOpts;
 use crate::control::{ConnectParams, Control, ControlError};
 use crate::endpoints::{
     BoundedRecords, CLOCK_STATUS, RecvResult, SessionSetup, make_sid, spawn_receiver_into,
-    spawn_sender, start_time,
+    spawn_sender, start_time, unrecorded_duplicates,
 };
 use crate::net::{Family, bind_test_socket, resolve};
 use crate::output::SessionData;
@@ -604,6 +604,9 @@ impl Worker<'_> {
             return (Ending::Failed("no receiver".into()), None);
         };
         let rx = h.join();
+        if let Some(m) = unrecorded_duplicates(Some(&rx)) {
+            self.cfg.log.warn(m);
+        }
         let (theirs, stoptime) = match ex {
             Ok(ex) => (ex.theirs, ex.stoptime),
             Err(e) => (Err(e), self.clock.now().0),

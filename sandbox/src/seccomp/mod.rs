@@ -141,7 +141,6 @@ mod tests {
             libc::SYS_openat,
             libc::SYS_socket,
             libc::SYS_bind,
-            libc::SYS_connect,
             libc::SYS_execve,
             libc::SYS_execveat,
             libc::SYS_clone,
@@ -161,6 +160,17 @@ mod tests {
         ] {
             assert!(!p.mentions(nr), "tester allows syscall {nr}");
         }
+    }
+
+    /// The tester may connect its test socket and nothing else: the rule is pinned to an
+    /// argument (fd 4), never unconditional.
+    #[test]
+    fn tester_connects_only_its_test_socket() {
+        let map = policy(Role::Tester).unwrap().into_map();
+        let rules = map
+            .get(&libc::SYS_connect)
+            .expect("tester may connect fd 4");
+        assert_eq!(rules.len(), 1, "{rules:?}");
     }
 
     #[test]

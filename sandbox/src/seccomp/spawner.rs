@@ -9,7 +9,7 @@
 //! and its libraries.
 
 use super::rules::{Policy, PolicyError, c, eq, none_of};
-use super::tester::TEST_SOCKOPTS;
+use super::tester::{TEST_SOCKET_FD, TEST_SOCKOPTS};
 
 /// The spawner policy.
 pub fn policy() -> Result<Policy, PolicyError> {
@@ -80,6 +80,8 @@ pub fn policy() -> Result<Policy, PolicyError> {
     p.allow(libc::SYS_sendto);
     p.allow(libc::SYS_recvmmsg);
     p.allow(libc::SYS_getsockname);
+    // The tester connecting its test socket (fd 4) to the peer.
+    p.allow_if(libc::SYS_connect, &[&[eq(0, TEST_SOCKET_FD)]])?;
     let opts: Vec<[super::rules::Cond; 2]> = TEST_SOCKOPTS
         .iter()
         .chain(&[(libc::SOL_SOCKET, libc::SO_ERROR)])

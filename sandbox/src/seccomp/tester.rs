@@ -1,5 +1,6 @@
-//! The tester's allow-list (no open, socket, bind, connect, exec, fork). It only works on the descriptors control handed it: fd 3 IPC, fd 4 the bound UDP
-//! test socket, fd 5 the session data file (receiver). It is single-threaded: no clone.
+//! The tester's allow-list (no open, socket, bind, exec, fork; connect only on its test
+//! socket). It only works on the descriptors control handed it: fd 3 IPC, fd 4 the bound
+//! UDP test socket, fd 5 the session data file (receiver). It is single-threaded: no clone.
 
 use super::rules::{Policy, PolicyError, all_of, c, eq, le, none_of};
 
@@ -16,6 +17,10 @@ pub(super) const TEST_SOCKOPTS: &[(libc::c_int, libc::c_int)] = &[
     (libc::IPPROTO_IPV6, libc::IPV6_UNICAST_HOPS),
     (libc::IPPROTO_IPV6, libc::IPV6_TCLASS),
 ];
+
+/// The tester's UDP test socket (`ipc::fds::TEST_SOCKET_FD`; this crate does not link
+/// `ipc`). The only descriptor the tester may `connect`.
+pub(super) const TEST_SOCKET_FD: u64 = 4;
 
 /// The highest fd number the tester uses; `*at` calls must name one of its fds, never
 /// AT_FDCWD (which is -100, i.e. huge as an unsigned int).
@@ -73,6 +78,11 @@ pub fn policy() -> Result<Policy, PolicyError> {
     p.allow(libc::SYS_recvmsg);
     p.allow(libc::SYS_recvmmsg); // owamp::engine::UdpTestSocket::recv_queued (receiver batches)
     p.allow(libc::SYS_getsockname); // UdpSocket::local_addr for the session log line
+    // UdpTestSocket::new connects the test socket to the peer (RFC 4656 §3.5 ports), so
+    // the kernel drops datagrams from anyone else before they take its buffer. Only fd 4:
+    // the IPC socket is already connected and the tester creates no socket, so this lets
+    // it reach nothing that `sendto` on fd 4 could not.
+    p.allow_if(libc::SYS_connect, &[&[eq(0, TEST_SOCKET_FD)]])?;
     let opts: Vec<[super::rules::Cond; 2]> = TEST_SOCKOPTS
         .iter()
         .map(|&(level, name)| [eq(1, c(level)), eq(2, c(name))])
