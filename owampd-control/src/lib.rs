@@ -43,5 +43,6 @@ pub mod log;
 pub mod policy;
 pub mod ports;
 pub mod session;
+pub mod shutdown;
 pub mod store;
 pub mod testers;
