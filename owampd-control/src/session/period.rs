@@ -182,7 +182,7 @@ impl Connection<'_> {
                 sent_ours = true;
                 // Re-armed for the rest of the exchange (spec §7.2 step 3); the stop
                 // time is when the peer's header is read (spec §7.8).
-                header = before(stopping, conn.read_block("Stop-Sessions", true)).await??;
+                header = before_stop(&shutdown, conn.read_block("Stop-Sessions", true)).await??;
                 stop_time = now_ntp(self.ctx.config.debug_time_offset);
                 break;
             }
@@ -207,7 +207,7 @@ impl Connection<'_> {
                 header[0]
             )));
         }
-        let peer_stop = before(stopping, self.read_stop_rest(conn, &header)).await??;
+        let peer_stop = before_stop(&shutdown, self.read_stop_rest(conn, &header)).await??;
         // Our senders stop now (a Stop-Sessions cuts their end delay short, §3.8).
         for s in &mut self.sessions {
             if s.role == TesterRole::Sender && !s.done && !s.stop_sent {
@@ -549,17 +549,22 @@ impl Connection<'_> {
     }
 }
 
-/// `fut`, bounded by the exchange deadline of a stopping daemon.
-async fn before<T>(
-    stopping: Option<Deadlines>,
+/// `fut`, cut off at the exchange deadline if the daemon's stop has begun or begins
+/// meanwhile (crate::shutdown): a client cannot hold the stop.
+async fn before_stop<T>(
+    shutdown: &Shutdown,
     fut: impl std::future::Future<Output = T>,
 ) -> Result<T, SessionError> {
-    let Some(d) = stopping else {
-        return Ok(fut.await);
+    let cut_off = async {
+        let d = shutdown.begun().await;
+        tokio::time::sleep_until(d.exchange).await;
     };
-    tokio::time::timeout_at(d.exchange, fut).await.map_err(|_| {
-        SessionError::Protocol("no Stop-Sessions from the client before the server stops".into())
-    })
+    tokio::select! {
+        r = fut => Ok(r),
+        () = cut_off => Err(SessionError::Protocol(
+            "no Stop-Sessions from the client before the server stops".into(),
+        )),
+    }
 }
 
 async fn sleep_until_some(t: Option<tokio::time::Instant>) {
