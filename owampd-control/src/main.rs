@@ -64,6 +64,12 @@ fn start_failed(chan: &Channel, msg: impl std::fmt::Display) -> ExitCode {
 }
 
 fn main() -> ExitCode {
+    // Only the master acts on a stop signal (ipc::stop): one sent to every process at
+    // once must not end sessions before their Stop-Sessions. The spawner forked below,
+    // and every thread of the runtime, inherit the mask.
+    if let Err(e) = ipc::stop::hold_stop_signals() {
+        return fail(format!("blocking the stop signals: {e}"));
+    }
     let fd = match ipc::fds::take_inherited(IPC_FD) {
         Ok(fd) => fd,
         Err(_) => {

@@ -161,6 +161,48 @@ fn a_stop_signal_ends_running_sessions_with_stop_sessions() {
     }
 }
 
+/// systemd's `systemctl stop` (KillMode=control-group) and ^C at a terminal send the
+/// stop signal to every process of the server at once, not only to the master: control
+/// and the testers must not die of it, so that the sessions still end with
+/// Stop-Sessions and owping gets both partial results.
+#[test]
+fn a_stop_signal_to_every_server_process_at_once_still_ends_with_stop_sessions() {
+    let mut server = Server::start(&[]);
+    let target = server.target();
+    let client = std::thread::spawn(move || {
+        run_client(
+            "owping",
+            &["-c", "1000", "-i", "0.01", "-L", "1", &target],
+            LONG,
+        )
+    });
+    wait_for_records(&server, 250);
+    let mut pids = vec![
+        server.child.id(),
+        server.control_pid(),
+        server.spawner_pid(),
+    ];
+    let testers = server.tester_pids();
+    assert_eq!(testers.len(), 2, "a sender and a receiver: {testers:?}");
+    pids.extend(testers);
+    let st = Command::new("kill")
+        .arg("-TERM")
+        .args(pids.iter().map(u32::to_string))
+        .status()
+        .unwrap();
+    assert!(st.success());
+    assert!(wait_exit(&mut server).success(), "{}", server.stderr());
+    let out = client.join().unwrap();
+    assert!(out.status.success(), "owping {}", describe(&out));
+    let figures = sent_lost(&String::from_utf8_lossy(&out.stdout));
+    assert_eq!(figures.len(), 2, "two summaries: {}", describe(&out));
+    assert!(
+        figures.iter().all(|(sent, _)| *sent > 0 && *sent < 1000),
+        "partial sessions: {}",
+        describe(&out)
+    );
+}
+
 /// A connection with an accepted session not yet started is simply closed, and the
 /// session's empty file removed.
 #[test]
