@@ -185,12 +185,20 @@ fn a_stop_signal_to_every_server_process_at_once_still_ends_with_stop_sessions()
     let testers = server.tester_pids();
     assert_eq!(testers.len(), 2, "a sender and a receiver: {testers:?}");
     pids.extend(testers);
+    // The master last: once it has the signal, a stopped sender's tester may exit
+    // before `kill` reaches its pid.
+    pids.reverse();
     let st = Command::new("kill")
         .arg("-TERM")
         .args(pids.iter().map(u32::to_string))
-        .status()
+        .output()
         .unwrap();
-    assert!(st.success());
+    assert!(
+        st.status.success(),
+        "kill -TERM {pids:?}: {}\n{}",
+        String::from_utf8_lossy(&st.stderr),
+        server.stderr()
+    );
     assert!(wait_exit(&mut server).success(), "{}", server.stderr());
     let out = client.join().unwrap();
     assert!(out.status.success(), "owping {}", describe(&out));
