@@ -10,6 +10,8 @@
 //!   `tester-ipc` crate: they carry `owamp` types, and the master links this crate but
 //!   never `owamp`.)
 //! - [`daemon`]: detach from the terminal (fork needs `unsafe`, which the master may not hold).
+//! - [`stop`]: the signals that stop the daemon; only the master acts on them, the
+//!   other processes hold them blocked.
 //!
 //! `unsafe` is allowed in this crate only for fd ownership, `fork`, `dup3`, `sigaction`
 //! and the pidfd calls; every block carries a `// SAFETY:` comment.
@@ -22,6 +24,7 @@ pub mod fds;
 pub mod master;
 pub mod spawn;
 pub mod spawner;
+pub mod stop;
 
 pub use channel::{Channel, Received};
 pub use error::IpcError;

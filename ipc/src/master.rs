@@ -31,7 +31,8 @@ pub enum MasterToControl {
         peer: SocketAddr,
         local: SocketAddr,
     },
-    /// Orderly stop: finish and exit; the master SIGKILLs after `dieby` seconds.
+    /// Orderly stop: end running test sessions with Stop-Sessions, close every
+    /// connection and exit; the master SIGKILLs after `dieby` seconds.
     Shutdown,
 }
 

@@ -16,6 +16,8 @@
 //!   (the process launcher, or fakes in tests); its messages become session events.
 //! - [`directory`], [`confdir`]: who a peer is (class, passphrase) over `config`.
 //! - [`log`]: lines for the master, tagged `[control]`, the peer and the SID.
+//! - [`shutdown`]: the daemon's stop: running sessions end with Stop-Sessions within
+//!   `dieby`, other connections close.
 //!
 //! Choices and departures (spec section in brackets):
 //! - `test_sessions` counts every Request-Session that reaches the policy, including
@@ -43,5 +45,6 @@ pub mod log;
 pub mod policy;
 pub mod ports;
 pub mod session;
+pub mod shutdown;
 pub mod store;
 pub mod testers;

@@ -13,7 +13,8 @@ use owampd_control::confdir::{ConfigDirectory, class_tree};
 use owampd_control::log::{Level, LogSink, Logger};
 use owampd_control::policy::Policy;
 use owampd_control::ports::PortAllocator;
-use owampd_control::session::{ServerConfig, ServerCtx, serve_connection};
+use owampd_control::session::{ServerConfig, ServerCtx, serve_connection_until};
+use owampd_control::shutdown::{Deadlines, ShutdownTrigger};
 use owampd_control::store::Store;
 use owampd_control::testers::{ProcessLauncher, SpawnerClient, async_channel, recv_any};
 use std::process::ExitCode;
@@ -63,6 +64,12 @@ fn start_failed(chan: &Channel, msg: impl std::fmt::Display) -> ExitCode {
 }
 
 fn main() -> ExitCode {
+    // Only the master acts on a stop signal (ipc::stop): one sent to every process at
+    // once must not end sessions before their Stop-Sessions. The spawner forked below,
+    // and every thread of the runtime, inherit the mask.
+    if let Err(e) = ipc::stop::hold_stop_signals() {
+        return fail(format!("blocking the stop signals: {e}"));
+    }
     let fd = match ipc::fds::take_inherited(IPC_FD) {
         Ok(fd) => fd,
         Err(_) => {
@@ -259,6 +266,9 @@ async fn serve(
     if let Err(e) = chan.get_ref().send(&ControlToMaster::Ready, &[]) {
         return fail(e);
     }
+    let (trigger, shutdown) = ShutdownTrigger::new();
+    // Every connection task holds a clone; `recv` returns `None` once all are gone.
+    let (alive, mut all_ended) = tokio::sync::mpsc::channel::<()>(1);
     loop {
         let r = match recv_any::<MasterToControl>(&chan).await {
             Ok(r) => r,
@@ -291,15 +301,33 @@ async fn serve(
                         continue;
                     }
                 };
+                let alive = alive.clone();
                 let ctx = ctx.clone();
                 let chan = chan.clone();
+                let shutdown = shutdown.clone();
                 tokio::spawn(async move {
-                    serve_connection(stream, peer, ctx).await;
+                    serve_connection_until(stream, peer, ctx, shutdown).await;
                     let _ = chan.get_ref().send(&ControlToMaster::ConnectionDone, &[]);
+                    drop(alive);
                 });
             }
             MasterToControl::Shutdown => {
-                log.info("shutting down");
+                // The master kills us `dieby` seconds after it sent this: running test
+                // sessions end with Stop-Sessions within that time (crate::shutdown).
+                let dieby = Duration::from_secs(u64::from(settings.dieby_s));
+                let deadlines = Deadlines::from_dieby(tokio::time::Instant::now(), dieby);
+                log.info(format!(
+                    "shutting down: running sessions end with Stop-Sessions within {} s",
+                    settings.dieby_s
+                ));
+                trigger.begin(deadlines);
+                drop(alive);
+                if tokio::time::timeout_at(deadlines.exit, all_ended.recv())
+                    .await
+                    .is_err()
+                {
+                    log.warn("connections still open at the end of dieby: closed");
+                }
                 return ExitCode::SUCCESS;
             }
             other => {

@@ -173,6 +173,11 @@ impl RecordSink for WriterSink<'_> {
 }
 
 fn main() -> ExitCode {
+    // Only the master acts on a stop signal (ipc::stop); control tells us how to end.
+    if let Err(e) = ipc::stop::hold_stop_signals() {
+        eprintln!("owampd-tester: blocking the stop signals: {e}");
+        return ExitCode::FAILURE;
+    }
     let chan = match ipc::fds::take_inherited(IPC_FD) {
         Ok(fd) => Channel::from_owned(fd),
         Err(_) => {

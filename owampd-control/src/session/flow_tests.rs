@@ -847,3 +847,74 @@ async fn start_during_a_test_period_closes() {
     assert!(c.closed().await);
     task.await.unwrap();
 }
+
+/// A client sent the server's Stop-Sessions (its sessions were over) and not answering
+/// it when the daemon's stop begins: it is cut off at the exchange deadline, and what
+/// the receiver got is kept, finalised as incomplete. An idle connection closes at once.
+#[tokio::test]
+async fn a_stop_cuts_off_a_client_that_does_not_answer() {
+    use crate::shutdown::{Deadlines, ShutdownTrigger};
+    let h = harness_with(7, Duration::from_secs(3600), 0);
+    let (trigger, shutdown) = ShutdownTrigger::new();
+    let (a, b) = tokio::io::duplex(1 << 16);
+    let task = tokio::spawn(serve_connection_until(
+        b,
+        PEER.parse().unwrap(),
+        h.ctx.clone(),
+        shutdown.clone(),
+    ));
+    let mut c = Client {
+        s: a,
+        cipher: ControlCipher::open_mode(),
+    };
+    let mut g = [0u8; 64];
+    c.s.read_exact(&mut g).await.unwrap();
+    c.setup(&ServerGreeting::decode(&g).unwrap(), 1, None).await;
+    let recv = c.request(&request(true)).await;
+    assert_eq!(recv.accept, AcceptCode::Ok);
+    c.send(&[&StartSessions.encode()]).await;
+    assert_eq!(c.recv(1).await[0], 0, "Start-Ack accept");
+    // The server's Stop-Sessions (no sender of its own: header and HMAC block).
+    let mut stop = [0u8; 32];
+    c.s.read_exact(&mut stop).await.unwrap();
+    assert_eq!(stop[0], 3, "Stop-Sessions");
+    // An idle connection beside it.
+    let (a2, b2) = tokio::io::duplex(1 << 16);
+    let idle = tokio::spawn(serve_connection_until(
+        b2,
+        PEER.parse().unwrap(),
+        h.ctx.clone(),
+        shutdown,
+    ));
+    let mut c2 = Client {
+        s: a2,
+        cipher: ControlCipher::open_mode(),
+    };
+    c2.s.read_exact(&mut g).await.unwrap();
+    c2.setup(&ServerGreeting::decode(&g).unwrap(), 1, None)
+        .await;
+    let now = tokio::time::Instant::now();
+    trigger.begin(Deadlines::from_dieby(now, Duration::from_millis(400)));
+    // Bounded, so that a connection the stop fails to end fails the test.
+    const WITHIN: Duration = Duration::from_secs(10);
+    assert!(
+        tokio::time::timeout(WITHIN, c2.closed()).await.unwrap(),
+        "the idle connection is closed"
+    );
+    tokio::time::timeout(WITHIN, idle).await.unwrap().unwrap();
+    assert!(
+        tokio::time::timeout(WITHIN, c.closed()).await.unwrap(),
+        "the silent client is cut off"
+    );
+    tokio::time::timeout(WITHIN, task).await.unwrap().unwrap();
+    let sent = h.launcher.sent.lock().unwrap().clone();
+    let stop = sent.iter().find_map(|(i, m)| match m {
+        ControlToTester::Stop(s) if *i == 0 => Some(*s),
+        _ => None,
+    });
+    let stop = stop.unwrap_or_else(|| panic!("receiver never stopped: {sent:?}"));
+    assert_eq!(stop.peer, None, "stopped without the client's record");
+    assert!(sent.contains(&(0, ControlToTester::Finalize)), "{sent:?}");
+    assert!(!h.ctx.store.is_empty(), "the receive data is kept");
+    h.assert_logged(&["finished=2"]);
+}

@@ -21,6 +21,7 @@ use crate::policy::{
     session_bandwidth_bps, session_disk_estimate,
 };
 use crate::ports::{PortAllocator, PortLease};
+use crate::shutdown::{Deadlines, Shutdown};
 use crate::store::Store;
 use crate::testers::{EventRx, EventTx, TesterEvent, TesterLauncher, TesterLink};
 use owamp::crypto::{self, ControlCipher, SessionKeys, Token};
@@ -198,6 +199,19 @@ pub async fn serve_connection<S>(stream: S, peer: SocketAddr, ctx: Arc<ServerCtx
 where
     S: AsyncRead + AsyncWrite + Unpin + Send,
 {
+    serve_connection_until(stream, peer, ctx, Shutdown::never()).await;
+}
+
+/// [`serve_connection`], ended early by the daemon's stop (crate::shutdown): running
+/// test sessions end with the Stop-Sessions exchange, anything else is closed.
+pub async fn serve_connection_until<S>(
+    stream: S,
+    peer: SocketAddr,
+    ctx: Arc<ServerCtx>,
+    shutdown: Shutdown,
+) where
+    S: AsyncRead + AsyncWrite + Unpin + Send,
+{
     let log = ctx.log.peer(peer);
     // maxcontrolsessions: close before the greeting (spec §7.1, §9).
     let _guard = match ctx.policy.open_connection() {
@@ -222,6 +236,8 @@ where
         next_id: 0,
         events_tx: tx,
         events_rx: rx,
+        shutdown,
+        stopped_by_shutdown: false,
     };
     match c.run(&mut conn).await {
         Ok(()) => log.debug("connection closed"),
@@ -245,6 +261,10 @@ struct Connection<'a> {
     next_id: usize,
     events_tx: EventTx,
     events_rx: EventRx,
+    shutdown: Shutdown,
+    /// The daemon's stop ended this connection's test period: its client may still
+    /// fetch (until the exchange deadline), and do nothing else.
+    stopped_by_shutdown: bool,
 }
 
 impl Connection<'_> {
@@ -252,17 +272,31 @@ impl Connection<'_> {
         &mut self,
         conn: &mut ControlConn<S>,
     ) -> Result<(), SessionError> {
-        if !self.handshake(conn).await? {
-            return Ok(());
+        let shutdown = self.shutdown.clone();
+        tokio::select! {
+            r = self.handshake(conn) => if !r? {
+                return Ok(());
+            },
+            _ = shutdown.begun() => {
+                self.log.debug("closed during the handshake: the server is stopping");
+                return Ok(());
+            }
         }
         loop {
-            let block = conn.read_block("command", true).await?;
+            let Some(block) = self.next_command(conn).await? else {
+                return Ok(());
+            };
             let cmd = CommandKind::from_block(&block);
             if !CommandState::Idle.allows(cmd) {
                 return Err(SessionError::Protocol(format!(
                     "command {} is not allowed now",
                     cmd.as_byte()
                 )));
+            }
+            if self.shutdown.deadlines().is_some() && cmd != CommandKind::FetchSession {
+                self.log
+                    .info("closed: the server is stopping (only Fetch-Session is served)");
+                return Ok(());
             }
             match cmd {
                 CommandKind::RequestSession => self.handle_request_session(conn, block).await?,
@@ -283,6 +317,32 @@ impl Connection<'_> {
                     // Unreachable: `allows` refused these above.
                     return Err(SessionError::Protocol("unexpected command".into()));
                 }
+            }
+        }
+    }
+
+    /// The next command's first block, or `None` when the daemon's stop closes the
+    /// connection instead: at once, unless the stop ended this connection's test period,
+    /// whose client may still fetch until the exchange deadline.
+    async fn next_command<S: AsyncRead + AsyncWrite + Unpin>(
+        &mut self,
+        conn: &mut ControlConn<S>,
+    ) -> Result<Option<[u8; 16]>, SessionError> {
+        let shutdown = self.shutdown.clone();
+        let deadlines: Deadlines = tokio::select! {
+            biased;
+            d = shutdown.begun() => d,
+            b = conn.read_block("command", true) => return Ok(Some(b?)),
+        };
+        if !self.stopped_by_shutdown {
+            self.log.debug("closed: the server is stopping");
+            return Ok(None);
+        }
+        match tokio::time::timeout_at(deadlines.exchange, conn.read_block("command", true)).await {
+            Ok(b) => Ok(Some(b?)),
+            Err(_) => {
+                self.log.debug("closed: the server is stopping");
+                Ok(None)
             }
         }
     }

@@ -178,6 +178,11 @@ impl Connection<'_> {
         conn: &mut ControlConn<S>,
     ) -> Result<(), SessionError> {
         let mut sent_ours = false;
+        // The daemon's stop, once it has begun: our senders are told to stop, and our
+        // Stop-Sessions goes first once they have reported (RFC 4656 §3.8 lets either
+        // side go first), with their records so far.
+        let mut stopping: Option<Deadlines> = None;
+        let shutdown = self.shutdown.clone();
         let header: [u8; 16];
         let stop_time: Num64;
         loop {
@@ -186,20 +191,28 @@ impl Connection<'_> {
                 header = conn.read_block("Stop-Sessions", false).await?;
                 break;
             }
-            if !sent_ours && self.all_done() {
+            if !sent_ours && (self.all_done() || stopping.is_some() && self.senders_done()) {
                 self.send_our_stop(conn, AcceptCode::Ok).await?;
                 sent_ours = true;
                 // Re-armed for the rest of the exchange (spec §7.2 step 3); the stop
                 // time is when the peer's header is read (spec §7.8).
-                header = conn.read_block("Stop-Sessions", true).await?;
+                header = before_stop(&shutdown, conn.read_block("Stop-Sessions", true)).await??;
                 stop_time = now_ntp(self.ctx.config.debug_time_offset);
                 break;
             }
+            let exchange_by = stopping.map(|d| d.exchange);
             tokio::select! {
                 r = conn.fill() => {
                     r?;
                 }
                 Some((i, ev)) = self.events_rx.recv() => self.apply_event(i, ev),
+                d = shutdown.begun(), if stopping.is_none() => {
+                    stopping = Some(d);
+                    self.stop_senders_for_shutdown();
+                }
+                () = sleep_until_some(exchange_by), if exchange_by.is_some() => {
+                    self.kill_unreported_senders();
+                }
             }
         }
         if CommandKind::from_block(&header) != CommandKind::StopSessions {
@@ -210,14 +223,15 @@ impl Connection<'_> {
         }
         // Our senders stop now (a Stop-Sessions cuts their end delay short, §3.8).
         for s in &mut self.sessions {
-            if s.role == TesterRole::Sender && !s.done {
+            if s.role == TesterRole::Sender && !s.done && !s.stop_sent {
                 let _ = s.link.send(&ControlToTester::Stop(Stop {
                     stop_time,
                     peer: None,
                 }));
             }
         }
-        let (peer_accept, check) = self.stream_peer_stop(conn, &header, stop_time).await?;
+        let (peer_accept, check) =
+            before_stop(&shutdown, self.stream_peer_stop(conn, &header, stop_time)).await??;
         let abort = peer_accept != AcceptCode::Ok || check.is_err();
         for s in &mut self.sessions {
             if s.role != TesterRole::Receiver || s.gone {
@@ -272,7 +286,55 @@ impl Connection<'_> {
         if let Some(msg) = reply {
             conn.send(&[&msg]).await?;
         }
+        self.stopped_by_shutdown = self.shutdown.deadlines().is_some();
         check.map_err(SessionError::Protocol)
+    }
+
+    fn senders_done(&self) -> bool {
+        self.sessions
+            .iter()
+            .filter(|s| s.role == TesterRole::Sender)
+            .all(|s| s.done)
+    }
+
+    /// The daemon is stopping: every sender still sending stops now and reports its
+    /// Next Seqno and skip ranges for our Stop-Sessions (RFC 4656 §3.8). Receivers go on
+    /// until the client's Stop-Sessions says what it sent.
+    fn stop_senders_for_shutdown(&mut self) {
+        let stop_time = now_ntp(self.ctx.config.debug_time_offset);
+        self.log.info(format!(
+            "the server is stopping: ending {} running session(s) with Stop-Sessions",
+            self.sessions.len()
+        ));
+        for s in &mut self.sessions {
+            if s.role != TesterRole::Sender || s.done {
+                continue;
+            }
+            s.stop_sent = true;
+            let stop = ControlToTester::Stop(Stop {
+                stop_time,
+                peer: None,
+            });
+            if let Err(e) = s.link.send(&stop) {
+                s.log.warn(format!("cannot stop: {e}"));
+                s.gone = true;
+                s.done = true;
+            }
+        }
+    }
+
+    /// Senders that have not reported by the exchange deadline are given up: our
+    /// Stop-Sessions then says the sessions failed.
+    fn kill_unreported_senders(&mut self) {
+        for s in &mut self.sessions {
+            if s.role == TesterRole::Sender && !s.done {
+                s.log
+                    .warn("tester did not report before the server stops: killed");
+                s.link.kill();
+                s.gone = true;
+                s.done = true;
+            }
+        }
     }
 
     /// The rest of the peer's Stop-Sessions after its header, and its HMAC. Each
@@ -433,7 +495,11 @@ impl Connection<'_> {
     }
 
     async fn wait_reports(&mut self) {
-        let deadline = tokio::time::Instant::now() + TESTER_REPLY_TIMEOUT;
+        let mut deadline = tokio::time::Instant::now() + TESTER_REPLY_TIMEOUT;
+        // A stopping daemon waits no longer than it may live.
+        if let Some(d) = self.shutdown.deadlines() {
+            deadline = deadline.min(d.exit);
+        }
         while !self.all_done() {
             match tokio::time::timeout_at(deadline, self.events_rx.recv()).await {
                 Ok(Some((i, ev))) => self.apply_event(i, ev),
@@ -604,6 +670,31 @@ impl Connection<'_> {
                 let _ = self.ctx.store.delete_async(&s.sid).await;
             }
         }
+    }
+}
+
+/// `fut`, cut off at the exchange deadline if the daemon's stop has begun or begins
+/// meanwhile (crate::shutdown): a client cannot hold the stop.
+async fn before_stop<T>(
+    shutdown: &Shutdown,
+    fut: impl std::future::Future<Output = T>,
+) -> Result<T, SessionError> {
+    let cut_off = async {
+        let d = shutdown.begun().await;
+        tokio::time::sleep_until(d.exchange).await;
+    };
+    tokio::select! {
+        r = fut => Ok(r),
+        () = cut_off => Err(SessionError::Protocol(
+            "no Stop-Sessions from the client before the server stops".into(),
+        )),
+    }
+}
+
+async fn sleep_until_some(t: Option<tokio::time::Instant>) {
+    match t {
+        Some(t) => tokio::time::sleep_until(t).await,
+        None => std::future::pending().await,
     }
 }
 
