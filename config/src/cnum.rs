@@ -1,5 +1,5 @@
 //! Numbers read the way C's `strtoul(3)` and `strtod(3)` read them, since that is how
-//! the reference reads every number of `owamp-server.conf` (spec §7.11): the longest
+//! the reference reads every number of `owamp-server.conf` (protocol.md §7.11): the longest
 //! prefix that is a number is taken and the rest of the token is ignored (`30s` is 30,
 //! `0x10` in base 10 is 0), a `-` in front of an unsigned number wraps around, and only
 //! a token with no number at its start, or one out of the C type's range (`ERANGE`), is

@@ -1,5 +1,5 @@
 //! Parsers and validation for owampd's three configuration files, compatible with
-//! perfSONAR owamp 5.x (spec `owamp-spec.md` §7.9–7.11). Each file is looked up in the
+//! perfSONAR owamp 5.x (protocol.md §7.9–7.11). Each file is looked up in the
 //! configuration directory under its current name first, then its older name.
 //!
 //! - **`owamp-server.conf`** (`owampd.conf`), [`ServerConf`]: daemon settings, one

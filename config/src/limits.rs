@@ -1,5 +1,5 @@
 //! `owamp-server.limits` (older name `owampd.limits`): the limit-class tree and the rules
-//! that put a connection into a class (spec §7.9, class selection §7.5).
+//! that put a connection into a class (protocol.md §7.9, class selection §7.5).
 //!
 //! ```text
 //! limit <class> with <key>=<value>[,<key>=<value>]*
@@ -553,7 +553,7 @@ impl Limits {
     }
 
     /// The path from the root to `id`, root first: the directory chain under
-    /// `datadir/hierarchy` (spec §7.7) and the order to walk limits in (§7.4).
+    /// `datadir/hierarchy` (protocol.md §7.7) and the order to walk limits in (§7.4).
     pub fn chain(&self, id: ClassId) -> Vec<ClassId> {
         let mut out = Vec::new();
         let mut cur = Some(if id.0 < self.classes.len() {
@@ -574,7 +574,7 @@ impl Limits {
         out
     }
 
-    /// The class for a connection in open mode (spec §7.5): longest-prefix match over
+    /// The class for a connection in open mode (protocol.md §7.5): longest-prefix match over
     /// `assign net` (an IPv4-mapped IPv6 address matches as IPv4), else `assign
     /// default`, else the root.
     pub fn class_for_address(&self, addr: IpAddr) -> ClassId {
@@ -591,7 +591,7 @@ impl Limits {
             .unwrap_or(self.root())
     }
 
-    /// The class for an authenticated identity (spec §7.5): a class *named* like the
+    /// The class for an authenticated identity (protocol.md §7.5): a class *named* like the
     /// user wins (the reference's quirk: it overrides `assign user`), then `assign
     /// user`, then the address rules.
     pub fn class_for_user(&self, user: &str, addr: IpAddr) -> ClassId {

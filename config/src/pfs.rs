@@ -1,12 +1,12 @@
-//! `owamp-server.pfs` (older name `owampd.pfs`): pass-phrases per identity (spec §7.10).
+//! `owamp-server.pfs` (older name `owampd.pfs`): pass-phrases per identity (protocol.md §7.10).
 //!
 //! One `identity<whitespace>hexpassphrase` per line, as written by `pfstore`. The key
-//! used for PBKDF2 (spec §1.4) is the hex-*decoded* bytes. Syntax follows I2util's
+//! used for PBKDF2 (protocol.md §1.4) is the hex-*decoded* bytes. Syntax follows I2util's
 //! `I2ParsePFFile`: lines whose first non-blank character is `#` and blank lines are
 //! skipped; a data line must start in column 1 (no leading whitespace); the hex must be
 //! non-empty, of even length and the last thing on the line (trailing whitespace only);
 //! there is no line continuation. Identities are at most 80 characters (the KeyID field
-//! of Set-Up-Response, spec §1.2).
+//! of Set-Up-Response, protocol.md §1.2).
 //!
 //! The server refuses a file that names an identity twice. Clients (`owping -k`) look an
 //! identity up with [`pfs_lookup_client`], which keeps the reference's prefix-match quirk.
@@ -217,7 +217,7 @@ impl Pfs {
     }
 }
 
-/// Client-side lookup of `identity` in a `.pfs` text (`owping -k file`, spec §7.10).
+/// Client-side lookup of `identity` in a `.pfs` text (`owping -k file`, protocol.md §7.10).
 ///
 /// The whole file is validated first (duplicates are allowed, as in the reference
 /// client). Then an exact match wins. Failing that, the reference's quirk applies:

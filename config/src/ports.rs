@@ -1,4 +1,4 @@
-//! `testports` / `-P`: the UDP port range for test endpoints (spec §7.6, §7.11).
+//! `testports` / `-P`: the UDP port range for test endpoints (protocol.md §7.6, §7.11).
 //!
 //! `0` means ephemeral (bind port 0, the reference's code default), `N` means N..N, and
 //! `low-high` a range with 1 <= low <= high <= 65535.

@@ -1,4 +1,4 @@
-//! `owamp-server.conf` (older name `owampd.conf`), spec §7.11.
+//! `owamp-server.conf` (older name `owampd.conf`), protocol.md §7.11.
 //!
 //! Format (I2util `I2ReadConfVar`): one `key [value] [#comment]` per logical line,
 //! whitespace-separated, keywords case-insensitive. A value is a single token (no
@@ -37,7 +37,7 @@ use std::path::{Path, PathBuf};
 /// File names tried in the configuration directory, newest first.
 pub const CONF_FILE_NAMES: [&str; 2] = ["owamp-server.conf", "owampd.conf"];
 
-/// The reference's PBKDF2 count (`_OWP_DEFAULT_PBKDF2_COUNT`, spec §1.1).
+/// The reference's PBKDF2 count (`_OWP_DEFAULT_PBKDF2_COUNT`, protocol.md §1.1).
 pub const DEFAULT_PBKDF2_COUNT: u32 = 2048;
 /// RFC 4656 §3.1 requires the server's Count to be at least 1024.
 pub const MIN_PBKDF2_COUNT: u32 = 1024;
@@ -304,7 +304,7 @@ pub struct ServerConf {
     /// Add file:line to log messages.
     pub loglocation: bool,
     pub verbose: bool,
-    /// Hard disk limit = `disk × diskfudge` (spec §7.4), 1.0..=10.0.
+    /// Hard disk limit = `disk × diskfudge` (protocol.md §7.4), 1.0..=10.0.
     pub diskfudge: f64,
     /// Seconds to wait for children after SIGTERM before SIGKILL (reference code: 5).
     pub dieby: u32,

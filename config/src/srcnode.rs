@@ -1,4 +1,4 @@
-//! `srcnode` / `-S`: the address and port the server listens on (spec §7.11).
+//! `srcnode` / `-S`: the address and port the server listens on (protocol.md §7.11).
 //!
 //! Accepted forms: `node:port`, `[v6addr]:port`, `[v6addr]`, `:port`, `node`, and a bare
 //! IPv6 address without brackets (more than one `:`), which is taken as a host with the

@@ -1,4 +1,4 @@
-//! Line handling shared by `owamp-server.conf` and `.limits` (spec §7.9, §7.11), and
+//! Line handling shared by `owamp-server.conf` and `.limits` (protocol.md §7.9, §7.11), and
 //! file reading shared by all three formats.
 //!
 //! The reference reads both files with I2util's `I2GetConfLine`: leading whitespace and

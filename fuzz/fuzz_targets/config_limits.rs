@@ -1,4 +1,4 @@
-//! `owamp-server.limits` (spec §7.9, class selection §7.5): `Limits::parse` on arbitrary
+//! `owamp-server.limits` (protocol.md §7.9, class selection §7.5): `Limits::parse` on arbitrary
 //! text, with a pass-phrase table for `assign user`.
 //!
 //! Input: `limits text \0 pfs text`; without a NUL the table holds `alice` and `bob`.

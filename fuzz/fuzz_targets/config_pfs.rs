@@ -1,4 +1,4 @@
-//! `owamp-server.pfs` (spec §7.10): the server's `Pfs::parse` and the client's
+//! `owamp-server.pfs` (protocol.md §7.10): the server's `Pfs::parse` and the client's
 //! `pfs_lookup_client` (`owping -k`) on arbitrary text.
 //!
 //! Input: `identity \0 file text` (no NUL: the whole input is the file and the identity

@@ -1,4 +1,4 @@
-//! `owamp-server.conf` (spec §7.11): `ServerConf::parse` on arbitrary text (UTF-8 as
+//! `owamp-server.conf` (protocol.md §7.11): `ServerConf::parse` on arbitrary text (UTF-8 as
 //! given, anything else through `from_utf8_lossy` as a reader of the file would see it).
 //!
 //! Invariants: no panic; parsing is deterministic; an accepted file gives values inside

@@ -3,7 +3,7 @@
 //! (Request-Session, Start-Sessions, Stop-Sessions, Fetch-Session, junk) until EOF.
 //!
 //! The fuzzer cannot forge a Token for an unknown random challenge, so beyond the
-//! Set-Up-Response it explores open mode, where HMAC fields are not checked (spec §1.5):
+//! Set-Up-Response it explores open mode, where HMAC fields are not checked (protocol.md §1.5):
 //! that is the whole command state machine, policy, port allocation, the data store and
 //! the tester exchange (with scripted fake testers, as in control's own flow tests).
 //! Tokio's clock is paused and advances by itself, so timeouts cost nothing.

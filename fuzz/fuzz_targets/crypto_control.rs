@@ -1,4 +1,4 @@
-//! OWAMP-Control crypto on the server side (spec §1.4–1.6): `ControlCipher` opening
+//! OWAMP-Control crypto on the server side (protocol.md §1.4–1.6): `ControlCipher` opening
 //! arbitrary ciphertext and checking arbitrary HMAC fields, under keys, IVs and message
 //! framing chosen by the fuzzer; and the Token of Set-Up-Response.
 //!
@@ -7,7 +7,7 @@
 //!   a typed error and changes nothing;
 //! - what a client seals, a server with the same keys opens to the same plaintext with
 //!   every HMAC field accepted; flipping any one bit of the sealed bytes makes some
-//!   HMAC check fail (the running HMAC covers everything, spec §1.5);
+//!   HMAC check fail (the running HMAC covers everything, protocol.md §1.5);
 //! - open mode never rejects and never changes bytes;
 //! - `Token::decrypt` then `encrypt` gives the original 64 bytes back.
 #![no_main]

@@ -1,4 +1,4 @@
-//! `.owp` files (spec §7.7) as owstats, owfetch and the server's fetch path read them:
+//! `.owp` files (protocol.md §7.7) as owstats, owfetch and the server's fetch path read them:
 //! `OwpFile::from_reader` on arbitrary bytes, then the skip ranges and every record;
 //! and the stored Request-Session parser `SessionHeader::parse` (built on
 //! `wire::RequestSession::decode_stored`), checked field by field against it.

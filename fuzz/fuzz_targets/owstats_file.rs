@@ -1,4 +1,4 @@
-//! owstats / owping's report on a hostile `.owp` file (spec §8.3–8.5): the file is read
+//! owstats / owping's report on a hostile `.owp` file (protocol.md §8.3–8.5): the file is read
 //! with `OwpFile`, then `Stats::compute` and every report format run on what it holds,
 //! under options (unit, bucket width, sample range, record limit, percentiles) taken
 //! from the input.

@@ -1,5 +1,5 @@
 //! OWAMP-Test packets as the receiver reads them off the network (RFC 4656 §4.1.2,
-//! spec §3.2): `PacketFormat::decode` in open, authenticated and encrypted mode, with
+//! protocol.md §3.2): `PacketFormat::decode` in open, authenticated and encrypted mode, with
 //! session keys, SID and padding from the input.
 //!
 //! Invariants: no panic on any datagram; shorter than `len()` is a length error and

@@ -1,10 +1,10 @@
-//! The Fetch-Session response stream as the client reads it (spec §2.8): the skip range
+//! The Fetch-Session response stream as the client reads it (protocol.md §2.8): the skip range
 //! segment and the data record segment, each sized by counts from the Fetch-Ack.
 //!
 //! Invariants: no panic and no allocation driven by a count the bytes do not back (a
 //! count must match the byte length exactly, or it is a length error); what decodes
 //! re-encodes to the input with the block padding zeroed, and decodes back to itself;
-//! chunked decoding (16 records = 400 bytes, 2 ranges = 16 bytes, spec §2.8) agrees
+//! chunked decoding (16 records = 400 bytes, 2 ranges = 16 bytes, protocol.md §2.8) agrees
 //! with decoding in one go.
 #![no_main]
 

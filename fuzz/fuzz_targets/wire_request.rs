@@ -1,5 +1,5 @@
-//! Request-Session as the server reads it from a client (spec §2.1): the 96-byte
-//! preamble, the slot blocks, then the semantic checks of spec §9 (`validate`,
+//! Request-Session as the server reads it from a client (protocol.md §2.1): the 96-byte
+//! preamble, the slot blocks, then the semantic checks of protocol.md §9 (`validate`,
 //! `into_request`, in every mode).
 //!
 //! Invariants: nothing panics; a request the checks accept re-encodes to a preamble and

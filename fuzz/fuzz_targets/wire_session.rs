@@ -1,5 +1,5 @@
-//! The fixed-size session messages (spec §2.2–2.4, §2.6, §2.7) and command dispatch
-//! (spec §2.0): Accept-Session, Start-Ack and Fetch-Ack as the client reads them;
+//! The fixed-size session messages (protocol.md §2.2–2.4, §2.6, §2.7) and command dispatch
+//! (protocol.md §2.0): Accept-Session, Start-Ack and Fetch-Ack as the client reads them;
 //! Start-Sessions and Fetch-Session as the server reads them.
 //!
 //! Invariants: no panic; errors only where the spec says (Accept > 5, wrong command);

@@ -1,4 +1,4 @@
-//! Connection set-up messages (spec §1.1–1.3): Server-Greeting (client reads it from the
+//! Connection set-up messages (protocol.md §1.1–1.3): Server-Greeting (client reads it from the
 //! server), Set-Up-Response (server reads it from the client), Server-Start (client).
 //!
 //! Invariants: decoding never panics; what decodes re-encodes to the input with only the

@@ -1,4 +1,4 @@
-//! Stop-Sessions (spec §2.5) through the incremental `StopSessionsDecoder`, as the server
+//! Stop-Sessions (protocol.md §2.5) through the incremental `StopSessionsDecoder`, as the server
 //! reads it from a client (and the client from a server): header, then the session
 //! records fed in arbitrary chunks, under arbitrary `StopLimits`.
 //!

@@ -1,4 +1,4 @@
-//! The stored Request-Session (spec §7.7, §2.8) as a client reads it from a Fetch-Session
+//! The stored Request-Session (protocol.md §7.7, §2.8) as a client reads it from a Fetch-Session
 //! response and as `.owp` readers find it in a file header: arbitrary bytes, possibly
 //! followed by other data, possibly declaring far more slots than are present.
 //!

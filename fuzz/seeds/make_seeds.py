@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 """Writes the seed inputs of the fuzz targets (fuzz/seeds/<target>/), built by hand from
-the message layouts in shared/docs/owamp-spec.md. Valid seeds let the fuzzer start from
+the message layouts in docs/protocol.md. Valid seeds let the fuzzer start from
 the paths where decoding succeeds (round trips, into_request, complete Stop-Sessions)
 instead of having to discover every field. Re-run after changing a layout:
     python3 fuzz/seeds/make_seeds.py
@@ -124,7 +124,7 @@ put("types_text", "v6", bytes([6, 0x80, 0x0C]))
 put("types_text", "v7", bytes([7]) + record(7))
 put("types_text", "v8", bytes([8]) + struct.pack("<d", 1.5))
 
-# .owp v3 file (spec §7.7): magic, version, Finished, Next Seqno, Number of Skip Ranges,
+# .owp v3 file (protocol.md §7.7): magic, version, Finished, Next Seqno, Number of Skip Ranges,
 # Number of Records, skip offset, data offset, stored Request-Session, skips, records.
 def owp_v3(finished, next_seqno, skips, records, session):
     hlen = 40 + len(session)

@@ -1,4 +1,4 @@
-//! One internal message per `SOCK_SEQPACKET` datagram (design.md "IPC").
+//! One internal message per `SOCK_SEQPACKET` datagram (docs/processes.md "IPC").
 //!
 //! SEQPACKET keeps message boundaries, so no framing is needed: a datagram is one encoded
 //! message, and the fds that ride with it (`SCM_RIGHTS`) arrive with exactly that message.
@@ -18,7 +18,7 @@ use serde::{Serialize, de::DeserializeOwned};
 use crate::codec;
 use crate::error::IpcError;
 
-/// The largest encoded message, in bytes (design.md: "Every message is bounded (64 KiB)").
+/// The largest encoded message, in bytes (docs/processes.md "IPC": every message is bounded to 64 KiB).
 pub const MAX_MESSAGE: usize = 64 * 1024;
 
 /// The most fds one message may carry. Extras that a peer sends are closed on receipt.

@@ -1,5 +1,5 @@
 //! The wire codec of internal messages, kept in one place so it can be swapped
-//! (design.md "IPC"): serde + bincode 2.0.1, standard config (little-endian, varints).
+//! (docs/processes.md "IPC"): serde + bincode 2.0.1, standard config (little-endian, varints).
 
 use serde::{Serialize, de::DeserializeOwned};
 

@@ -1,7 +1,7 @@
 //! Detach from the terminal (the classic double fork), for `owampd` without `-Z`.
 //!
 //! It lives here rather than in the master because `fork` needs `unsafe`, which only
-//! `ipc` and `sandbox` may contain (design.md "Workspace layout").
+//! `ipc` and `sandbox` may contain (ARCHITECTURE.md "Crates").
 
 use std::io::{self, Read, Write};
 

@@ -5,7 +5,7 @@ use std::os::fd::RawFd;
 /// Everything that can go wrong moving a message between owampd processes.
 ///
 /// A peer that sends something wrong gets one of these, never a panic: the receiving
-/// side decides whether that ends the peer (design.md "IPC").
+/// side decides whether that ends the peer (docs/processes.md "IPC").
 #[derive(Debug, thiserror::Error)]
 pub enum IpcError {
     /// The peer closed its end (zero-length read on the SOCK_SEQPACKET socket).

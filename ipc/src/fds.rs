@@ -1,4 +1,4 @@
-//! The fixed fd layout of owampd's children (design.md "IPC": fixed fd numbers are named
+//! The fixed fd layout of owampd's children (docs/processes.md "IPC": fixed fd numbers are named
 //! constants; a child checks them at start and refuses to run when started by hand).
 //!
 //! - control: fd 3 = channel to the master, fd 4 = channel to its spawner.

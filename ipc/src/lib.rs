@@ -1,4 +1,4 @@
-//! owampd internal messages and their transport (design.md "IPC").
+//! owampd internal messages and their transport (docs/processes.md "IPC").
 //!
 //! - [`fds`]: the fixed fd layout every child inherits, and the check a child makes at start.
 //! - [`channel`]: one message per `SOCK_SEQPACKET` datagram, bincode-encoded, bounded to

@@ -1,4 +1,4 @@
-//! Master ⇄ control messages over fd 3 (design.md "Processes", "IPC").
+//! Master ⇄ control messages over fd 3 (docs/processes.md "IPC").
 //!
 //! Variants are append-only: `tests/golden.rs` pins the encoding of one value of each.
 //! The first message each way is `Hello`; [`check_hello`] turns a mismatch into an error.
@@ -69,7 +69,7 @@ pub struct LogRecord {
 }
 
 /// Everything control needs from the command line and `owamp-server.conf`, validated by
-/// the master (spec §7.11). Control never reads the conf file itself.
+/// the master (protocol.md §7.11). Control never reads the conf file itself.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ControlSettings {
     /// Bit set of allowed modes (1 open, 2 authenticated, 4 encrypted).
@@ -93,7 +93,7 @@ pub struct ControlSettings {
     pub verbose: bool,
     /// `OWAMP_DEBUG_TIMEOFFSET`, seconds.
     pub debug_time_offset: f64,
-    /// The daemon's start time (NTP 32.32) for Server-Start (spec §1.3).
+    /// The daemon's start time (NTP 32.32) for Server-Start (protocol.md §1.3).
     pub start_time_ntp: u64,
     /// Seccomp logs instead of killing (debug only, never the default).
     pub seccomp_log_only: bool,
@@ -119,7 +119,7 @@ mod tests {
     use super::*;
     use crate::codec::{decode, encode};
 
-    /// The limits of a missing file: one unlimited class `default` (spec §7.9).
+    /// The limits of a missing file: one unlimited class `default` (protocol.md §7.9).
     fn limits() -> Limits {
         Limits::parse("", std::path::Path::new("owamp-server.limits"), None).expect("empty limits")
     }

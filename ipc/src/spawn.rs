@@ -1,6 +1,6 @@
-//! Start a child with its fds at fixed numbers and a clean environment (design.md
-//! "Processes": the master starts control with fd 3; control starts each tester with
-//! fds 3, 4 and 5).
+//! Start a child with its fds at fixed numbers and a clean environment (docs/processes.md
+//! "Descriptor layout": the master starts control with fd 3; the spawner starts each
+//! tester with fds 3, 4 and 5).
 
 use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
 use std::ffi::OsString;

@@ -1,6 +1,6 @@
 //! IPv6 scopes of test addresses. A link-local address (fe80::/10) names an interface
 //! only together with a scope id, which Request-Session cannot carry: both ends take
-//! it from the control connection, which must then be link-local too (spec §2.1.3).
+//! it from the control connection, which must then be link-local too (protocol.md §2.1.3).
 
 use std::net::{IpAddr, SocketAddr, SocketAddrV6};
 

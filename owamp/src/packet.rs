@@ -1,4 +1,4 @@
-//! OWAMP-Test packets (RFC 4656 §4.1.2; spec §3.1–3.2): per-session test keys and the
+//! OWAMP-Test packets (RFC 4656 §4.1.2; protocol.md §3.1–3.2): per-session test keys and the
 //! open, authenticated and encrypted packet formats.
 //!
 //! The sender splits building a packet in two so the timestamp is taken as late as
@@ -42,7 +42,7 @@ pub enum PacketError {
     BadHmac { seq: u32 },
 }
 
-/// The per-session test keys of spec §3.1, derived from the client's control session keys.
+/// The per-session test keys of protocol.md §3.1, derived from the client's control session keys.
 #[derive(Clone, PartialEq, Eq)]
 pub struct TestKeys {
     pub aes: [u8; 16],
@@ -58,7 +58,7 @@ impl std::fmt::Debug for TestKeys {
 
 impl TestKeys {
     /// Test AES key = AES-ECB(key=SID, session AES key); test HMAC key = AES-CBC(key=SID,
-    /// IV=0, session HMAC key) (RFC 4656 §4.1.2, spec §3.1).
+    /// IV=0, session HMAC key) (RFC 4656 §4.1.2, protocol.md §3.1).
     pub fn derive(sid: Sid, session_aes: &[u8; 16], session_hmac: &[u8; 32]) -> TestKeys {
         let k = Aes128::new(GenericArray::from_slice(&sid.0));
         let mut aes = GenericArray::from(*session_aes);
@@ -200,7 +200,7 @@ impl PacketFormat {
 
     /// First half of building packet `seq` in `buf[..len()]`: everything that does not
     /// depend on the send time. In authenticated mode this includes encrypting block 1
-    /// and its HMAC (the reference's HMAC covers block 1 only, spec §3.2).
+    /// and its HMAC (the reference's HMAC covers block 1 only, protocol.md §3.2).
     pub fn prepare(&mut self, seq: u32, buf: &mut [u8]) -> Result<(), PacketError> {
         self.check_buf(buf)?;
         let (head, rest) = buf.split_at_mut(if self.mode.is_secure() {
@@ -232,7 +232,7 @@ impl PacketFormat {
 
     /// Second half: writes the send timestamp and error estimate, then the crypto that
     /// covers them (encrypted mode: HMAC over plaintext blocks 1‖2, then AES-CBC with IV 0
-    /// over both blocks, spec §3.2).
+    /// over both blocks, protocol.md §3.2).
     pub fn stamp(
         &mut self,
         buf: &mut [u8],
@@ -298,7 +298,7 @@ impl PacketFormat {
     }
 
     /// Decodes and verifies a received datagram. Shorter than `len()` is an error; longer
-    /// is truncated to `len()` and accepted (spec §3.4). Padding is not checked.
+    /// is truncated to `len()` and accepted (protocol.md §3.4). Padding is not checked.
     pub fn decode(&self, buf: &[u8]) -> Result<DecodedPacket, PacketError> {
         if buf.len() < self.len {
             return Err(PacketError::Short {
@@ -374,7 +374,7 @@ fn xor16(a: &mut [u8; 16], b: &[u8; 16]) {
 /// The padding filler: xoshiro256** seeded once from `getrandom`.
 ///
 /// Padding only has to be incompressible and unrelated to the packet, not secret (it is
-/// neither encrypted nor authenticated, spec §3.2), so a fast non-cryptographic PRNG is
+/// neither encrypted nor authenticated, protocol.md §3.2), so a fast non-cryptographic PRNG is
 /// enough and keeps the per-packet cost to a few nanoseconds per 8 octets.
 #[derive(Clone, Debug)]
 struct PadRng {

@@ -1,4 +1,4 @@
-//! Send schedules (RFC 4656 §5 and Appendix B; spec §5): the AES-counter uniform
+//! Send schedules (RFC 4656 §5 and Appendix B; protocol.md §5): the AES-counter uniform
 //! generator keyed by the SID, the exponential deviate (Knuth's Algorithm S), and slots to
 //! send times.
 
@@ -6,7 +6,7 @@ use crate::types::{Num64, Sid, Slot, SlotKind, Timestamp};
 use aes::Aes128;
 use aes::cipher::{BlockEncrypt, KeyInit, generic_array::GenericArray};
 
-/// `Q[k] = Σ_{i=1..k} ln2^i / i!` × 2^32 for k = 1..11 (spec §5.2); `Q[0]` is unused.
+/// `Q[k] = Σ_{i=1..k} ln2^i / i!` × 2^32 for k = 1..11 (protocol.md §5.2); `Q[0]` is unused.
 const Q: [u64; 12] = [
     0,
     0xB172_17F8,
@@ -23,7 +23,7 @@ const Q: [u64; 12] = [
 ];
 const LN2: u64 = Q[1];
 
-/// The uniform generator of spec §5.1: AES-128 in counter mode keyed by the SID, each
+/// The uniform generator of protocol.md §5.1: AES-128 in counter mode keyed by the SID, each
 /// 16-byte block giving four big-endian 32-bit fractions.
 #[derive(Clone)]
 pub struct UniformGenerator {
@@ -85,7 +85,7 @@ impl UniformGenerator {
     }
 }
 
-/// One exponential deviate with mean 1, as Num64 (RFC 4656 Appendix B, spec §5.2).
+/// One exponential deviate with mean 1, as Num64 (RFC 4656 Appendix B, protocol.md §5.2).
 pub fn exp_deviate(generator: &mut UniformGenerator) -> Num64 {
     let mut u = u64::from(generator.next_u32());
     let mut j: u64 = 0;
@@ -143,7 +143,7 @@ impl ScheduleCursor {
     }
 }
 
-/// A session's send schedule: `sched(i) = StartTime + Σ_{k≤i} delta(k)` (spec §5.3).
+/// A session's send schedule: `sched(i) = StartTime + Σ_{k≤i} delta(k)` (protocol.md §5.3).
 ///
 /// Computed incrementally; going backwards restarts from packet 0 with a fresh generator.
 #[derive(Clone)]
@@ -163,7 +163,7 @@ impl Schedule {
     ///
     /// With no slots at all (which `wire` validation refuses) every delta is zero.
     pub fn new(sid: Sid, start_time: Timestamp, slots: &[Slot], num_packets: u32) -> Schedule {
-        // Only the first min(nslots, npackets) slots are ever used (spec §5.3).
+        // Only the first min(nslots, npackets) slots are ever used (protocol.md §5.3).
         let used = slots.len().min(num_packets as usize);
         Schedule {
             generator: UniformGenerator::new(&sid.0),

@@ -220,7 +220,7 @@ impl Stats {
                 }
                 if node.lost {
                     // A second lost record for the same seqno (only a damaged or
-                    // hostile file has one): sent counts distinct seqnos (spec §8.3).
+                    // hostile file has one): sent counts distinct seqnos (protocol.md §8.3).
                     continue;
                 }
                 node.lost = true;
@@ -312,7 +312,7 @@ impl Stats {
         })
     }
 
-    /// The histogram in the order the reference's machine summary prints it (spec §8.4
+    /// The histogram in the order the reference's machine summary prints it (protocol.md §8.4
     /// "hash iteration order"): stats.c keeps the buckets in an I2util hash table
     /// (table.c) and prints them with `I2HashIterate`. That table has a fixed number of
     /// slots, the largest of its primes (31, 67, …, 1021, 2053, …) not above

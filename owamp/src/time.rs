@@ -1,4 +1,4 @@
-//! The clock every timestamp comes from (spec §4.3, design.md "Time").
+//! The clock every timestamp comes from (protocol.md §4.3).
 //!
 //! Time is `CLOCK_REALTIME` (nanosecond resolution, better than the reference's
 //! `gettimeofday`), shifted by the `OWAMP_DEBUG_TIMEOFFSET` debugging offset. Whether the
@@ -8,7 +8,7 @@
 //!
 //! ## The kernel's NTP `offset` is *not* added
 //!
-//! The reference adds `adjtimex().offset` to every timestamp (spec §4.3). We deliberately
+//! The reference adds `adjtimex().offset` to every timestamp (protocol.md §4.3). We deliberately
 //! do not: on Linux the NTP PLL (ntpd) and chrony's `ADJ_SETOFFSET`/frequency steering
 //! already slew `CLOCK_REALTIME` itself, and `offset` is only the part of the correction
 //! the kernel has not yet applied. Adding it would (a) jump whenever the daemon updates
@@ -100,7 +100,7 @@ impl Clock {
         self.debug_offset_secs
     }
 
-    /// Now, with the current error estimate (spec §4.3): S=1 and the kernel's `esterror`
+    /// Now, with the current error estimate (protocol.md §4.3): S=1 and the kernel's `esterror`
     /// when synchronised, else [`ErrorEstimate::UNSYNC`] (`00 01`).
     pub fn now(&self) -> (Timestamp, ErrorEstimate) {
         let raw = realtime_raw();
@@ -179,7 +179,7 @@ pub fn realtime_raw() -> Timestamp {
     }
 }
 
-/// A Unix `timespec` as an NTP timestamp (spec §0: `(sec<<32) + ((nsec<<32)/1e9)`).
+/// A Unix `timespec` as an NTP timestamp (protocol.md §0: `(sec<<32) + ((nsec<<32)/1e9)`).
 /// Times before 1970 clamp to the Unix epoch.
 pub fn timestamp_from_timespec(ts: &TimeSpec) -> Timestamp {
     let sec = u64::try_from(ts.tv_sec()).unwrap_or(0);

@@ -28,7 +28,7 @@ impl Num64 {
     pub const ZERO: Num64 = Num64(0);
     pub const MAX: Num64 = Num64(u64::MAX);
 
-    /// `(u64)(d * 2^32)`, truncated; negative and NaN values become 0 (spec §0).
+    /// `(u64)(d * 2^32)`, truncated; negative and NaN values become 0 (protocol.md §0).
     pub fn from_secs_f64(d: f64) -> Num64 {
         if d.is_nan() || d <= 0.0 {
             return Num64(0);
@@ -42,7 +42,7 @@ impl Num64 {
         self.0 as f64 / 4_294_967_296.0
     }
 
-    /// `(usec << 32) / 1_000_000` with integer division (spec §0).
+    /// `(usec << 32) / 1_000_000` with integer division (protocol.md §0).
     pub fn from_micros(usec: u64) -> Num64 {
         Num64((((usec as u128) << 32) / 1_000_000) as u64)
     }
@@ -133,7 +133,7 @@ pub struct ErrorEstimate {
 
 impl ErrorEstimate {
     /// What the reference sends for an unsynchronised clock and for lost-packet records:
-    /// S=0, scale 64 masked to 0, multiplier 1, i.e. wire bytes `00 01` (spec §4.3).
+    /// S=0, scale 64 masked to 0, multiplier 1, i.e. wire bytes `00 01` (protocol.md §4.3).
     pub const UNSYNC: ErrorEstimate = ErrorEstimate {
         synchronized: false,
         z: false,
@@ -162,7 +162,7 @@ impl ErrorEstimate {
     }
 
     /// A synchronised estimate from an error in microseconds, exactly as the reference
-    /// encodes it (spec §4.3): 0 is treated as 1 µs.
+    /// encodes it (protocol.md §4.3): 0 is treated as 1 µs.
     pub fn synchronized_from_micros(esterror_us: u64) -> ErrorEstimate {
         let e = esterror_us.max(1);
         let mut err: u128 = ((e as u128) << 32) / 1_000_000;
@@ -336,7 +336,7 @@ impl ModeSet {
         self.0 & 7 == 0
     }
 
-    /// The strongest mode in the set: encrypted > authenticated > open (spec §1.8).
+    /// The strongest mode in the set: encrypted > authenticated > open (protocol.md §1.8).
     pub fn strongest(self) -> Option<Mode> {
         [Mode::Encrypted, Mode::Authenticated, Mode::Open]
             .into_iter()
@@ -445,7 +445,7 @@ pub struct SkipRange {
 }
 
 /// One received (or lost) packet: the 25-byte record of the Fetch-Session stream and
-/// of `.owp` version 3 files (RFC 4656 §3.9 and spec §2.9).
+/// of `.owp` version 3 files (RFC 4656 §3.9 and protocol.md §2.9).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct PacketRecord {
     pub seq: u32,
@@ -500,7 +500,7 @@ mod tests {
 
     #[test]
     fn num64_conversions_follow_the_reference() {
-        // owping's default mean: (float)0.1 vs the double 0.1 (spec §8.1).
+        // owping's default mean: (float)0.1 vs the double 0.1 (protocol.md §8.1).
         assert_eq!(Num64::from_secs_f64(0.1f32 as f64), Num64(0x1999_99A0));
         assert_eq!(Num64::from_secs_f64(0.1), Num64(0x1999_9999));
         assert_eq!(Num64::from_secs_f64(-1.0), Num64(0));
@@ -518,7 +518,7 @@ mod tests {
 
     #[test]
     fn error_estimate_matches_reference_examples() {
-        // e = 1 µs → scale 5, mult 135 → bytes 85 87 (spec §4.3).
+        // e = 1 µs → scale 5, mult 135 → bytes 85 87 (protocol.md §4.3).
         assert_eq!(
             ErrorEstimate::synchronized_from_micros(1).to_bytes(),
             [0x85, 0x87]

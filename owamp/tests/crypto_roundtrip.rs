@@ -1,5 +1,5 @@
 //! Client↔server round trips through `ControlCipher`: chained CBC across messages,
-//! HMAC coverage of spec §1.6 (incl. the pending Server-Start block), tampering.
+//! HMAC coverage of protocol.md §1.6 (incl. the pending Server-Start block), tampering.
 
 use owamp::crypto::{ControlCipher, CryptoError, Role, RunningHmac, SessionKeys};
 

@@ -1,4 +1,4 @@
-//! Known-answer tests: spec §6 self-check vectors, RFC 2202 (HMAC-SHA1) and RFC 6070
+//! Known-answer tests: protocol.md §6 self-check vectors, RFC 2202 (HMAC-SHA1) and RFC 6070
 //! (PBKDF2-HMAC-SHA1).
 
 use owamp::crypto::{
@@ -81,7 +81,7 @@ fn spec6_start_sessions_first_client_message() {
         hex("eafc8e16dd50686aa61f0d5a657c3f5a 455b2a9f6b5db489e83847b5e8b910a1")
     );
 
-    // The server reads it: plaintext block 0, then the HMAC of spec §6.
+    // The server reads it: plaintext block 0, then the HMAC of protocol.md §6.
     let mut s = ControlCipher::new(Role::Server, &spec_keys(), &seq(0x40), &seq(0x50));
     let mut head = wire[..16].to_vec();
     s.open(&mut head).expect("aligned");
@@ -238,7 +238,7 @@ fn random_keys_differ() {
     assert_ne!(a, b);
 }
 
-/// Several messages in each direction with the spec §6 keys and IVs, so the CBC chain
+/// Several messages in each direction with the protocol.md §6 keys and IVs, so the CBC chain
 /// across messages, the pending Server-Start block and an empty segment are pinned by
 /// bytes computed outside this code (Python `cryptography` AES-CBC + `hmac`/SHA-1, an
 /// encryptor per direction kept across messages, HMAC reset after each field):

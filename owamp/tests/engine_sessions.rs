@@ -369,7 +369,7 @@ fn stop_in_the_middle() {
         .collect();
     assert_eq!(received, (0..100).collect::<Vec<_>>());
     // Outstanding packets (those already due when it stopped: the window holds nothing
-    // scheduled later, and the Stop-Sessions cleanup of spec §7.8 would drop those
+    // scheduled later, and the Stop-Sessions cleanup of protocol.md §7.8 would drop those
     // anyway) were flushed as lost, all beyond what was sent.
     assert!(o.receiver.lost < 100, "{:?}", o.receiver);
     assert!(

@@ -1,5 +1,5 @@
-//! .owp files: round trips, hand-made reference-layout files (spec §7.7), v0/v2, the
-//! receive-side finalisation rules (spec §7.8) and robustness against garbage.
+//! .owp files: round trips, hand-made reference-layout files (protocol.md §7.7), v0/v2, the
+//! receive-side finalisation rules (protocol.md §7.8) and robustness against garbage.
 
 use owamp::owp::{
     FetchInfo, FetchedFileWriter, OwpError, OwpFile, ReceiveWriter, SessionFields, SessionHeader,
@@ -60,7 +60,7 @@ fn rec(seq: u32, lost: bool) -> PacketRecord {
     }
 }
 
-/// The stored Request-Session built by hand per spec §2.1 (not through our encoder).
+/// The stored Request-Session built by hand per protocol.md §2.1 (not through our encoder).
 fn hand_session(npackets: u32) -> Vec<u8> {
     let mut b = vec![0u8; 112 + 16 + 16];
     b[0] = 1;

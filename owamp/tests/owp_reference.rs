@@ -1,6 +1,6 @@
 //! `.owp` files written by the perfSONAR reference (tests/data/reference, see
 //! owping/tests/owstats_reference.rs for how they were made), read and written again
-//! by our code: the bytes must come out identical (spec §7.7). `-T` is a fetched file
+//! by our code: the bytes must come out identical (protocol.md §7.7). `-T` is a fetched file
 //! (capi.c OWPFetchSession), `-F` and the owampd datadir file are receiver-written.
 
 use owamp::owp::{FetchInfo, FetchedFileWriter, OwpFile};

@@ -1,4 +1,4 @@
-//! Spec §6 test-key and packet vectors; round trips and refusals.
+//! protocol.md §6 test-key and packet vectors; round trips and refusals.
 
 use owamp::packet::{DecodedPacket, PacketError, PacketFormat, Padding, TestKeys};
 use owamp::{ErrorEstimate, Mode, Num64, Sid};

@@ -1,4 +1,4 @@
-//! Golden tests for every output format, from fixed records (spec §8.3–8.5).
+//! Golden tests for every output format, from fixed records (protocol.md §8.3–8.5).
 //! The golden files in tests/data/ were reviewed line by line against the reference's
 //! format strings (stats.c / owping.c); set OWP_BLESS=1 to rewrite them.
 

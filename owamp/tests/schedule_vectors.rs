@@ -1,4 +1,4 @@
-//! RFC 4656 Appendix B / spec §5.4 vectors for the generator, the deviate and schedules.
+//! RFC 4656 Appendix B / protocol.md §5.4 vectors for the generator, the deviate and schedules.
 
 use owamp::schedule::{Schedule, UniformGenerator, exp_deviate};
 use owamp::{Num64, Sid, Slot, SlotKind};

@@ -1,4 +1,4 @@
-//! Statistics on crafted records with hand-computed expectations (spec §8.3).
+//! Statistics on crafted records with hand-computed expectations (protocol.md §8.3).
 
 use owamp::owp::{SessionFields, SessionHeader};
 use owamp::stats::{Stats, StatsError, StatsOptions, error_secs};
@@ -326,7 +326,7 @@ fn sub_sessions_chain_through_next_record() {
 
 /// A second lost record for one seqno (a damaged or hostile file; found by the
 /// owstats_file fuzz target) does not count that packet twice: sent counts distinct
-/// seqnos (spec §8.3).
+/// seqnos (protocol.md §8.3).
 #[test]
 fn a_duplicated_lost_record_counts_once() {
     let recs = vec![lost(0), lost(0), got(1, 100, 64), got(2, 100, 64)];

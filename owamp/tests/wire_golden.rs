@@ -1,5 +1,5 @@
 //! Golden bytes for every OWAMP-Control message, written by hand from the tables of
-//! owamp-spec.md §1.1–1.3 and §2 (not produced by the encoder under test).
+//! protocol.md §1.1–1.3 and §2 (not produced by the encoder under test).
 
 use std::net::IpAddr;
 
@@ -44,7 +44,7 @@ fn server_greeting() {
     ));
     assert_eq!(g.encode().to_vec(), want);
     assert_eq!(ServerGreeting::decode(&arr(&want)).unwrap(), g);
-    // Unused and MBZ are ignored, as by the reference client (spec §1.1).
+    // Unused and MBZ are ignored, as by the reference client (protocol.md §1.1).
     let mut noisy = want.clone();
     noisy[0] = 0xff;
     noisy[63] = 0xff;

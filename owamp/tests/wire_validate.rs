@@ -1,4 +1,4 @@
-//! Every `RequestProblem` (spec §9: parseable but unsupported → Accept=3), found both on
+//! Every `RequestProblem` (protocol.md §9: parseable but unsupported → Accept=3), found both on
 //! a decoded preamble (server side) and on a request about to be sent (client side).
 
 use owamp::wire::*;
@@ -78,7 +78,7 @@ fn both_endpoints() {
     r.conf_sender = true;
     assert_eq!(r.validate(), Err(RequestProblem::BothEndpoints));
     assert_eq!(server_verdict(&r), Err(RequestProblem::BothEndpoints));
-    // Any non-zero Conf byte counts (spec §2.1).
+    // Any non-zero Conf byte counts (protocol.md §2.1).
     let p = preamble_with(|b| b[2] = 0x80);
     assert_eq!(p.validate(), Err(RequestProblem::BothEndpoints));
 }

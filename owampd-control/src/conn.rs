@@ -1,8 +1,8 @@
 //! One control connection's byte stream: the clear handshake, then whole blocks run
-//! through `owamp::crypto::ControlCipher` (spec §1.4–1.6). The cipher is sans-IO; this
+//! through `owamp::crypto::ControlCipher` (protocol.md §1.4–1.6). The cipher is sans-IO; this
 //! is the async shell around it.
 //!
-//! Every read is bounded by the control timeout (spec §2.0 "controltimeout"), except
+//! Every read is bounded by the control timeout (protocol.md §2.0 "controltimeout"), except
 //! where the caller explicitly waits without one (while test sessions run).
 
 use owamp::crypto::{ControlCipher, CryptoError};
@@ -168,7 +168,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> ControlConn<S> {
         Ok(buf)
     }
 
-    /// An HMAC block: decrypted and checked (spec §1.5; a mismatch closes the connection).
+    /// An HMAC block: decrypted and checked (protocol.md §1.5; a mismatch closes the connection).
     pub async fn read_hmac(&mut self, what: &'static str) -> Result<(), ConnError> {
         let mut buf = [0u8; 16];
         self.read_exact_timed(&mut buf, what, true).await?;
@@ -211,7 +211,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> ControlConn<S> {
     /// Blocks encrypted and fed to the send HMAC, no HMAC block (Server-Start's tail,
     /// and the body of a streamed Fetch response whose HMAC comes at the end).
     /// Writes `clear` then `blocks` sealed without an HMAC block, in ONE write: Server-Start
-    /// is 32 clear octets and one sealed block (spec §1.3), and splitting it made the
+    /// is 32 clear octets and one sealed block (protocol.md §1.3), and splitting it made the
     /// tail wait for the client's delayed ACK (~40 ms per connection).
     pub async fn send_clear_then_sealed(
         &mut self,

@@ -1,4 +1,4 @@
-//! Who a peer is: its limit class and, in the secure modes, its passphrase (spec §7.5,
+//! Who a peer is: its limit class and, in the secure modes, its passphrase (protocol.md §7.5,
 //! §7.10). A trait so the connection state machine can be tested without config files;
 //! the process implements it over `config::Limits` and `config::Pfs`.
 

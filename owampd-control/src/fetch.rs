@@ -1,4 +1,4 @@
-//! Fetch-Session (RFC 4656 §3.9, spec §2.6–2.8, §9).
+//! Fetch-Session (RFC 4656 §3.9, protocol.md §2.6–2.8, §9).
 //!
 //! Catalog lookup, a shared lock on the file (the receiving tester holds an exclusive
 //! one while finalising), then Fetch-Ack and the response stream: the stored
@@ -24,7 +24,7 @@ use std::os::unix::fs::FileExt;
 use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncWrite};
 
-/// The reference's retry delays (spec §2.8).
+/// The reference's retry delays (protocol.md §2.8).
 pub const BACKOFF_S: [u64; 5] = [1, 2, 4, 8, 16];
 
 /// Records read from the file per blocking-pool trip while streaming (25 KiB). Each

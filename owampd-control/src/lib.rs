@@ -1,5 +1,5 @@
 //! The owampd control process: OWAMP-Control for every connection, the limits
-//! accounting, test ports, the data store and Fetch-Session (design.md "Processes").
+//! accounting, test ports, the data store and Fetch-Session (docs/processes.md).
 //!
 //! A library so that the modules can be unit-tested; `main.rs` is the process.
 //!

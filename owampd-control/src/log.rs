@@ -1,9 +1,9 @@
 //! Log lines from the control process. Only the master writes to syslog and stderr
-//! (design.md "Processes"), so control hands every line to a [`LogSink`]; in the real
+//! (docs/processes.md), so control hands every line to a [`LogSink`]; in the real
 //! process that sink sends `ControlToMaster::Log` over fd 3.
 //!
-//! Lines carry the role and, where there is one, the peer and the SID (design.md
-//! "Errors and logs"): callers format them with [`Logger::peer`] / [`Logger::sid`].
+//! Lines carry the role and, where there is one, the peer and the SID (ARCHITECTURE.md
+//! "Conventions"): callers format them with [`Logger::peer`] / [`Logger::sid`].
 
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};

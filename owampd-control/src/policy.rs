@@ -1,4 +1,4 @@
-//! The limits tree and its global accounting (spec §7.4, §7.5, §7.9).
+//! The limits tree and its global accounting (protocol.md §7.4, §7.5, §7.9).
 //!
 //! The reference keeps this in its master process (the "resource broker"); here the
 //! control process owns it, since it is the only process that accepts sessions.
@@ -6,7 +6,7 @@
 //! in any way gives back what it held: the guard's `Drop` releases it.
 //!
 //! A limit of 0 means "unlimited at this level"; every check walks the class chain
-//! up to the root (spec §7.4).
+//! up to the root (protocol.md §7.4).
 
 use owamp::{Slot, SlotKind};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -191,9 +191,9 @@ impl ClassTree {
     }
 }
 
-/// Bandwidth of a session in bits per second, as the reference computes it (spec §7.4):
+/// Bandwidth of a session in bits per second, as the reference computes it (protocol.md §7.4):
 /// `rate × full IP packet size × 8` with `rate = nslots / Σ slot parameters`, and the
-/// packet size = IP + UDP header + OWAMP-Test payload + padding (spec §3.2).
+/// packet size = IP + UDP header + OWAMP-Test payload + padding (protocol.md §3.2).
 pub fn session_bandwidth_bps(slots: &[Slot], padding: u32, ipv6: bool, secure: bool) -> u64 {
     let ip_udp: u64 = if ipv6 { 40 + 8 } else { 20 + 8 };
     let payload: u64 = if secure { 48 } else { 14 };
@@ -220,8 +220,8 @@ pub fn session_bandwidth_bps(slots: &[Slot], padding: u32, ipv6: bool, secure: b
     }
 }
 
-/// The reference's disk estimate for a receive session (spec §7.4; it counts 16 bytes
-/// more than the real header, spec §10).
+/// The reference's disk estimate for a receive session (protocol.md §7.4; it counts 16 bytes
+/// more than the real header, protocol.md §10).
 pub fn session_disk_estimate(nslots: u32, npackets: u32) -> u64 {
     56 + 112 + 16 * (u64::from(nslots) + 1) + 25 * u64::from(npackets)
 }
@@ -272,7 +272,7 @@ impl Policy {
         self.lock().tree.clone()
     }
 
-    /// A new control connection (spec §7.1 "maxcontrolsessions": refused before the
+    /// A new control connection (protocol.md §7.1 "maxcontrolsessions": refused before the
     /// greeting when exceeded).
     pub fn open_connection(&self) -> Result<ConnectionGuard, PolicyError> {
         let mut st = self.lock();
@@ -363,7 +363,7 @@ impl Policy {
         })
     }
 
-    /// Files found at start-up (spec §7.7: per-class usage initialised from file sizes).
+    /// Files found at start-up (protocol.md §7.7: per-class usage initialised from file sizes).
     /// Never refused: the data is already there.
     pub fn add_existing_disk(&self, class: ClassIdx, bytes: u64) -> Result<(), PolicyError> {
         let mut st = self.lock();
@@ -486,7 +486,7 @@ impl DiskGuard {
         self.bytes
     }
 
-    /// The file is closed at `actual` bytes: true the reservation up (spec §7.4). A
+    /// The file is closed at `actual` bytes: true the reservation up (protocol.md §7.4). A
     /// surplus is given back; a shortfall is claimed against `disk × diskfudge`, and if
     /// that is refused everything is released and the caller must delete the file.
     /// On success the usage stays accounted until [`Policy::release_disk`].
@@ -515,7 +515,7 @@ impl Drop for DiskGuard {
     }
 }
 
-/// Request-Sessions accepted on one control connection (spec §7.4 "test_sessions": never
+/// Request-Sessions accepted on one control connection (protocol.md §7.4 "test_sessions": never
 /// released, a per-connection maximum).
 #[derive(Debug, Default)]
 pub struct TestSessionCount {

@@ -1,4 +1,4 @@
-//! Test-port allocation (spec §7.6, RFC 4656 §3.5).
+//! Test-port allocation (protocol.md §7.6, RFC 4656 §3.5).
 //!
 //! With a `testports low-high` range: start at a uniformly random port of the range,
 //! try each next port (wrapping) on EADDRINUSE until the whole range was tried. A
@@ -6,7 +6,7 @@
 //! trying, so two sessions never share a port. With no range: the kernel's ephemeral
 //! port (bind to port 0).
 //!
-//! \[REC\] An exhausted range gives Accept=5 (temporary resource limit) where the
+//! Ours: An exhausted range gives Accept=5 (temporary resource limit) where the
 //! reference closes the connection; any other bind failure (e.g. the requested address
 //! is not local) gives Accept=2.
 
@@ -89,7 +89,7 @@ impl PortAllocator {
     }
 
     /// `bind` for an address that may need an IPv6 scope (a link-local one: the
-    /// interface of the control connection, spec §2.1.3).
+    /// interface of the control connection, protocol.md §2.1.3).
     pub fn bind_scoped(
         &self,
         ip: IpAddr,

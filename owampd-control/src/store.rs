@@ -1,4 +1,4 @@
-//! The data store (spec §7.7, design.md "Data store"), compatible with the reference
+//! The data store (protocol.md §7.7), compatible with the reference
 //! layout so an existing datadir keeps working:
 //!
 //! ```text
@@ -39,7 +39,7 @@ pub enum StoreError {
 
 /// Run a store operation on tokio's blocking pool. Control serves every connection
 /// from one thread: mkdir/open/unlink/stat on a slow or hung disk must not stall the
-/// other connections (design.md "Processes").
+/// other connections (docs/processes.md).
 async fn blocking<T: Send + 'static>(
     op: &'static str,
     f: impl FnOnce() -> Result<T, StoreError> + Send + 'static,
@@ -112,7 +112,7 @@ impl Store {
 
     /// [`Store::open`], also returning the empty session files it removed. A file is
     /// empty only when its session was accepted but never started (a receiving tester
-    /// writes the header at Start-Sessions, spec §7.8) and control died before it could
+    /// writes the header at Start-Sessions, protocol.md §7.8) and control died before it could
     /// delete it: it holds no data, and left in place it would be fetchable as garbage.
     pub fn open_reporting(
         datadir: &Path,

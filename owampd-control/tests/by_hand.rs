@@ -1,4 +1,4 @@
-//! Control refuses to run without its IPC channel from the master (design.md "IPC").
+//! Control refuses to run without its IPC channel from the master (docs/processes.md "IPC").
 
 use std::process::{Command, Stdio};
 

@@ -484,7 +484,7 @@ fn open_mode_over_ipv6() {
 }
 
 /// A DSCP in Type-P (EF = 46): the server's sending tester sets the TOS under its
-/// seccomp policy (spec §2.1.2).
+/// seccomp policy (protocol.md §2.1.2).
 #[test]
 fn dscp_sessions() {
     let server = start_server("127.0.0.1");
@@ -502,7 +502,7 @@ fn authenticated_mode_both_directions_and_fetch() {
 }
 
 /// The client sends its packets, then vanishes without Stop-Sessions: the server keeps
-/// the data as incomplete (finished=2, spec §7.8), which a later connection can fetch
+/// the data as incomplete (finished=2, protocol.md §7.8), which a later connection can fetch
 /// by a partial range.
 #[test]
 fn client_vanishing_mid_session_keeps_incomplete_data() {
@@ -649,7 +649,7 @@ fn killed_tester_leaves_incomplete_data() {
     let (ack, recs) = c.fetch_range(acc.sid, 0, u32::MAX - 1);
     assert_eq!(ack.accept, AcceptCode::Ok);
     assert_eq!(ack.finished, 2, "incomplete");
-    // Kept: the records older than stop time − Timeout (spec §7.8), a prefix of the
+    // Kept: the records older than stop time − Timeout (protocol.md §7.8), a prefix of the
     // session, all received.
     assert!(!recs.is_empty());
     assert!(recs.len() < NPACKETS as usize);
@@ -664,7 +664,7 @@ fn killed_tester_leaves_incomplete_data() {
 }
 
 /// `-P low-high`: test ports come from the range, are not reused while in use, and an
-/// exhausted range is Accept=5 (spec §7.6).
+/// exhausted range is Accept=5 (protocol.md §7.6).
 #[test]
 fn test_ports_from_the_range() {
     // Two consecutive free UDP ports, high enough to stay clear of services.

@@ -1,4 +1,4 @@
-//! The listening sockets (spec §7.1: IPv6 first with IPV6_V6ONLY=0, else IPv4; backlog 64).
+//! The listening sockets (protocol.md §7.1: IPv6 first with IPV6_V6ONLY=0, else IPv4; backlog 64).
 //!
 //! Binding and listening are two steps. The master binds before it daemonizes, so that
 //! "address in use" reaches the terminal, and listens only once the pid and info files

@@ -1,4 +1,4 @@
-//! The master is the only process that writes logs (design.md "Processes"): its own lines
+//! The master is the only process that writes logs (docs/processes.md): its own lines
 //! and those control sends as `Log` messages, to syslog (ident `owampd`) and with `-Z`
 //! also to stderr, unless stderr is the systemd journal, which already gets the syslog
 //! lines (a `Type=notify` unit runs `owampd -Z`: each line would show twice).
@@ -9,8 +9,8 @@ use std::path::PathBuf;
 use config::LogLevel;
 use syslog::{Facility, Formatter3164, Logger, LoggerBackend};
 
-/// Env var naming another Unix datagram socket than /dev/log (for tests, design.md
-/// "Errors and logs").
+/// Env var naming another Unix datagram socket than /dev/log (for tests, ARCHITECTURE.md
+/// "Conventions").
 pub const SYSLOG_SOCKET_ENV: &str = "OWAMPD_SYSLOG_SOCKET";
 
 pub struct Log {
@@ -19,7 +19,7 @@ pub struct Log {
     threshold: LogLevel,
 }
 
-/// loglevel filtering (spec §7.11): `none` shows nothing, `all` everything; otherwise a
+/// loglevel filtering (protocol.md §7.11): `none` shows nothing, `all` everything; otherwise a
 /// line shows when it is at least as severe as the threshold.
 pub fn shown(level: LogLevel, threshold: LogLevel) -> bool {
     threshold.reports(level)

@@ -1,4 +1,4 @@
-//! `owampd`, the master: the small privileged listener (design.md "Processes").
+//! `owampd`, the master: the small privileged listener (docs/processes.md).
 //!
 //! Order: command line → config files → validate everything → bind → lock the pid file
 //! → daemonize (unless -Z) → pid and info files → listen → signals → start owampd-control →

@@ -1,5 +1,5 @@
 //! `owamp-server.pid` (locked for the daemon's life) and `owamp-server.info` in vardir
-//! (spec §7.1).
+//! (protocol.md §7.1).
 
 use std::fs::{File, OpenOptions};
 use std::io::Write;

@@ -1,5 +1,5 @@
 //! Command line + `owamp-server.conf` → one validated plan, or one line saying what is
-//! wrong (spec §7.11: command-line options override the file).
+//! wrong (protocol.md §7.11: command-line options override the file).
 
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
@@ -274,14 +274,14 @@ pub fn plan(cli: &Cli) -> Result<Plan, SetupError> {
             verbose: cli.verbose || conf.verbose,
             debug_time_offset,
             start_time_ntp: ntp_now(debug_time_offset),
-            // Debug only (design.md "Sandbox"): never the default.
+            // Debug only (docs/processes.md "Sandbox"): never the default.
             seccomp_log_only: std::env::var_os("OWAMPD_SECCOMP_LOG_ONLY").is_some_and(|v| v == "1"),
         },
         conf_warnings: loaded.warnings.iter().map(ToString::to_string).collect(),
     })
 }
 
-/// spec §7.1: as root, a user to run as is required unless rootfolly; not as root, no
+/// protocol.md §7.1: as root, a user to run as is required unless rootfolly; not as root, no
 /// uid change happens at all.
 fn run_as(
     cli: &Cli,

@@ -1,5 +1,5 @@
 //! The master's loop: accept → pass the fd to control → close our copy; supervise
-//! control; stop on TERM/INT/HUP (design.md "Processes", spec §7.1). It never reads a
+//! control; stop on TERM/INT/HUP (docs/processes.md "Shutdown", protocol.md §7.1). It never reads a
 //! byte from a client.
 
 use ipc::spawn::SpawnedChild as Child;
@@ -38,7 +38,7 @@ const ACCEPT_PAUSE: Duration = Duration::from_millis(100);
 /// the daemon's start counts as failed.
 const STARTUP_LIMIT: Duration = Duration::from_secs(60);
 
-/// Signals that stop the daemon (spec §7.1; SIGUSR1/2 as the reference).
+/// Signals that stop the daemon (protocol.md §7.1; SIGUSR1/2 as the reference).
 const STOP_SIGNALS: [Signal; 5] = [
     Signal::SIGTERM,
     Signal::SIGINT,
@@ -511,7 +511,7 @@ impl Master {
             };
             let max = self.settings.maxcontrolsessions;
             if max != 0 && c.active >= max {
-                // spec §7.1: over maxcontrolsessions, closed at once without a greeting.
+                // protocol.md §7.1: over maxcontrolsessions, closed at once without a greeting.
                 self.log.master(
                     LogLevel::Info,
                     format!("{peer}: refused, maxcontrolsessions ({max}) reached"),

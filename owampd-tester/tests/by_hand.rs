@@ -1,4 +1,4 @@
-//! The tester refuses to run without the fds control gives it (design.md "IPC": a
+//! The tester refuses to run without the fds control gives it (docs/processes.md "IPC": a
 //! child refuses to run when started by hand).
 
 use std::process::{Command, Stdio};

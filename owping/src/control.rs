@@ -1,5 +1,5 @@
-//! The client end of an OWAMP-Control connection (RFC 4656 §3, spec §1–§2): connect,
-//! the handshake with mode selection (spec §1.8), Request-Session, Start-Sessions,
+//! The client end of an OWAMP-Control connection (RFC 4656 §3, protocol.md §1–§2): connect,
+//! the handshake with mode selection (protocol.md §1.8), Request-Session, Start-Sessions,
 //! Stop-Sessions and Fetch-Session, all blocking with a deadline on every read so a
 //! silent server gives a message naming the step that timed out.
 
@@ -26,7 +26,7 @@ use thiserror::Error;
 /// PBKDF2 counts below this are refused (RFC 4656 §3.1 asks for at least 1024).
 pub const MIN_COUNT: u32 = 1024;
 /// Counts above this are refused: a hostile server could otherwise make the client
-/// spin for minutes (spec §1.1 [REC]). The reference servers send 2048.
+/// spin for minutes (protocol.md §1.1, "Ours"). The reference servers send 2048.
 pub const MAX_COUNT: u32 = 1 << 20;
 /// Slots in a fetched session header beyond this are refused (16 MiB of slots).
 const MAX_FETCH_SLOTS: u32 = 1 << 20;
@@ -101,7 +101,7 @@ pub enum ControlError {
     },
 }
 
-/// The likely cause behind a refusal, for the one-line message (design.md: every
+/// The likely cause behind a refusal, for the one-line message (ARCHITECTURE.md "Conventions": every
 /// refusal says what and why).
 pub fn refusal_hint(what: &str, accept: AcceptCode) -> &'static str {
     match (what, accept) {
@@ -146,7 +146,7 @@ pub struct ConnectParams {
     pub io_timeout: Duration,
 }
 
-/// Picks the mode (spec §1.8): the strongest of `offered & requested`, without A and E
+/// Picks the mode (protocol.md §1.8): the strongest of `offered & requested`, without A and E
 /// when there is no pass-phrase.
 pub fn select_mode(offered: ModeSet, requested: ModeSet, have_passphrase: bool) -> Option<Mode> {
     let mut avail = ModeSet(offered.0 & requested.0).owamp_only();
@@ -170,7 +170,7 @@ pub struct Control {
     stream: ControlStream<TcpStream>,
     pub mode: Mode,
     keys: Option<SessionKeys>,
-    /// Time from sending Set-Up-Response to receiving Server-Start (spec §1.8).
+    /// Time from sending Set-Up-Response to receiving Server-Start (protocol.md §1.8).
     pub rtt_bound: Num64,
     /// Server-Start's Start-Time: when the server started (owup).
     pub server_start: Timestamp,
@@ -190,7 +190,7 @@ impl std::fmt::Debug for Control {
 }
 
 impl Control {
-    /// Connects and runs the handshake (spec §1.1–1.4).
+    /// Connects and runs the handshake (protocol.md §1.1–1.4).
     pub fn connect(p: &ConnectParams) -> Result<Control, ControlError> {
         let tcp = connect_control(
             &p.server,
@@ -319,7 +319,7 @@ impl Control {
         })?;
         self.mode = mode;
 
-        // Open mode sends zeros in KeyID, Token and Client-IV (spec §10).
+        // Open mode sends zeros in KeyID, Token and Client-IV (protocol.md §10).
         let mut resp = SetupResponse {
             mode: mode.bit(),
             key_id: [0u8; 80],
@@ -366,7 +366,7 @@ impl Control {
                     &server_iv,
                 ));
                 // The encrypted block joins the receive HMAC, checked with the next
-                // server message (spec §1.3).
+                // server message (protocol.md §1.3).
                 tail = self.read_block16("reading the Server-Start")?;
             }
             _ => self.read_raw(&mut tail, "reading the Server-Start")?,
@@ -390,7 +390,7 @@ impl Control {
         }
     }
 
-    /// The test keys of a session (spec §3.1), `None` in open mode.
+    /// The test keys of a session (protocol.md §3.1), `None` in open mode.
     pub fn test_keys(&self, sid: Sid) -> Option<TestKeys> {
         match (&self.keys, self.mode.is_secure()) {
             (Some(k), true) => Some(TestKeys::derive(sid, &k.aes, &k.hmac)),
@@ -403,7 +403,7 @@ impl Control {
         self.stream.get_ref().as_fd()
     }
 
-    /// Request-Session (preamble and slots in ONE write, spec §2.1) and its
+    /// Request-Session (preamble and slots in ONE write, protocol.md §2.1) and its
     /// Accept-Session. A refusal is an error naming the Accept code.
     pub fn request_session(&mut self, req: &RequestSession) -> Result<AcceptSession, ControlError> {
         let pre = req.encode_preamble();
@@ -424,7 +424,7 @@ impl Control {
         Ok(acc)
     }
 
-    /// Start-Sessions and its Start-Ack (spec §2.3, §2.4).
+    /// Start-Sessions and its Start-Ack (protocol.md §2.3, §2.4).
     pub fn start_sessions(&mut self) -> Result<(), ControlError> {
         self.write(&[&StartSessions.encode()], "sending Start-Sessions")?;
         self.deadline(self.io_timeout);
@@ -452,7 +452,7 @@ impl Control {
         self.write(&[&msg], "sending Stop-Sessions")
     }
 
-    /// Reads the server's Stop-Sessions (spec §2.5), waiting at most `wait`.
+    /// Reads the server's Stop-Sessions (protocol.md §2.5), waiting at most `wait`.
     pub fn read_stop(
         &mut self,
         limits: StopLimits,
@@ -474,7 +474,7 @@ impl Control {
         d.finish().map_err(|e| self.wire_err("Stop-Sessions", e))
     }
 
-    /// Fetch-Session for the whole session `sid` (spec §2.6–2.8), written to `out`
+    /// Fetch-Session for the whole session `sid` (protocol.md §2.6–2.8), written to `out`
     /// as a v3 `.owp` file (skip ranges first, then the records, as the reference
     /// client writes it). Returns the Fetch-Ack.
     pub fn fetch_to<W: Write>(
@@ -486,7 +486,7 @@ impl Control {
         self.fetch_range_to(sid, 0, u32::MAX, out, path)
     }
 
-    /// Fetch-Session for the records with `begin ≤ seqno ≤ end` (spec §2.6), written to
+    /// Fetch-Session for the records with `begin ≤ seqno ≤ end` (protocol.md §2.6), written to
     /// `out` as [`Control::fetch_to`] writes a whole session. A partial range of a
     /// session still running is served by the reference and by our server (§2.8):
     /// powstream `-t` summarises its sub-sessions this way.
@@ -501,7 +501,7 @@ impl Control {
         let req = FetchSession { begin, end, sid };
         self.write(&[&req.encode()], "sending Fetch-Session")?;
         // The reference server retries for ~31 s before it answers an unfinished
-        // session (spec §2.8): allow for that.
+        // session (protocol.md §2.8): allow for that.
         self.deadline(self.io_timeout + Duration::from_secs(40));
         let b = self.read_block16("waiting for the Fetch-Ack")?;
         self.read_hmac("reading the Fetch-Ack")?;

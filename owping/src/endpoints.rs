@@ -1,4 +1,4 @@
-//! owping's local test endpoints (spec §3.3, §3.4, §8.2): the sender and receiver
+//! owping's local test endpoints (protocol.md §3.3, §3.4, §8.2): the sender and receiver
 //! threads running the shared engine, the SID the client generates as receiver, the
 //! start time, and the clock with the kernel's NTP status.
 
@@ -15,7 +15,7 @@ use std::thread::JoinHandle;
 use std::time::Duration;
 
 /// The kernel's NTP status (adjtimex, read only) for the S bit and the error estimates
-/// (spec §4.3); `sandbox` holds the `unsafe` call.
+/// (protocol.md §4.3); `sandbox` holds the `unsafe` call.
 fn kernel_status() -> Option<KernelClockStatus> {
     sandbox::kernel_clock().map(|k| KernelClockStatus {
         synchronized: k.synchronized,
@@ -26,7 +26,7 @@ fn kernel_status() -> Option<KernelClockStatus> {
 
 pub const CLOCK_STATUS: Option<StatusProvider> = Some(kernel_status);
 
-/// A receiver-generated SID (spec §2.1.4): the receiver's IPv4 address (or the last 4
+/// A receiver-generated SID (protocol.md §2.1.4): the receiver's IPv4 address (or the last 4
 /// bytes of its IPv6 address), the current timestamp, 4 random bytes.
 pub fn make_sid(receiver: IpAddr, now: Timestamp) -> Sid {
     let mut s = [0u8; 16];
@@ -40,7 +40,7 @@ pub fn make_sid(receiver: IpAddr, now: Timestamp) -> Sid {
     Sid(s)
 }
 
-/// Start time (spec §8.2): now + max(rtt_bound·(1 + directions) + 1 s, -z).
+/// Start time (protocol.md §8.2): now + max(rtt_bound·(1 + directions) + 1 s, -z).
 pub fn start_time(
     now: Timestamp,
     rtt_bound: Num64,

@@ -1,4 +1,4 @@
-//! A small POSIX/GNU-style `getopt` (spec §8.1): the reference tools are plain C
+//! A small POSIX/GNU-style `getopt` (protocol.md §8.1): the reference tools are plain C
 //! `getopt` programs, and scripts (pScheduler) depend on exactly that syntax: clustered
 //! flags (`-QR`), attached or separate values (`-c10`, `-c 10`), an *optional* value that
 //! must be attached (`-v10`, while `-v 10` is `-v` plus an operand), operands mixed with

@@ -1,4 +1,4 @@
-//! Shared code of the OWAMP clients (owping, owstats, owfetch, owup, powstream; spec §8).
+//! Shared code of the OWAMP clients (owping, owstats, owfetch, owup, powstream; protocol.md §8).
 #![forbid(unsafe_code)]
 
 pub mod control;
@@ -33,7 +33,7 @@ pub fn log(prog: Program, msg: &str) {
 /// The connection parameters of `cl`, with the pass-phrase looked up or prompted for
 /// when `-u` is given (owping.c `owp_set_auth`). A pass-phrase that cannot be had is
 /// reported and the identity dropped: the connection then falls back to open mode if
-/// the server and `-A` allow it (spec §1.8, §10).
+/// the server and `-A` allow it (protocol.md §1.8, §10).
 pub fn connect_params(prog: Program, cl: &CommandLine, server: &str) -> Result<ConnectParams, i32> {
     Ok(connect_params_for(prog.name(), &cl.conn, server))
 }

@@ -1,4 +1,4 @@
-//! Sockets of the clients: resolving `host`, `host:port`, `[v6]:port` (spec §8), the
+//! Sockets of the clients: resolving `host`, `host:port`, `[v6]:port` (protocol.md §8), the
 //! control connection with a connect deadline, `-S`/`-B`, and the UDP test socket bound
 //! in the `-P` port range.
 
@@ -78,7 +78,7 @@ pub fn split_host(text: &str, default_port: u16) -> Result<(String, u16), NetErr
     Ok((host, port))
 }
 
-/// Every address of `text` allowed by `family`, IPv6 first (spec §8.1).
+/// Every address of `text` allowed by `family`, IPv6 first (protocol.md §8.1).
 pub fn resolve(text: &str, default_port: u16, family: Family) -> Result<Vec<SocketAddr>, NetError> {
     let (host, port) = split_host(text, default_port)?;
     let mut addrs: Vec<SocketAddr> = (host.as_str(), port)
@@ -168,7 +168,7 @@ pub fn connect_control(
 /// the ports in order from a random start like the reference, and `device` if given.
 ///
 /// `scope_id` is the IPv6 scope (interface) a link-local `ip` needs, that of the
-/// control connection (spec §2.1.3); other addresses ignore it.
+/// control connection (protocol.md §2.1.3); other addresses ignore it.
 pub fn bind_test_socket(
     ip: IpAddr,
     scope_id: u32,

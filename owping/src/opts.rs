@@ -1,4 +1,4 @@
-//! The command lines of owping, owstats, owfetch and owup (spec §8.1), with the
+//! The command lines of owping, owstats, owfetch and owup (protocol.md §8.1), with the
 //! reference's option strings: connection `64A:k:S:u:`, test `c:D:E:F:i:L:P:s:z:`,
 //! output `a:b:d:Mn:N:pQRv::U`, owping's `ftT:`, and `h`. Added here: `-B ifname`
 //! (connection), `--json` (output), and `-V`/`--version` (every program).
@@ -41,7 +41,7 @@ pub enum OptsError {
 pub struct ConnOpts {
     pub v4only: bool,
     pub v6only: bool,
-    /// `-A`; `None` = the default (AEO, reduced to O without a pass-phrase; spec §1.8).
+    /// `-A`; `None` = the default (AEO, reduced to O without a pass-phrase; protocol.md §1.8).
     pub auth_modes: Option<ModeSet>,
     pub pffile: Option<PathBuf>,
     pub srcaddr: Option<String>,

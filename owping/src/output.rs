@@ -84,7 +84,7 @@ impl Names {
     /// `OWPStatsCreate` (owping.c `do_stats(ctx, fp, NULL, NULL, NULL)`), so stats.c asks
     /// `getnameinfo(3)` with flags 0 for each address in the file header: the resolver's
     /// name when it has one (127.0.0.1 prints as "localhost" through /etc/hosts), the
-    /// numeric address otherwise, and "***" when the call fails (spec §8.3 "fromhost").
+    /// numeric address otherwise, and "***" when the call fails (protocol.md §8.3 "fromhost").
     pub fn resolved(session: &SessionHeader) -> Names {
         let f = session.fields();
         Names {

@@ -1,4 +1,4 @@
-//! Parsers for option values whose syntax comes from the reference's C code (spec §8.1):
+//! Parsers for option values whose syntax comes from the reference's C code (protocol.md §8.1):
 //! numbers as `strtoul`/`strtod` read them, the `-i` slot list, the `-D` DSCP names and
 //! the `-a` percentile list.
 
@@ -118,7 +118,7 @@ pub fn parse_u32(opt: &'static str, text: &str) -> Result<u32, ParseError> {
 /// The `-i` schedule: a comma list of `<float>[e|f]` (owping.c `parse_slots`): `e` (or
 /// no suffix) is an exponential slot with that mean, `f` a fixed delay; the suffix is
 /// case-insensitive and at most one character. Values go through the reference's
-/// double→Num64 truncation, so `-i 0.1` gives 0x19999999 (spec §8.1).
+/// double→Num64 truncation, so `-i 0.1` gives 0x19999999 (protocol.md §8.1).
 pub fn parse_slots(text: &str) -> Result<Vec<Slot>, ParseError> {
     let mut out = Vec::new();
     for part in text.split(',') {
@@ -157,7 +157,7 @@ pub fn parse_slots(text: &str) -> Result<Vec<Slot>, ParseError> {
 }
 
 /// owping's default schedule: one exponential slot whose mean is the C `float` 0.1
-/// widened to double, i.e. Num64 0x199999A0 (spec §8.1, §10).
+/// widened to double, i.e. Num64 0x199999A0 (protocol.md §8.1, §10).
 pub fn default_slots() -> Vec<Slot> {
     vec![Slot {
         kind: SlotKind::Exponential,
@@ -188,7 +188,7 @@ fn c_ulong_auto(t: &str) -> Option<u64> {
 /// The `-D` value as a 6-bit DSCP (owping.c `parse_typeP`, RFC 4594 names): a number
 /// (decimal, 0x hex, 0 octal) below 64, or `none`/`default`/`df`/`ef`/`cs0`..`cs7`
 /// (case-insensitive) or `AF11`..`AF43` — the `A` must be upper case, a quirk of the
-/// reference's misplaced `toupper` (spec §10). Trailing blanks are allowed.
+/// reference's misplaced `toupper` (protocol.md §10). Trailing blanks are allowed.
 pub fn parse_dscp(text: &str) -> Result<u8, ParseError> {
     let err = || ParseError::Dscp {
         text: text.to_string(),

@@ -1,5 +1,5 @@
-//! Pass-phrases for authenticated and encrypted modes (spec §1.4): from a `-k` pfs
-//! file (hex, as the server's `.pfs`; spec §7.10), else typed on the terminal with echo
+//! Pass-phrases for authenticated and encrypted modes (protocol.md §1.4): from a `-k` pfs
+//! file (hex, as the server's `.pfs`; protocol.md §7.10), else typed on the terminal with echo
 //! off, else read as one line from standard input when there is no terminal.
 
 use std::fs::{File, OpenOptions};

@@ -1,4 +1,4 @@
-//! owping itself (spec §8.2): open the control connection, request the "to" and/or
+//! owping itself (protocol.md §8.2): open the control connection, request the "to" and/or
 //! "from" sessions, run the local sender/receiver in threads with the engine, exchange
 //! Stop-Sessions, fetch the "to" session and print both.
 
@@ -223,7 +223,7 @@ fn run(
     };
     let stop = StopFlag::new();
     // Our receiver is ready before Start-Sessions; our sender starts after Start-Ack
-    // (spec §2.3).
+    // (protocol.md §2.3).
     let mut from_info = None;
     let mut rx = None;
     if let Some((sid, udp, peer, req)) = plan.from.take() {
@@ -418,7 +418,7 @@ fn run(
     }
 }
 
-/// The end of the Stop-Sessions exchange (spec §2.5).
+/// The end of the Stop-Sessions exchange (protocol.md §2.5).
 pub(crate) struct StopExchange {
     /// The server's Stop-Sessions.
     pub(crate) theirs: Result<StopSessions, ControlError>,
@@ -487,7 +487,7 @@ pub(crate) fn exchange_stop(
     Ok(ex)
 }
 
-/// Our Stop-Sessions: one record for the session we sent (spec §2.5).
+/// Our Stop-Sessions: one record for the session we sent (protocol.md §2.5).
 fn our_stop(
     to_sid: Option<Sid>,
     tx: &Option<std::io::Result<SenderReport>>,

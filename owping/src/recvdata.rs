@@ -1,5 +1,5 @@
 //! The client's own receive data ("from" session): cut per the server's Stop-Sessions
-//! (spec §7.8) and kept as a session (and an `.owp` file with -F).
+//! (protocol.md §7.8) and kept as a session (and an `.owp` file with -F).
 
 use crate::endpoints::RecvResult;
 use crate::output::SessionData;
@@ -8,7 +8,7 @@ use owamp::wire::{RequestSession, StopSessions};
 use owamp::{Num64, PacketRecord, Sid, SkipRange, Timestamp};
 use std::path::{Path, PathBuf};
 
-/// Keeps the receive records that the Stop-Sessions rule of spec §7.8 keeps: seq <
+/// Keeps the receive records that the Stop-Sessions rule of protocol.md §7.8 keeps: seq <
 /// next and send time ≤ stoptime − Timeout. A *received* record with seq ≥ next means
 /// the sender lied or the data is corrupt: the session is invalid.
 pub fn apply_stop(
@@ -140,7 +140,7 @@ pub fn write_receive_file<W: std::io::Write>(
 }
 
 /// The receive records kept when a session ends without the sender's Stop-Sessions (the
-/// control connection was lost; spec §7.8, as `ReceiveWriter::finalize_incomplete`
+/// control connection was lost; protocol.md §7.8, as `ReceiveWriter::finalize_incomplete`
 /// does on disk): the Stop-Sessions rule with Next Seqno = Number of Packets and
 /// `stoptime` = now, then the lost records above the highest received seqno are
 /// dropped (nothing says they were ever sent); nothing is kept when nothing arrived.

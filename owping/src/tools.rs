@@ -1,4 +1,4 @@
-//! The `main` of owstats, owfetch and owup (spec §8.6), returning exit codes.
+//! The `main` of owstats, owfetch and owup (protocol.md §8.6), returning exit codes.
 
 use crate::control::{Control, ControlError};
 use crate::opts::{CommandLine, OptsError, Program, parse_command_line, usage};

@@ -1,4 +1,4 @@
-//! Command-line parsing of every option of spec §8.1, and its errors.
+//! Command-line parsing of every option of protocol.md §8.1, and its errors.
 
 use owamp::{ModeSet, Num64, SlotKind};
 use owping::opts::{CommandLine, OptsError, Program, parse_command_line};
@@ -259,7 +259,7 @@ fn dscp_names() {
     for (text, want) in cases {
         assert_eq!(parse_dscp(text), Ok(want), "{text:?}");
     }
-    // The reference's AFxy names need an upper-case A (spec §10).
+    // The reference's AFxy names need an upper-case A (protocol.md §10).
     for bad in [
         "af11", "aF11", "AF51", "AF14", "cs8", "ef1", "0x40", "nonex", "1x",
     ] {

@@ -1,5 +1,5 @@
 //! The control client against silent, odd and hostile servers (bytes written by hand
-//! in open mode, spec §1–§2): deadlines name the step, bad values are typed errors.
+//! in open mode, protocol.md §1–§2): deadlines name the step, bad values are typed errors.
 
 use owamp::wire::{FetchAck, ServerGreeting, ServerStart};
 use owamp::{AcceptCode, ModeSet, Num64, Sid};

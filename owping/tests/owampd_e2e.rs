@@ -1,4 +1,4 @@
-//! The clients against the real `owampd` of this workspace (spec §8.2 end to end):
+//! The clients against the real `owampd` of this workspace (protocol.md §8.2 end to end):
 //! both directions in open, authenticated and encrypted modes, -T/-F files read back by
 //! owstats, owfetch by SID, owup.
 //!

@@ -1,6 +1,6 @@
 //! Golden output of the owstats binary on a fixed `.owp` file built here: human
 //! summary, `-M`, `-R`, `-v` and `--json`. The expected numbers were worked out by hand
-//! from spec §8.3–8.5 (delays are exact binary fractions so the `%g`/`%.3g` roundings
+//! from protocol.md §8.3–8.5 (delays are exact binary fractions so the `%g`/`%.3g` roundings
 //! are unambiguous).
 
 use owamp::owp::{FetchInfo, FetchedFileWriter, SessionFields, SessionHeader};

@@ -2,7 +2,7 @@
 //! /work/ref/README.txt on the build host): its owping's `-T` file (fetched from its
 //! owampd), its owping's `-F` file (written as receiver) and a file taken from its
 //! owampd's datadir. The expected outputs are the reference owstats' stdout on the same
-//! files with TZ=UTC, byte for byte (spec §8.3–8.5). All three sessions ran on
+//! files with TZ=UTC, byte for byte (protocol.md §8.3–8.5). All three sessions ran on
 //! 127.0.0.1, which the reference prints as "localhost" (stats.c resolves the header's
 //! addresses with getnameinfo(3)); the test assumes the usual /etc/hosts line for it.
 
@@ -69,7 +69,7 @@ fn reference_owampd_datadir_file() {
 
 /// ref-buckets.owp is ref-owping-T.owp with receive times rewritten (delays of 0.5 to
 /// 2000.5 bucket widths, and negative ones) so that the reference's `-M` bucket order,
-/// the I2util hash table's (spec §8.4), differs from the numeric order: 257 after 2,
+/// the I2util hash table's (protocol.md §8.4), differs from the numeric order: 257 after 2,
 /// 768 before 513, 301 between 46 and 47, -256 and -1 last.
 #[test]
 fn machine_summary_buckets_in_reference_hash_order() {

@@ -1,5 +1,5 @@
 //! The kernel clock discipline status (adjtimex(2) with `modes = 0`, read only), used for
-//! the S bit and the error estimate (design.md "Time", RFC 4656 §4.1.2).
+//! the S bit and the error estimate (protocol.md §4.3, RFC 4656 §4.1.2).
 
 /// What the kernel says about the system clock's synchronisation.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

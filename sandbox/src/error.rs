@@ -3,7 +3,7 @@
 
 use std::io;
 
-/// A sandbox step failed. The process must not continue (design.md "Sandbox").
+/// A sandbox step failed. The process must not continue (docs/processes.md "Sandbox").
 #[derive(Debug, thiserror::Error)]
 pub enum SandboxError {
     /// A system call of a step failed.

@@ -1,4 +1,4 @@
-//! Step 1: close every inherited descriptor we did not ask for (design.md "IPC": fixed fd
+//! Step 1: close every inherited descriptor we did not ask for (docs/processes.md "IPC": fixed fd
 //! numbers; a child closes everything above them).
 
 use std::os::fd::RawFd;

@@ -21,7 +21,7 @@ const VETTED_ABI: i32 = 7;
 
 /// Asks the kernel for its Landlock ABI version (landlock_create_ruleset(2) with
 /// `LANDLOCK_CREATE_RULESET_VERSION`), capped at [`VETTED_ABI`]. Landlock missing or
-/// disabled is an error: design.md makes every step mandatory.
+/// disabled is an error: docs/processes.md "Sandbox" makes every step mandatory.
 fn best_abi() -> Result<ABI, SandboxError> {
     // SAFETY: with a null attribute pointer, size 0 and the VERSION flag the call only
     // returns the ABI number (or -1); it reads and writes no memory.

@@ -1,7 +1,7 @@
-//! Privilege dropping and confinement for each owampd role (design.md "Sandbox").
+//! Privilege dropping and confinement for each owampd role (docs/processes.md "Sandbox").
 //!
 //! One call per binary, [`enter`], before the process reads any untrusted input. The
-//! steps run in the order of design.md and each one is verified before the next:
+//! steps run in the order of docs/processes.md "Sandbox" and each one is verified before the next:
 //!
 //! 1. close stray file descriptors (`close_range`),
 //! 2. resource limits (`RLIMIT_CORE` 0 for all; tester: no processes, few fds, file size),
@@ -43,7 +43,7 @@ pub use process::{set_process_name, set_timer_slack};
 pub enum Role {
     /// `owampd`, the tiny privileged listener. It keeps its uid, and when root at most
     /// `CAP_SETUID`, `CAP_SETGID`, `CAP_KILL` and `CAP_NET_BIND_SERVICE`.
-    /// `no_new_privs` is NOT set (design.md): control is exec'd as root and must get
+    /// `no_new_privs` is NOT set (docs/processes.md "Sandbox"): control is exec'd as root and must get
     /// `CAP_SETUID`/`CAP_SETGID` from that exec to switch to the run-as user. Under
     /// no_new_privs an exec may grant nothing beyond the caller's old permitted set and
     /// set-id bits and file capabilities are ignored (prctl(2) `PR_SET_NO_NEW_PRIVS`,
@@ -82,7 +82,7 @@ pub enum SeccompMode {
     #[default]
     Enforce,
     /// Debug switch: allow the call and log it to the kernel log (`SECCOMP_RET_LOG`),
-    /// to discover a missing syscall with `dmesg`. Never the default (design.md).
+    /// to discover a missing syscall with `dmesg`. Never the default (docs/processes.md "Sandbox").
     Log,
 }
 

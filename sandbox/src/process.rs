@@ -36,7 +36,7 @@ pub(crate) fn set_no_new_privs() -> Result<(), SandboxError> {
 
 /// Sets the thread name shown by `ps -L`/`top` (prctl(2) `PR_SET_NAME`; the kernel keeps
 /// at most 15 bytes, so longer names are cut at a character boundary). Names say the role
-/// (design.md "Habits"): `owampd-tester`, `owampd-control`.
+/// (ARCHITECTURE.md "Conventions"): `owampd-tester`, `owampd-control`.
 pub fn set_process_name(name: &str) -> Result<(), SandboxError> {
     let mut end = name.len().min(15);
     while !name.is_char_boundary(end) {

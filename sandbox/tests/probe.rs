@@ -3,7 +3,7 @@
 //! syscalls die by SIGSYS, Landlock denials return EACCES.
 //!
 //! These need root (uid change, bounding set). Not root: they print why and pass, except
-//! under CI=true, where they fail (design.md "Tests").
+//! under CI=true, where they fail (ARCHITECTURE.md "Conventions").
 
 use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::path::Path;
@@ -223,7 +223,7 @@ fn uid_drop_is_complete_for_control() {
 }
 
 /// Started without root (as nobody): no uid change and no bounding-set change are
-/// possible, everything else still applies (design.md "Sandbox", last paragraph).
+/// possible, everything else still applies (docs/processes.md "Sandbox", last paragraph).
 #[test]
 fn unprivileged_start_still_confines() {
     if !root_or_skip("unprivileged_start_still_confines") {

@@ -49,7 +49,7 @@ fn mode_with_two_bits_is_closed() {
     let server = Server::start(&[]);
     let mut raw = Raw::connect(server.addr).unwrap();
     let mut resp = [0u8; 164];
-    resp[3] = 3; // open|authenticated: not exactly one mode (spec §9)
+    resp[3] = 3; // open|authenticated: not exactly one mode (protocol.md §9)
     raw.send_raw(&resp).unwrap();
     assert!(raw.closed_without_reply());
 }
@@ -59,7 +59,7 @@ fn mode_not_offered_gets_accept_1() {
     let server = Server::start(&["-a", "O"]);
     let mut raw = Raw::connect(server.addr).unwrap();
     assert_eq!(raw.greeting.modes.0 & 7, 1);
-    // The reference accepts an unoffered mode (a bug); we answer Accept=1 (spec §9 [REC]).
+    // The reference accepts an unoffered mode (a bug); we answer Accept=1 (protocol.md §9, "Ours").
     let accept = raw
         .setup(Mode::Encrypted, "nobody-known", b"secret")
         .unwrap();

@@ -1,4 +1,4 @@
-//! IPv6 link-local test addresses (spec §2.1.3): accepted when the control connection
+//! IPv6 link-local test addresses (protocol.md §2.1.3): accepted when the control connection
 //! is itself link-local, the scope (interface) being that connection's. Needs root for
 //! a private network namespace with a veth pair (loopback has no link-local address).
 

@@ -1,5 +1,5 @@
 //! owping asks for the pass-phrase on its controlling terminal, with echo off, when no
-//! `-k` file is given (spec §1.4; the reference's I2ReadPassPhrase). The terminal is a
+//! `-k` file is given (protocol.md §1.4; the reference's I2ReadPassPhrase). The terminal is a
 //! real pseudo-terminal: `script(1)` (util-linux) runs owping as the session leader of
 //! a new pty and copies its own standard input to it, as typing would.
 

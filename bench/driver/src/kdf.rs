@@ -1,5 +1,5 @@
 //! The cost of the PBKDF2 key derivation an authenticated or encrypted control
-//! connection pays once on each side (spec §1: Count 2048), to compare setup times with.
+//! connection pays once on each side (protocol.md §1: Count 2048), to compare setup times with.
 
 use owamp::crypto::derive_key;
 use serde_json::{Value, json};

@@ -1,6 +1,6 @@
 //! Delay and send-accuracy figures from a session's packet records (engine output or an
-//! `.owp` file saved by owping -T/-F, spec §7.7): the records carry the sender's actual
-//! timestamp, and the schedule (SID, start time, slots; spec §5.3) gives each packet's
+//! `.owp` file saved by owping -T/-F, protocol.md §7.7): the records carry the sender's actual
+//! timestamp, and the schedule (SID, start time, slots; protocol.md §5.3) gives each packet's
 //! scheduled time.
 
 use crate::summary::{Summary, diff_ns};

@@ -1,4 +1,4 @@
-//! One test session on loopback, run by the library's own engines (spec §3.3, §3.4):
+//! One test session on loopback, run by the library's own engines (protocol.md §3.3, §3.4):
 //! a sender thread and a receiver thread, each with its own UDP socket, as one tester
 //! process and owping's receiving thread would run them.
 //!

@@ -1,9 +1,9 @@
 //! Control-session setup time (issue item 6): from `connect()` to a received
-//! Accept-Session, through owping's own control client (spec §1.1–1.4, §2.1, §2.2).
+//! Accept-Session, through owping's own control client (protocol.md §1.1–1.4, §2.1, §2.2).
 //!
 //! Each repetition opens a new connection, does the handshake in the requested mode,
 //! asks for one small session with the server as receiver (so the server allocates a
-//! port and starts a tester before it answers, spec §7.3), and closes the connection
+//! port and starts a tester before it answers, protocol.md §7.3), and closes the connection
 //! before Start-Sessions, which makes the server discard the session.
 
 use crate::summary::Summary;

@@ -1,5 +1,5 @@
 //! [`ControlCipher`]: the sans-IO crypto state of one end of an OWAMP-Control
-//! connection (spec §1.4–1.6, RFC 4656 §3.1–3.2).
+//! connection (protocol.md §1.4–1.6, RFC 4656 §3.1–3.2).
 //!
 //! Each direction is an AES-128-CBC stream whose chain continues across messages (the
 //! IV of a block is the previous ciphertext block in that direction; there is no
@@ -8,7 +8,7 @@
 //! field itself is encrypted (it is part of the chain) but never fed to the HMAC.
 //!
 //! Open mode uses the same type with no keys: nothing is encrypted, HMAC fields are
-//! sent as zeros and never checked (spec §1.4, §1.5).
+//! sent as zeros and never checked (protocol.md §1.4, §1.5).
 
 use super::mac::{HMAC_LEN, RunningHmac};
 use super::{BLOCK, CryptoError, SessionKeys, constant_time_eq};
@@ -16,7 +16,7 @@ use aes::Aes128;
 use aes::cipher::{BlockDecryptMut, BlockEncrypt, BlockEncryptMut, KeyInit, KeyIvInit};
 
 /// Which end of the control connection this state belongs to. The client sends with
-/// Client-IV and receives with Server-IV; the server the reverse (spec §1.4).
+/// Client-IV and receives with Server-IV; the server the reverse (protocol.md §1.4).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Role {
     Client,
@@ -29,7 +29,7 @@ pub struct ControlCipher {
     role: Role,
 }
 
-/// Authenticated/encrypted modes (2 and 4 protect control identically, spec §1.4).
+/// Authenticated/encrypted modes (2 and 4 protect control identically, protocol.md §1.4).
 struct Keyed {
     enc: cbc::Encryptor<Aes128>,
     dec: cbc::Decryptor<Aes128>,
@@ -79,7 +79,7 @@ impl ControlCipher {
 
     /// Turns a message's plaintext segments into wire bytes: for each segment (whole
     /// blocks, possibly empty) its blocks, then one HMAC block covering that segment and
-    /// anything left pending in the send HMAC (spec §1.6). Nothing is changed if any
+    /// anything left pending in the send HMAC (protocol.md §1.6). Nothing is changed if any
     /// segment is not block-aligned.
     ///
     /// Examples: Request-Session is `[preamble (6 blocks), slots]`; a Fetch response is
@@ -112,7 +112,7 @@ impl ControlCipher {
     }
 
     /// Encrypts blocks and feeds them to the send HMAC without emitting an HMAC field:
-    /// only for Server-Start bytes 32..47 (spec §1.3), whose plaintext is then covered by
+    /// only for Server-Start bytes 32..47 (protocol.md §1.3), whose plaintext is then covered by
     /// the HMAC of the next server→client message.
     pub fn seal_without_hmac(&mut self, blocks: &[u8]) -> Result<Vec<u8>, CryptoError> {
         check_aligned("blocks to seal without HMAC", blocks.len())?;
@@ -138,7 +138,7 @@ impl ControlCipher {
 
     /// Checks a received HMAC field: decrypts it (it is part of the receive chain), compares
     /// it in constant time with the receive HMAC's truncated digest and resets that HMAC.
-    /// Open mode: always Ok, the field is not looked at (spec §1.5).
+    /// Open mode: always Ok, the field is not looked at (protocol.md §1.5).
     pub fn verify_hmac(&mut self, cipher_block: &[u8; 16]) -> Result<(), CryptoError> {
         let Some(k) = &mut self.keyed else {
             return Ok(());

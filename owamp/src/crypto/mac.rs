@@ -1,4 +1,4 @@
-//! The running HMAC of one control direction (spec §1.5): HMAC-SHA1 keyed with the
+//! The running HMAC of one control direction (protocol.md §1.5): HMAC-SHA1 keyed with the
 //! 32-byte HMAC session key, digest truncated to 16 bytes, context reset after every
 //! HMAC field.
 
@@ -9,7 +9,7 @@ use sha1::{Digest, Sha1};
 /// SHA-1 input block size: HMAC keys are padded (or first hashed) to this length.
 const SHA1_BLOCK: usize = 64;
 
-/// Length of an HMAC field on the wire (the 20-byte SHA-1 digest truncated, spec §1.5).
+/// Length of an HMAC field on the wire (the 20-byte SHA-1 digest truncated, protocol.md §1.5).
 pub const HMAC_LEN: usize = 16;
 
 /// A running HMAC-SHA1 context that is reset every time its digest is taken.
@@ -56,7 +56,7 @@ impl RunningHmac {
         done.finalize().into_bytes().into()
     }
 
-    /// The 16-byte HMAC field (spec §1.5); resets the context.
+    /// The 16-byte HMAC field (protocol.md §1.5); resets the context.
     pub fn finish(&mut self) -> [u8; HMAC_LEN] {
         let full = self.finish_full();
         let mut out = [0u8; HMAC_LEN];

@@ -1,16 +1,16 @@
-//! OWAMP-Control cryptography (RFC 4656 §3.1, spec §1.2–1.6): PBKDF2 key derivation,
+//! OWAMP-Control cryptography (RFC 4656 §3.1, protocol.md §1.2–1.6): PBKDF2 key derivation,
 //! the Token carried in Set-Up-Response, and the per-connection state of the two
 //! control directions (AES-128-CBC chained across messages + running truncated
 //! HMAC-SHA1).
 //!
 //! Layout:
-//! - [`kdf`]: `dk = PBKDF2-HMAC-SHA1(passphrase, salt, count, 16)` (spec §1.4).
-//! - [`mac`]: the running, truncated HMAC-SHA1 context of one direction (spec §1.5).
-//! - [`token`]: [`SessionKeys`] and the 64-byte [`Token`] (spec §1.4).
+//! - [`kdf`]: `dk = PBKDF2-HMAC-SHA1(passphrase, salt, count, 16)` (protocol.md §1.4).
+//! - [`mac`]: the running, truncated HMAC-SHA1 context of one direction (protocol.md §1.5).
+//! - [`token`]: [`SessionKeys`] and the 64-byte [`Token`] (protocol.md §1.4).
 //! - [`cipher`]: [`ControlCipher`], sans-IO, used by the async control process.
 //! - [`stream`]: [`ControlStream`], a blocking wrapper used by the clients.
 //!
-//! Test-session keys (spec §3.1) live in `owamp::packet`; [`aes_ecb_encrypt_block`] is
+//! Test-session keys (protocol.md §3.1) live in `owamp::packet`; [`aes_ecb_encrypt_block`] is
 //! exported for it.
 
 pub mod cipher;
@@ -26,7 +26,7 @@ pub use stream::{ControlStream, StreamError};
 pub use token::{SessionKeys, Token};
 
 /// AES block size; every control message after Server-Start is a whole number of blocks
-/// (spec §0).
+/// (protocol.md §0).
 pub const BLOCK: usize = 16;
 
 /// Errors of the sans-IO crypto layer.
@@ -37,7 +37,7 @@ pub enum CryptoError {
     #[error("{what}: length {len} is not a multiple of 16 bytes")]
     NotBlockAligned { what: &'static str, len: usize },
     /// The HMAC field received from the peer does not match the running digest of the
-    /// receive direction (spec §1.5). The reference closes the connection with no reply.
+    /// receive direction (protocol.md §1.5). The reference closes the connection with no reply.
     #[error("control HMAC mismatch on data received by the {role:?}")]
     HmacMismatch { role: Role },
     /// The operating system's random source failed.
@@ -53,7 +53,7 @@ pub enum CryptoError {
 /// Compares two byte strings in time that depends only on their lengths (which are
 /// public: every compared field has a fixed size), never on where they differ.
 ///
-/// Used for the Token challenge (spec §1.2 step 4) and HMAC fields (spec §1.5), so a
+/// Used for the Token challenge (protocol.md §1.2 step 4) and HMAC fields (protocol.md §1.5), so a
 /// peer cannot learn a correct prefix by timing.
 pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     if a.len() != b.len() {

@@ -1,4 +1,4 @@
-//! Control session keys and the Token of Set-Up-Response (spec §1.2, §1.4; RFC 4656
+//! Control session keys and the Token of Set-Up-Response (protocol.md §1.2, §1.4; RFC 4656
 //! §3.1): `Token = AES-128-CBC(key = dk, IV = 0, Challenge ‖ AES key ‖ HMAC key)`,
 //! four blocks, no padding.
 
@@ -13,7 +13,7 @@ pub const TOKEN_LEN: usize = 64;
 /// The two control session keys the client picks at random and sends in the Token.
 ///
 /// The same AES key serves both control directions; the HMAC key is shared too, with a
-/// separate running context per direction (spec §1.4). The test-session keys of spec
+/// separate running context per direction (protocol.md §1.4). The test-session keys of spec
 /// §3.1 are derived from these by `owamp::packet`.
 ///
 /// Debug never prints the bytes. On drop the fields are overwritten with zeros; this is
@@ -29,7 +29,7 @@ pub struct SessionKeys {
 }
 
 impl SessionKeys {
-    /// Fresh random keys (client side, spec §1.4).
+    /// Fresh random keys (client side, protocol.md §1.4).
     pub fn random() -> Result<Self, CryptoError> {
         Ok(SessionKeys {
             aes: random_bytes("AES session key")?,
@@ -79,7 +79,7 @@ impl Token {
     }
 
     /// Decrypts a Token. This cannot fail: any 64 bytes decrypt to *something*; the
-    /// server then checks the challenge with [`Token::challenge_matches`] (spec §1.2
+    /// server then checks the challenge with [`Token::challenge_matches`] (protocol.md §1.2
     /// step 4). For an unknown KeyID, decrypt with [`super::derive_decoy_key`] and do
     /// the same comparison, so both paths cost the same.
     pub fn decrypt(dk: &[u8; 16], token: &[u8; TOKEN_LEN]) -> Token {

@@ -1,4 +1,4 @@
-//! The test-session engines (spec §3.3, §3.4): the sender and receiver loops that both
+//! The test-session engines (protocol.md §3.3, §3.4): the sender and receiver loops that both
 //! `owampd-tester` and `owping` run, over the small [`TestSocket`] trait.
 //!
 //! The loops are synchronous and single-threaded: a session is one process (the tester)
@@ -198,7 +198,7 @@ impl SessionControl for StopFlag {
     }
 }
 
-/// `|a - b|` in 2^-32 s units, for the Timeout comparisons of spec §3.3/§3.4.
+/// `|a - b|` in 2^-32 s units, for the Timeout comparisons of protocol.md §3.3/§3.4.
 fn abs_gap(a: Timestamp, b: Timestamp) -> u64 {
     a.0.abs_diff(b.0)
 }

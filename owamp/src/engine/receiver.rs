@@ -1,4 +1,4 @@
-//! The receiver loop (spec §3.4): timestamps, checks and records each datagram, and
+//! The receiver loop (protocol.md §3.4): timestamps, checks and records each datagram, and
 //! declares packets lost once they are more than Timeout overdue.
 
 use super::wait::{FALLBACK_SLICE, StopPoller, is_ready};
@@ -90,7 +90,7 @@ pub struct DropCounts {
     /// Shorter than the session's packet length.
     pub short: u64,
     pub bad_hmac: u64,
-    /// `seq >= num_packets` (fatal in the reference, spec §3.4 step 5).
+    /// `seq >= num_packets` (fatal in the reference, protocol.md §3.4 step 5).
     pub seq_out_of_range: u64,
     /// Send Error Estimate multiplier 0 (fatal in the reference, step 7).
     pub invalid_send_err: u64,
@@ -132,7 +132,7 @@ struct Chunk {
 /// the send rate times about Timeout, never by `num_packets`.
 ///
 /// Compact (a bit per packet, a checkpoint per 64): send times are recomputed from the
-/// checkpoints when needed, exactly as a fresh schedule gives them (spec §5.3), so lost
+/// checkpoints when needed, exactly as a fresh schedule gives them (protocol.md §5.3), so lost
 /// records carry the exact scheduled time and step 9 of §3.4 compares with the exact
 /// `sched(seq)`. Three schedule cursors keep the common paths O(1) per packet: the
 /// frontier (the receiver's schedule, extending), `head_sched` (expiry) and `any_sched`
@@ -365,7 +365,7 @@ impl<'a> Receiver<'a> {
         self.sched_at(f - 1).map(|x| x.wrapping_add(t))
     }
 
-    /// Steps 3–10 of spec §3.4 for one datagram.
+    /// Steps 3–10 of protocol.md §3.4 for one datagram.
     fn handle(
         &mut self,
         fmt: &PacketFormat,
@@ -663,7 +663,7 @@ fn poll_timeout(now: Timestamp, wake: Option<Timestamp>) -> PollTimeout {
 
 /// Runs a receiving session until the last packet's `sched + Timeout` has passed, or
 /// until stopped (then every outstanding packet is written as lost; the Stop-Sessions
-/// cleanup of spec §7.8 trims them).
+/// cleanup of protocol.md §7.8 trims them).
 ///
 /// With a [`read_interval`], the receiver does not wait on its socket at all: it sleeps
 /// on the control's descriptor alone (Stop-Sessions still ends it at once) until the
@@ -723,7 +723,7 @@ pub fn run_receiver(
             // Packets that already arrived are results, not losses: take what is queued
             // (bounded, so a flood cannot hold the stop) before flushing the rest.
             drain(&mut rx, sock, clock, fmt, &mut batch, MAX_DRAIN_ON_STOP)?;
-            // Everything due by now, and nothing later: the cleanup of spec §7.8 keeps
+            // Everything due by now, and nothing later: the cleanup of protocol.md §7.8 keeps
             // only records with send_ts ≤ stoptime − Timeout.
             rx.extend_to(now);
             rx.expire(now, true)?;
@@ -833,7 +833,7 @@ mod tests {
             }
             let r = rx.report;
             prop_assert_eq!(r.received as usize + r.lost as usize, sink.len());
-            // Every accepted record passed the Timeout checks of spec §3.4.
+            // Every accepted record passed the Timeout checks of protocol.md §3.4.
             for rec in sink.iter().filter(|r| !r.is_lost()) {
                 prop_assert!(abs_gap(rec.send_ts, rec.recv_ts) <= 1 << 32);
                 let t = sched.send_time(rec.seq).unwrap();

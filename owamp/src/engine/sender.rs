@@ -1,4 +1,4 @@
-//! The sender loop (spec §3.3).
+//! The sender loop (protocol.md §3.3).
 
 use super::wait::{StopPoller, sleep_until};
 use super::{SessionControl, TestSocket};
@@ -28,7 +28,7 @@ pub struct SenderReport {
     /// Seqnos deliberately not sent because they were more than Timeout late (merged).
     pub skips: Vec<SkipRange>,
     pub sent: u64,
-    /// Send errors that were ignored, as the reference does (spec §3.3).
+    /// Send errors that were ignored, as the reference does (protocol.md §3.3).
     pub send_errors: u64,
     pub stopped: bool,
 }
@@ -47,7 +47,7 @@ fn add_skip(skips: &mut Vec<SkipRange>, seq: u32) {
     }
 }
 
-/// Errors after which sending cannot go on (spec §3.3: EBADF, EACCES, ENOTSOCK, EFAULT;
+/// Errors after which sending cannot go on (protocol.md §3.3: EBADF, EACCES, ENOTSOCK, EFAULT;
 /// EAGAIN too for the reference's blocking sockets, here handled by the socket itself).
 fn is_fatal(e: &io::Error) -> bool {
     matches!(

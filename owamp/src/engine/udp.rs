@@ -1,4 +1,4 @@
-//! The real test socket: UDP with kernel receive timestamps and TTLs (spec §3.3, §3.4).
+//! The real test socket: UDP with kernel receive timestamps and TTLs (protocol.md §3.3, §3.4).
 
 use super::{Received, TestSocket};
 use crate::time::timestamp_from_timespec;

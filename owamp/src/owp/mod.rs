@@ -1,4 +1,4 @@
-//! `.owp` data files (spec §7.7, §7.8): reading v0/v2/v3 files, writing the client's
+//! `.owp` data files (protocol.md §7.7, §7.8): reading v0/v2/v3 files, writing the client's
 //! fetched files, and the receiving tester's [`ReceiveWriter`] with the reference's
 //! finalisation rules.
 //!
@@ -24,15 +24,15 @@ use std::path::PathBuf;
 pub const MAGIC: [u8; 4] = *b"OwA\0";
 /// The only version we write; v0 and v2 are read.
 pub const VERSION_V3: u32 = 3;
-/// Octets before the Request-Session in a v3 header (spec §7.7 table).
+/// Octets before the Request-Session in a v3 header (protocol.md §7.7 table).
 pub const V3_FIXED_LEN: u64 = 40;
-/// Record sizes: v3 (spec §2.9) and v0/v2.
+/// Record sizes: v3 (protocol.md §2.9) and v0/v2.
 pub const V3_RECORD_LEN: u64 = 25;
 pub const V2_RECORD_LEN: u64 = 24;
 /// Octets of one skip range in a file.
 pub const SKIP_LEN: u64 = 8;
 
-/// The file's `finished` word (spec §7.7).
+/// The file's `finished` word (protocol.md §7.7).
 pub const FINISHED_ERROR: u32 = 0;
 pub const FINISHED_NORMAL: u32 = 1;
 pub const FINISHED_INCOMPLETE: u32 = 2;
@@ -83,7 +83,7 @@ pub enum OwpError {
 
 /// Take the shared (reader) lock a fetcher holds while reading a data file; fails
 /// with `WouldBlock` inside [`OwpError::Io`] while a writer is finalising (the reference
-/// retries with back-off, spec §2.8). `flock(LOCK_SH|LOCK_NB)`.
+/// retries with back-off, protocol.md §2.8). `flock(LOCK_SH|LOCK_NB)`.
 pub fn try_lock_shared(file: &std::fs::File, path: &std::path::Path) -> Result<(), OwpError> {
     file.try_lock_shared().map_err(|e| {
         let source = match e {

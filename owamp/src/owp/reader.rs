@@ -1,4 +1,4 @@
-//! Reading `.owp` files: v3 (25-octet records), v2 and v0 (24-octet records) (spec §7.7).
+//! Reading `.owp` files: v3 (25-octet records), v2 and v0 (24-octet records) (protocol.md §7.7).
 //!
 //! Every length and offset from the header is checked against the real file size before
 //! it is used to seek or to size an allocation, so a truncated or hostile file yields a
@@ -35,7 +35,7 @@ pub struct FileHeader {
     pub oset_skips: u64,
     /// Offset of the first record.
     pub oset_data: u64,
-    /// End of the header: `min(nonzero offsets)` for v3 (spec §7.7).
+    /// End of the header: `min(nonzero offsets)` for v3 (protocol.md §7.7).
     pub header_len: u64,
     /// 25 (v3) or 24 (v0/v2).
     pub record_len: u64,
@@ -100,7 +100,7 @@ fn be64(b: &[u8], o: usize) -> u64 {
 }
 
 /// Decode a 24-octet v0/v2 record: seq(4) send ts(8) send err(2) recv ts(8) recv err(2);
-/// the TTL was not recorded, so it reads as 255 (spec §2.9).
+/// the TTL was not recorded, so it reads as 255 (protocol.md §2.9).
 pub(crate) fn record_from_v2(b: &[u8]) -> PacketRecord {
     let err = |o: usize| {
         ErrorEstimate::from_bytes([
@@ -232,7 +232,7 @@ fn parse_v3<R: Read + Seek>(r: &mut R, path: &Path, file_len: u64) -> Result<Fil
         detail,
     };
     // Header end = min(nonzero offsets): oset_skips may be 0 (not yet written) or
-    // equal to oset_data when there are no skips (spec §7.7).
+    // equal to oset_data when there are no skips (protocol.md §7.7).
     let header_len = match (oset_skips, oset_data) {
         (0, 0) => return Err(bad("oset_data", "0".into())),
         (0, d) => d,

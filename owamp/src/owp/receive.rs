@@ -1,4 +1,4 @@
-//! The receiving tester's `.owp` writer and the finalisation rules of spec §7.8.
+//! The receiving tester's `.owp` writer and the finalisation rules of protocol.md §7.8.
 //!
 //! The tester gets its data file as an already-open descriptor (fd 5) and cannot open
 //! files, so everything here works on one `std::fs::File` with positional reads and
@@ -65,7 +65,7 @@ impl ReceiveWriter {
         let header_len = v3_header_len(session);
         // finished = 2 ("incomplete") while live, as endpoint.c writes it: readers then
         // count the records from the file size, and a partial fetch of a running
-        // session is served (spec §7.7, §2.8). Failures set 0 later.
+        // session is served (protocol.md §7.7, §2.8). Failures set 0 later.
         let hdr = write_v3_header(session, FINISHED_INCOMPLETE, 0, 0, 0, 0, header_len);
         file.set_len(0)
             .map_err(|e| OwpError::io(&path, "truncate", e))?;
@@ -144,7 +144,7 @@ impl ReceiveWriter {
         self.on_disk + (self.buf.len() as u64) / V3_RECORD_LEN
     }
 
-    /// Finalise after a Stop-Sessions (spec §7.8): keep a record only if
+    /// Finalise after a Stop-Sessions (protocol.md §7.8): keep a record only if
     /// `seq < next_seqno` and `send_ts ≤ stoptime − Timeout`; a received record with
     /// `seq ≥ next_seqno` makes the session invalid (the file is marked finished=0 and
     /// [`OwpError::SessionInvalid`] returned). Then the skip ranges are appended and the
@@ -186,7 +186,7 @@ impl ReceiveWriter {
         self.complete(kept, skips, FINISHED_NORMAL, next_seqno)
     }
 
-    /// The Stop-Sessions rule of spec §7.8: keep a record only if `seq < next` and
+    /// The Stop-Sessions rule of protocol.md §7.8: keep a record only if `seq < next` and
     /// `send_ts ≤ stoptime − Timeout`; a *received* record with `seq ≥ next` makes the
     /// whole session invalid (the file is marked finished=0 and the error returned).
     fn apply_stop_rule(&mut self, stoptime: Timestamp, next: u32) -> Result<u64, OwpError> {
@@ -211,7 +211,7 @@ impl ReceiveWriter {
         Ok(kept)
     }
 
-    /// Finalise without Stop-Sessions information (the connection dropped; spec §7.8),
+    /// Finalise without Stop-Sessions information (the connection dropped; protocol.md §7.8),
     /// as the reference's `_OWPCleanUpSessions`: the Stop-Sessions rule with
     /// next = Number of Packets and `stoptime` = when the loss was noticed, then the
     /// lost records above the highest received seqno are dropped; if nothing was
@@ -345,7 +345,7 @@ impl ReceiveWriter {
         Ok(kept)
     }
 
-    /// The reference's final write order (spec §7.7): records (already in place) →
+    /// The reference's final write order (protocol.md §7.7): records (already in place) →
     /// Number of Records → Number of Skip Ranges and their offset → skip ranges →
     /// finished/Next Seqno; then fsync.
     fn complete(
@@ -413,7 +413,7 @@ fn check_not_append(file: &File, path: &Path) -> Result<(), OwpError> {
     Ok(())
 }
 
-/// The receiving engine appends straight into the data file (design.md "Tester").
+/// The receiving engine appends straight into the data file (docs/processes.md "Testers").
 impl crate::engine::RecordSink for ReceiveWriter {
     fn record(&mut self, r: &PacketRecord) -> std::io::Result<()> {
         ReceiveWriter::record(self, r).map_err(std::io::Error::other)

@@ -1,4 +1,4 @@
-//! The Request-Session copy stored in every `.owp` v2/v3 header (spec §7.7, §2.1).
+//! The Request-Session copy stored in every `.owp` v2/v3 header (protocol.md §7.7, §2.1).
 //!
 //! The file keeps the 112-octet preamble (HMAC field zero), the slot blocks and one zero
 //! block where the slot HMAC would be. [`SessionHeader`] keeps those bytes verbatim, so a
@@ -11,9 +11,9 @@ use crate::types::{Num64, Sid, Slot, Timestamp};
 use crate::wire::RequestSession;
 use std::net::IpAddr;
 
-/// Octets of the Request-Session preamble, HMAC block included (spec §2.1).
+/// Octets of the Request-Session preamble, HMAC block included (protocol.md §2.1).
 pub const PREAMBLE_LEN: usize = 112;
-/// Octets of one slot block (spec §2.1.1).
+/// Octets of one slot block (protocol.md §2.1.1).
 pub const SLOT_LEN: usize = 16;
 
 /// The decoded fields of a stored Request-Session.
@@ -62,7 +62,7 @@ impl SessionHeader {
             .checked_add(PREAMBLE_LEN as u64)
     }
 
-    /// Decode a stored Request-Session (spec §2.1): `bytes` must be exactly
+    /// Decode a stored Request-Session (protocol.md §2.1): `bytes` must be exactly
     /// `112 + 16·nslots + 16` octets. The one place that knows the layout.
     pub fn parse(bytes: &[u8]) -> Result<SessionHeader, OwpError> {
         let bad = |field: &'static str, detail: String| OwpError::BadSession { field, detail };

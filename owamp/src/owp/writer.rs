@@ -1,4 +1,4 @@
-//! Writing v3 `.owp` files as the client does after a Fetch-Session (spec §2.7, §7.7):
+//! Writing v3 `.owp` files as the client does after a Fetch-Session (protocol.md §2.7, §7.7):
 //! the header carries Finished, Next Seqno, the skip count and the record count from the
 //! Fetch-Ack; the skip ranges come first, then the records. Offsets follow the
 //! reference's `OWPWriteDataHeader`.
@@ -11,7 +11,7 @@ use crate::types::{PacketRecord, SkipRange};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
-/// The values the header takes from the Fetch-Ack (spec §2.7).
+/// The values the header takes from the Fetch-Ack (protocol.md §2.7).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct FetchInfo {
     /// Finished word from the Fetch-Ack (1 normal, 2 incomplete).
@@ -21,7 +21,7 @@ pub struct FetchInfo {
     pub num_records: u32,
 }
 
-/// The 40 fixed octets plus the stored Request-Session of a v3 header (spec §7.7).
+/// The 40 fixed octets plus the stored Request-Session of a v3 header (protocol.md §7.7).
 #[allow(clippy::too_many_arguments)]
 pub fn write_v3_header(
     session: &SessionHeader,
@@ -64,7 +64,7 @@ pub struct FetchedFileWriter<W: Write> {
 
 impl<W: Write> FetchedFileWriter<W> {
     /// The layout of a file saved by Fetch-Session (owping `-T`, owfetch): skip ranges
-    /// first, then the records (spec §7.7).
+    /// first, then the records (protocol.md §7.7).
     pub fn begin(
         w: W,
         path: impl AsRef<Path>,
@@ -77,7 +77,7 @@ impl<W: Write> FetchedFileWriter<W> {
 
     /// The layout of a file written by a receiver (owping `-F`: the reference's local
     /// receiver endpoint writes the records, then appends the skip ranges at
-    /// Stop-Sessions and sets their offset just past the records, spec §7.7/§7.8,
+    /// Stop-Sessions and sets their offset just past the records, protocol.md §7.7/§7.8,
     /// api.c `OWPWriteDataHeaderNumSkipRecs`). The skips are written by `finish`.
     pub fn begin_receiver_layout(
         w: W,
@@ -194,7 +194,7 @@ impl<W: Write> FetchedFileWriter<W> {
     }
 }
 
-/// Skip ranges as stored in a file: First, Last, 4 octets each (spec §7.7).
+/// Skip ranges as stored in a file: First, Last, 4 octets each (protocol.md §7.7).
 fn push_skips(out: &mut Vec<u8>, skips: &[SkipRange]) {
     for s in skips {
         out.extend_from_slice(&s.first.to_be_bytes());

@@ -1,4 +1,4 @@
-//! The owping/owstats text formats, byte for byte (spec §8.3–8.5): the human summary,
+//! The owping/owstats text formats, byte for byte (protocol.md §8.3–8.5): the human summary,
 //! the machine-readable "SUMMARY 3.00", the raw `-R` lines and the `-v` per-packet
 //! lines; plus a JSON document (`--json`, our extension).
 //!
@@ -54,7 +54,7 @@ impl Unit {
         }) as f64
     }
 
-    /// The reference leaves the label empty for seconds (spec §10).
+    /// The reference leaves the label empty for seconds (protocol.md §10).
     pub fn label(self) -> &'static str {
         match self {
             Unit::Nanoseconds => "ns",
@@ -167,7 +167,7 @@ fn fmt3_or_nan(v: Option<f64>, factor: f64) -> String {
     v.map_or_else(|| "nan".to_string(), |d| cfmt::g(d * factor, 3))
 }
 
-/// The human summary (`OWPStatsPrintSummary`, spec §8.3).
+/// The human summary (`OWPStatsPrintSummary`, protocol.md §8.3).
 pub fn human_summary(
     stats: &Stats,
     session: &SessionHeader,
@@ -250,7 +250,7 @@ fn unix_secs_f(t: Timestamp) -> f64 {
     num64_to_f64(t) - NTP_UNIX_OFFSET as f64
 }
 
-/// The machine summary (`OWPStatsPrintMachine`, "SUMMARY 3.00", spec §8.4).
+/// The machine summary (`OWPStatsPrintMachine`, "SUMMARY 3.00", protocol.md §8.4).
 /// `finished` is the file's finished word; `unix_times` is owping `-U`.
 /// Buckets are printed in ascending order (the reference's order is its hash table's).
 pub fn machine_summary(
@@ -339,7 +339,7 @@ pub fn machine_summary(
     o
 }
 
-/// One `-R` line: `"%lu %020llu %u %g %020llu %u %g %u\n"` (spec §8.5).
+/// One `-R` line: `"%lu %020llu %u %g %020llu %u %g %u\n"` (protocol.md §8.5).
 pub fn raw_line(r: &PacketRecord) -> String {
     format!(
         "{} {:020} {} {} {:020} {} {} {}\n",

@@ -1,4 +1,4 @@
-//! Command dispatch on the first plaintext block of a client command (spec §2.0).
+//! Command dispatch on the first plaintext block of a client command (protocol.md §2.0).
 
 /// The command number in byte 0 of the first block (RFC 4656 §3.4).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]

@@ -1,4 +1,4 @@
-//! The Fetch-Session response stream after a Fetch-Ack with Accept=0 (spec §2.8):
+//! The Fetch-Session response stream after a Fetch-Ack with Accept=0 (protocol.md §2.8):
 //! the stored Request-Session (see `request`), then the skip ranges, then the data
 //! records. Skip ranges and records are each one segment (followed by one HMAC block,
 //! possibly over empty input when there are none).

@@ -1,4 +1,4 @@
-//! Plaintext codecs for every OWAMP-Control message (RFC 4656 §3, spec §1.1–1.3 and §2).
+//! Plaintext codecs for every OWAMP-Control message (RFC 4656 §3, protocol.md §1.1–1.3 and §2).
 //!
 //! The codecs never see crypto: every encoder returns the message's plaintext *without*
 //! its HMAC block(s), and every decoder takes plaintext with the HMAC blocks already
@@ -6,11 +6,11 @@
 //! after each segment; each message documents its segments ("Segments:") so the caller
 //! knows how to split it.
 //!
-//! Leniency (spec §1.1, §2): fields the reference ignores (Unused, most MBZ fields, the
+//! Leniency (protocol.md §1.1, §2): fields the reference ignores (Unused, most MBZ fields, the
 //! IPVN high nibble, slot MBZ) are ignored here too; checks the reference makes (Accept
 //! range, Stop-Sessions pad bytes, skip range order) are made here. Problems that are
 //! "parseable but unsupported" in a Request-Session are not decode errors: see
-//! [`RequestProblem`] and spec §9.
+//! [`RequestProblem`] and protocol.md §9.
 
 use crate::types::AcceptCode;
 
@@ -35,14 +35,14 @@ pub use setup::{ServerGreeting, ServerStart, SetupResponse};
 pub use stop::{SessionStop, StopLimits, StopPiece, StopSessions, StopSessionsDecoder};
 
 /// One AES block: every control message after Server-Start is a whole number of these
-/// (spec §0).
+/// (protocol.md §0).
 pub const BLOCK: usize = 16;
 
 /// Everything that can be wrong with the bytes of a control message. Each variant names
 /// the message (and field) so that a log line says what the peer got wrong.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum WireError {
-    /// An Accept field outside 0..=5 (spec §1.7: a protocol error, the connection closes).
+    /// An Accept field outside 0..=5 (protocol.md §1.7: a protocol error, the connection closes).
     #[error("{message}: Accept value {value} is not in 0..5")]
     BadAccept { message: &'static str, value: u8 },
     /// The command byte does not match the message being decoded.
@@ -71,7 +71,7 @@ pub enum WireError {
         found: u64,
         limit: u64,
     },
-    /// A skip range whose first sequence number is after its last (spec §2.5).
+    /// A skip range whose first sequence number is after its last (protocol.md §2.5).
     #[error("{message}: skip range {index} has first {first} > last {last}")]
     SkipRangeOrder {
         message: &'static str,
@@ -79,13 +79,13 @@ pub enum WireError {
         first: u32,
         last: u32,
     },
-    /// Padding that must be zero is not (Stop-Sessions record pad, spec §2.5).
+    /// Padding that must be zero is not (Stop-Sessions record pad, protocol.md §2.5).
     #[error("{message}: {field} must be zero")]
     NonZeroPadding {
         message: &'static str,
         field: &'static str,
     },
-    /// A KeyID longer than the 80-byte field or containing NUL (spec §1.2).
+    /// A KeyID longer than the 80-byte field or containing NUL (protocol.md §1.2).
     #[error("Set-Up-Response: KeyID {reason}")]
     BadKeyId { reason: &'static str },
     /// More data fed to, or less data taken from, an incremental decoder than the message has.
@@ -106,7 +106,7 @@ pub const fn padded_len(n_bytes: usize) -> usize {
     blocks_for(n_bytes) * BLOCK
 }
 
-/// Accept byte to [`AcceptCode`], or the spec §1.7 protocol error naming `message`.
+/// Accept byte to [`AcceptCode`], or the protocol.md §1.7 protocol error naming `message`.
 pub(crate) fn accept_from(message: &'static str, value: u8) -> Result<AcceptCode, WireError> {
     AcceptCode::from_u8(value).ok_or(WireError::BadAccept { message, value })
 }

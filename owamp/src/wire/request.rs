@@ -1,5 +1,5 @@
-//! Request-Session (command 1, RFC 4656 §3.5, spec §2.1) and the stored copy of it in
-//! `.owp` headers and the Fetch-Session response (spec §2.8, §7.7).
+//! Request-Session (command 1, RFC 4656 §3.5, protocol.md §2.1) and the stored copy of it in
+//! `.owp` headers and the Fetch-Session response (protocol.md §2.8, §7.7).
 //!
 //! Segments: the 96-byte preamble (+ HMAC block), then `num_slots` slot blocks
 //! (+ one HMAC block covering only the slots).
@@ -7,7 +7,7 @@
 //! Decoding is in two steps because the slot count is in the preamble:
 //! [`RequestSession::decode_preamble`] then [`RequestSession::decode_slots`]. Neither
 //! step rejects anything the server must answer with Accept=3 rather than by closing
-//! (spec §9): those are found by [`RequestPreamble::validate`] /
+//! (protocol.md §9): those are found by [`RequestPreamble::validate`] /
 //! [`RequestPreamble::into_request`], after the whole message has been read.
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
@@ -21,14 +21,14 @@ use crate::types::{AcceptCode, Mode, Num64, Sid, Slot, SlotKind};
 pub const IPV4_UDP_MAX_PAYLOAD: u32 = 65_507;
 /// Largest UDP payload over IPv6 without jumbograms: 65535 − 8 (UDP).
 pub const IPV6_UDP_MAX_PAYLOAD: u32 = 65_527;
-/// Length of the stored preamble: 96 bytes + a zero 16-byte HMAC field (spec §7.7).
+/// Length of the stored preamble: 96 bytes + a zero 16-byte HMAC field (protocol.md §7.7).
 pub const STORED_PREAMBLE_LEN: usize = 112;
 
 const PREAMBLE_LEN: usize = 96;
-/// Test packet header before the padding (spec §3.2): open 14, authenticated/encrypted 48.
+/// Test packet header before the padding (protocol.md §3.2): open 14, authenticated/encrypted 48.
 const OPEN_HEADER: u32 = 14;
 const SECURE_HEADER: u32 = 48;
-/// The only bits of Type-P the reference accepts: a DSCP (spec §2.1.2).
+/// The only bits of Type-P the reference accepts: a DSCP (protocol.md §2.1.2).
 const DSCP_MASK: u32 = 0x3F00_0000;
 
 /// The largest Padding Length whose test packet still fits in one UDP datagram.
@@ -47,7 +47,7 @@ pub fn max_padding(ipv6: bool, mode: Option<Mode>) -> u32 {
 }
 
 /// A parseable but unsupported Request-Session: the server reads the whole message and
-/// replies Accept-Session with [`RequestProblem::accept_code`] (spec §9, "REC").
+/// replies Accept-Session with [`RequestProblem::accept_code`] (protocol.md §9, "Ours").
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum RequestProblem {
     #[error("Request-Session: IP version {0} is neither 4 nor 6")]
@@ -73,13 +73,13 @@ pub enum RequestProblem {
 }
 
 impl RequestProblem {
-    /// Every problem here is "some aspect of the request is not supported" (spec §9).
+    /// Every problem here is "some aspect of the request is not supported" (protocol.md §9).
     pub fn accept_code(&self) -> AcceptCode {
         AcceptCode::NotSupported
     }
 }
 
-/// One slot block as read, before its type is checked (spec §2.1.1).
+/// One slot block as read, before its type is checked (protocol.md §2.1.1).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct RawSlot {
     pub slot_type: u8,
@@ -106,7 +106,7 @@ impl RawSlot {
 pub struct RequestPreamble {
     /// Low nibble of byte 1; the high (MBZ) nibble is ignored as by the reference.
     pub ipvn: u8,
-    /// Any non-zero byte counts as set (spec §2.1).
+    /// Any non-zero byte counts as set (protocol.md §2.1).
     pub conf_sender: bool,
     pub conf_receiver: bool,
     pub num_slots: u32,
@@ -197,7 +197,7 @@ impl RequestPreamble {
         dscp_of(self.type_p)
     }
 
-    /// The preamble-level checks of spec §9, assuming the larger (secure) test header
+    /// The preamble-level checks of protocol.md §9, assuming the larger (secure) test header
     /// for the padding limit.
     pub fn validate(&self) -> Result<(), RequestProblem> {
         self.validate_in_mode(None)
@@ -302,7 +302,7 @@ fn addr_field(a: IpAddr, ipv6: bool) -> [u8; 16] {
     f
 }
 
-/// A stored Request-Session parsed from an `.owp` header (spec §7.7).
+/// A stored Request-Session parsed from an `.owp` header (protocol.md §7.7).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct StoredRequest {
     pub preamble: RequestPreamble,
@@ -321,12 +321,12 @@ impl RequestSession {
         }
     }
 
-    /// The DSCP of the Type-P descriptor, `None` if it is not a DSCP (spec §2.1.2).
+    /// The DSCP of the Type-P descriptor, `None` if it is not a DSCP (protocol.md §2.1.2).
     pub fn dscp(&self) -> Option<u8> {
         dscp_of(self.type_p)
     }
 
-    /// The spec §9 checks a server would make, plus mixed address families; a client
+    /// The protocol.md §9 checks a server would make, plus mixed address families; a client
     /// should call this before sending. Padding limit for the secure header.
     pub fn validate(&self) -> Result<(), RequestProblem> {
         self.validate_in_mode(None)
@@ -389,7 +389,7 @@ impl RequestSession {
     }
 
     /// Step 1: the preamble. Only a wrong command byte is an error; everything else is
-    /// left to `validate` (spec §9).
+    /// left to `validate` (protocol.md §9).
     pub fn decode_preamble(b: &[u8; 96]) -> Result<RequestPreamble, WireError> {
         if b[0] != 1 {
             return Err(WireError::WrongCommand {
@@ -443,7 +443,7 @@ impl RequestSession {
     }
 
     /// The whole stored form of `.owp` v2/v3 headers: stored preamble, slot blocks and
-    /// a zero block where the slots' HMAC would be (spec §7.7).
+    /// a zero block where the slots' HMAC would be (protocol.md §7.7).
     pub fn encode_stored(&self) -> Vec<u8> {
         let mut out = Vec::with_capacity(STORED_PREAMBLE_LEN + (self.slots.len() + 1) * BLOCK);
         out.extend_from_slice(&self.encode_stored_preamble());

@@ -1,11 +1,11 @@
 //! Fixed-size session messages: Accept-Session, Start-Sessions, Start-Ack,
-//! Fetch-Session and Fetch-Ack (spec §2.2–2.4, §2.6, §2.7). Each is one segment
+//! Fetch-Session and Fetch-Ack (protocol.md §2.2–2.4, §2.6, §2.7). Each is one segment
 //! followed by one HMAC block. MBZ fields are written as zero and ignored on decode.
 
 use super::{WireError, accept_from, array16, be_u16, be_u32};
 use crate::types::{AcceptCode, Sid};
 
-/// Accept-Session, server→client (spec §2.2). Segments: one 32-byte segment + HMAC.
+/// Accept-Session, server→client (protocol.md §2.2). Segments: one 32-byte segment + HMAC.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct AcceptSession {
     pub accept: AcceptCode,
@@ -35,7 +35,7 @@ impl AcceptSession {
     }
 }
 
-/// Start-Sessions (command 2), client→server (spec §2.3). Segments: one 16-byte
+/// Start-Sessions (command 2), client→server (protocol.md §2.3). Segments: one 16-byte
 /// segment + HMAC. Bytes 1..16 are MBZ and unchecked by the reference.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct StartSessions;
@@ -61,7 +61,7 @@ impl StartSessions {
     }
 }
 
-/// Start-Ack, server→client (spec §2.4). Segments: one 16-byte segment + HMAC.
+/// Start-Ack, server→client (protocol.md §2.4). Segments: one 16-byte segment + HMAC.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct StartAck {
     pub accept: AcceptCode,
@@ -83,7 +83,7 @@ impl StartAck {
     }
 }
 
-/// Fetch-Session (command 4), client→server (spec §2.6). Segments: one 32-byte
+/// Fetch-Session (command 4), client→server (protocol.md §2.6). Segments: one 32-byte
 /// segment + HMAC. `begin = 0, end = u32::MAX` asks for the complete session.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct FetchSession {
@@ -120,13 +120,13 @@ impl FetchSession {
         })
     }
 
-    /// Whether this asks for the whole session (spec §2.6).
+    /// Whether this asks for the whole session (protocol.md §2.6).
     pub fn is_full_session(&self) -> bool {
         self.begin == 0 && self.end == u32::MAX
     }
 }
 
-/// Fetch-Ack, server→client (spec §2.7). Segments: one 16-byte segment + HMAC.
+/// Fetch-Ack, server→client (protocol.md §2.7). Segments: one 16-byte segment + HMAC.
 /// The reference sends Finished 1 (normal) or 2 (incomplete); other values are kept raw.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct FetchAck {
@@ -160,7 +160,7 @@ impl FetchAck {
         })
     }
 
-    /// The reply to a refused fetch: every field but Accept is zero (spec §2.7).
+    /// The reply to a refused fetch: every field but Accept is zero (protocol.md §2.7).
     pub fn reject(accept: AcceptCode) -> FetchAck {
         FetchAck {
             accept,

@@ -1,15 +1,15 @@
 //! Connection set-up messages: Server-Greeting, Set-Up-Response and Server-Start
-//! (RFC 4656 §3.1, spec §1.1–1.3). None of them carries an HMAC block.
+//! (RFC 4656 §3.1, protocol.md §1.1–1.3). None of them carries an HMAC block.
 
 use super::{WireError, array16, be_num64, be_u32};
 use crate::types::{ModeSet, Num64};
 
-/// Server-Greeting, 64 octets, server→client, never encrypted (spec §1.1).
+/// Server-Greeting, 64 octets, server→client, never encrypted (protocol.md §1.1).
 ///
 /// Segments: one 64-byte clear message, no HMAC.
 /// Decoding ignores Unused (0..12) and MBZ (52..64), as the reference client does.
 /// `modes` is kept raw (including non-OWAMP bits); a zero Modes means the server will
-/// close, and a too-small `count` is the client's policy decision (spec §1.1, "REC").
+/// close, and a too-small `count` is the client's policy decision (protocol.md §1.1, "Ours").
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct ServerGreeting {
     pub modes: ModeSet,
@@ -43,10 +43,10 @@ impl ServerGreeting {
 }
 
 /// Set-Up-Response, 164 octets, client→server, in clear apart from the Token which the
-/// client encrypted with the PBKDF2 key (spec §1.2).
+/// client encrypted with the PBKDF2 key (protocol.md §1.2).
 ///
 /// Segments: one 164-byte clear message, no HMAC. `mode` is raw: the server checks that
-/// it is exactly 1, 2 or 4 (`Mode::from_bit`) and closes otherwise (spec §9).
+/// it is exactly 1, 2 or 4 (`Mode::from_bit`) and closes otherwise (protocol.md §9).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct SetupResponse {
     pub mode: u32,
@@ -82,7 +82,7 @@ impl SetupResponse {
     }
 
     /// The KeyID field for a user name: NUL-padded to 80 bytes, no terminator when the
-    /// name is exactly 80 bytes (the reference's `strncpy`, spec §1.2). A name longer
+    /// name is exactly 80 bytes (the reference's `strncpy`, protocol.md §1.2). A name longer
     /// than 80 bytes or containing NUL cannot be represented and is refused.
     pub fn key_id_from_str(name: &str) -> Result<[u8; 80], WireError> {
         let bytes = name.as_bytes();
@@ -108,7 +108,7 @@ impl SetupResponse {
     }
 }
 
-/// Server-Start, 48 octets, server→client (spec §1.3).
+/// Server-Start, 48 octets, server→client (protocol.md §1.3).
 ///
 /// Segments: bytes 0..32 are always clear ([`ServerStart::encode_clear`]); bytes 32..48
 /// ([`ServerStart::encode_tail`]) are the first block of the server→client CBC stream in
@@ -142,7 +142,7 @@ impl ServerStart {
     }
 
     /// MBZ bytes are ignored (the reference client does not check them); an Accept
-    /// above 5 is a protocol error (spec §1.3).
+    /// above 5 is a protocol error (protocol.md §1.3).
     pub fn decode(clear: &[u8; 32], tail: &[u8; 16]) -> Result<ServerStart, WireError> {
         let accept = clear[15];
         super::accept_from("Server-Start", accept)?;

@@ -1,4 +1,4 @@
-//! Stop-Sessions (command 3, either direction; RFC 4656 §3.8, spec §2.5).
+//! Stop-Sessions (command 3, either direction; RFC 4656 §3.8, protocol.md §2.5).
 //!
 //! Segments: the header block and every session-description block form one segment,
 //! followed by one HMAC block.

@@ -361,7 +361,7 @@ async fn authentication() {
     let start = c.setup(&g, 4, Some(("alice", b"testpass"))).await;
     assert_eq!(start.accept, 0);
     assert_eq!(start.start_time, Num64(0xdd12_e5a0_0000_0000));
-    // The first server message's HMAC covers the Server-Start tail (spec §1.6): a
+    // The first server message's HMAC covers the Server-Start tail (protocol.md §1.6): a
     // refused Request-Session (both conf flags) is Accept=3 and verifies.
     let mut both = request(true);
     both.conf_sender = true;
@@ -722,7 +722,7 @@ proptest::proptest! {
     }
 }
 
-/// A receiver that reports failure at Stop (invalid data, spec §7.8) loses its data.
+/// A receiver that reports failure at Stop (invalid data, protocol.md §7.8) loses its data.
 #[tokio::test]
 async fn failed_receiver_data_is_deleted() {
     let h = harness(7);
@@ -795,7 +795,7 @@ async fn test_address_problems() {
     let h = harness(7);
     let (mut c, g, _task) = Client::start(&h).await;
     c.setup(&g, 1, None).await;
-    // Not a local address: the bind fails, Accept=2 (not a close, spec §9).
+    // Not a local address: the bind fails, Accept=2 (not a close, protocol.md §9).
     let mut r = request(true);
     r.receiver_addr = "203.0.113.7".parse().unwrap();
     assert_eq!(c.request(&r).await.accept, AcceptCode::InternalError);
@@ -809,7 +809,7 @@ async fn test_address_problems() {
     assert_eq!(h.ctx.ports.in_use(), 1);
 }
 
-/// Start-Sessions with no session: accepted, and the server stops at once (spec §2.3).
+/// Start-Sessions with no session: accepted, and the server stops at once (protocol.md §2.3).
 #[tokio::test]
 async fn start_with_no_sessions() {
     let h = harness(7);
@@ -830,7 +830,7 @@ async fn start_with_no_sessions() {
     assert_eq!(c.recv(1).await[0], 0);
 }
 
-/// A second Start-Sessions during a test period closes (spec §9).
+/// A second Start-Sessions during a test period closes (protocol.md §9).
 #[tokio::test]
 async fn start_during_a_test_period_closes() {
     let h = harness(7);

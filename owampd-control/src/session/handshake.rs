@@ -1,9 +1,9 @@
-//! Greeting, Set-Up-Response and Server-Start (RFC 4656 §3.1, spec §1).
+//! Greeting, Set-Up-Response and Server-Start (RFC 4656 §3.1, protocol.md §1).
 
 use super::*;
 
 impl Connection<'_> {
-    /// Greeting, Set-Up-Response, Server-Start (spec §1). `Ok(false)`: the connection
+    /// Greeting, Set-Up-Response, Server-Start (protocol.md §1). `Ok(false)`: the connection
     /// ends here without error (no modes, or refused with a Server-Start).
     pub(super) async fn handshake<S: AsyncRead + AsyncWrite + Unpin>(
         &mut self,
@@ -38,14 +38,14 @@ impl Connection<'_> {
         conn.read_raw(&mut b, "Set-Up-Response").await?;
         let resp = SetupResponse::decode(&b).map_err(wire_err("Set-Up-Response"))?;
         let Some(mode) = Mode::from_bit(resp.mode) else {
-            // Not exactly one of 1/2/4: close without Server-Start (spec §1.2 step 1).
+            // Not exactly one of 1/2/4: close without Server-Start (protocol.md §1.2 step 1).
             return Err(SessionError::Protocol(format!(
                 "Set-Up-Response mode {:#x} is not one OWAMP mode",
                 resp.mode
             )));
         };
         if !modes.contains(mode) {
-            // [REC] The reference means to refuse this (spec §1.2 step 2 quirk).
+            // Ours: The reference means to refuse this (protocol.md §1.2 step 2 quirk).
             self.log.info(format!(
                 "refused: mode {mode} was not offered (offered {:#x})",
                 modes.0
@@ -57,7 +57,7 @@ impl Connection<'_> {
         if mode.is_secure() {
             let user = resp.key_id_str();
             let pf = self.ctx.directory.passphrase(&user);
-            // An unknown user costs the same work as a known one (spec §1.2 step 3).
+            // An unknown user costs the same work as a known one (protocol.md §1.2 step 3).
             let dk = match &pf {
                 Some(p) => crypto::derive_key(p, &salt, PBKDF2_COUNT),
                 None => crypto::derive_decoy_key(&salt, PBKDF2_COUNT)
@@ -111,7 +111,7 @@ impl Connection<'_> {
         Ok(true)
     }
 
-    /// Server-Start with Accept≠0: everything after byte 31 zeros in clear (spec §1.3).
+    /// Server-Start with Accept≠0: everything after byte 31 zeros in clear (protocol.md §1.3).
     async fn refuse_start<S: AsyncRead + AsyncWrite + Unpin>(
         &mut self,
         conn: &mut ControlConn<S>,

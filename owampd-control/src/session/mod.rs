@@ -1,4 +1,4 @@
-//! One OWAMP-Control connection, from the greeting to the close (RFC 4656 §3, spec §1,
+//! One OWAMP-Control connection, from the greeting to the close (RFC 4656 §3, protocol.md §1,
 //! §2, §7.2–7.3, §9).
 //!
 //! ```text
@@ -42,11 +42,11 @@ use thiserror::Error;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::mpsc;
 
-/// PBKDF2 iterations in Server-Greeting: the reference always sends 2048 (spec §1.1).
+/// PBKDF2 iterations in Server-Greeting: the reference always sends 2048 (protocol.md §1.1).
 pub const PBKDF2_COUNT: u32 = 2048;
 
 /// Most slots one Request-Session may carry. The reference has no limit, but reading
-/// 2^32 slots is not a request anyone means: past this we close (spec §9 allows close
+/// 2^32 slots is not a request anyone means: past this we close (protocol.md §9 allows close
 /// for unreadable requests).
 pub const MAX_SLOTS: u32 = 1 << 20;
 
@@ -76,7 +76,7 @@ pub struct ServerConfig {
     /// `controltimeout`; None when 0.
     pub control_timeout: Option<Duration>,
     pub end_delay_s: f64,
-    /// The daemon's start time, sent in Server-Start (spec §1.3).
+    /// The daemon's start time, sent in Server-Start (protocol.md §1.3).
     pub start_time: Num64,
     pub debug_time_offset: f64,
 }
@@ -111,7 +111,7 @@ fn wire_err(message: &'static str) -> impl FnOnce(wire::WireError) -> SessionErr
     move |source| SessionError::Wire { message, source }
 }
 
-/// Which commands may come next (spec §2.0).
+/// Which commands may come next (protocol.md §2.0).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum CommandState {
     /// Between test periods: Request-Session, Start-Sessions, Fetch-Session.
@@ -134,7 +134,7 @@ impl CommandState {
     }
 }
 
-/// The reference's SID layout (spec §2.1.4): the receiver's IPv4 address (or the last
+/// The reference's SID layout (protocol.md §2.1.4): the receiver's IPv4 address (or the last
 /// 4 bytes of its IPv6 address), the NTP time, 4 random bytes.
 pub fn make_sid(receiver: IpAddr, now: Num64, random: [u8; 4]) -> Sid {
     let mut b = [0u8; 16];
@@ -151,7 +151,7 @@ pub fn make_sid(receiver: IpAddr, now: Num64, random: [u8; 4]) -> Sid {
     Sid(b)
 }
 
-/// v4-mapped IPv6 addresses compare as IPv4 (spec §2.1.3, §7.5).
+/// v4-mapped IPv6 addresses compare as IPv4 (protocol.md §2.1.3, §7.5).
 pub fn canonical_ip(ip: IpAddr) -> IpAddr {
     match ip {
         IpAddr::V6(a) => a.to_ipv4_mapped().map(IpAddr::V4).unwrap_or(IpAddr::V6(a)),
@@ -187,7 +187,7 @@ struct TestSession {
     /// A receiver's report after finalisation: the `.owp` finished word.
     receiver_result: Option<u32>,
     /// Control's own handle on the receiver's file, to finalise it as incomplete if
-    /// the tester dies (design.md "Processes").
+    /// the tester dies (docs/processes.md).
     file: Option<File>,
     disk: Option<DiskGuard>,
     _concurrent: TestSessionGuard,
@@ -213,7 +213,7 @@ pub async fn serve_connection_until<S>(
     S: AsyncRead + AsyncWrite + Unpin + Send,
 {
     let log = ctx.log.peer(peer);
-    // maxcontrolsessions: close before the greeting (spec §7.1, §9).
+    // maxcontrolsessions: close before the greeting (protocol.md §7.1, §9).
     let _guard = match ctx.policy.open_connection() {
         Ok(g) => g,
         Err(e) => {

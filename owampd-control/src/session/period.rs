@@ -1,10 +1,10 @@
 //! Start-Sessions, the test period and the Stop-Sessions exchange (RFC 4656 §3.7–3.8,
-//! spec §2.3–2.5, §7.2, §7.8), and what happens to the data afterwards.
+//! protocol.md §2.3–2.5, §7.2, §7.8), and what happens to the data afterwards.
 
 use super::*;
 
 impl Connection<'_> {
-    /// Start-Sessions (spec §2.3, §2.4), then the test period and the Stop-Sessions
+    /// Start-Sessions (protocol.md §2.3, §2.4), then the test period and the Stop-Sessions
     /// exchange (§2.5); back to Idle afterwards.
     pub(super) async fn handle_start_sessions<S: AsyncRead + AsyncWrite + Unpin>(
         &mut self,
@@ -159,7 +159,7 @@ impl Connection<'_> {
 
     /// The test period; if it ends in any error while sessions are still held (the
     /// client vanished or misbehaved mid-test), the receivers keep their data as
-    /// incomplete (spec §7.2 step 4).
+    /// incomplete (protocol.md §7.2 step 4).
     async fn test_period<S: AsyncRead + AsyncWrite + Unpin>(
         &mut self,
         conn: &mut ControlConn<S>,
@@ -172,7 +172,7 @@ impl Connection<'_> {
     }
 
     /// Waits for whichever comes first: the client's Stop-Sessions, or every local
-    /// endpoint done (then we send ours first). Spec §2.5 "Exchange protocol".
+    /// endpoint done (then we send ours first). protocol.md §2.5 "Exchange protocol".
     async fn test_period_inner<S: AsyncRead + AsyncWrite + Unpin>(
         &mut self,
         conn: &mut ControlConn<S>,
@@ -194,8 +194,8 @@ impl Connection<'_> {
             if !sent_ours && (self.all_done() || stopping.is_some() && self.senders_done()) {
                 self.send_our_stop(conn, AcceptCode::Ok).await?;
                 sent_ours = true;
-                // Re-armed for the rest of the exchange (spec §7.2 step 3); the stop
-                // time is when the peer's header is read (spec §7.8).
+                // Re-armed for the rest of the exchange (protocol.md §7.2 step 3); the stop
+                // time is when the peer's header is read (protocol.md §7.8).
                 header = before_stop(&shutdown, conn.read_block("Stop-Sessions", true)).await??;
                 stop_time = now_ntp(self.ctx.config.debug_time_offset);
                 break;
@@ -273,7 +273,7 @@ impl Connection<'_> {
         let reply = if sent_ours {
             None
         } else {
-            // The responder's Accept is the peer's (spec §2.5 "Reply Accept").
+            // The responder's Accept is the peer's (protocol.md §2.5 "Reply Accept").
             let accept = if check.is_err() {
                 AcceptCode::Failure
             } else {
@@ -343,7 +343,7 @@ impl Connection<'_> {
     /// message is verified): K is bounded only by the session's Number of Packets (RFC
     /// 4656 §3.8), up to 2^32−1 ranges, so control keeps none of them and holds at most
     /// one read's worth, paced by the tester. Returns the peer's Accept, and whether its
-    /// records fit our receive sessions (spec §2.5 "Receiver validation": one record per
+    /// records fit our receive sessions (protocol.md §2.5 "Receiver validation": one record per
     /// local receive session, each SID ours, Next Seqno ≤ Number of Packets).
     async fn stream_peer_stop<S: AsyncRead + AsyncWrite + Unpin>(
         &mut self,
@@ -528,7 +528,7 @@ impl Connection<'_> {
         Ok(())
     }
 
-    /// Our Stop-Sessions: one record per local sender (spec §2.5).
+    /// Our Stop-Sessions: one record per local sender (protocol.md §2.5).
     fn our_stop(&self, accept: AcceptCode) -> Vec<u8> {
         let mut failed = false;
         let mut records = Vec::new();
@@ -566,7 +566,7 @@ impl Connection<'_> {
     }
 
     /// After the exchange: true up disk, delete what must go, release everything
-    /// (spec §7.4, §7.7), and return to Idle.
+    /// (protocol.md §7.4, §7.7), and return to Idle.
     async fn finish_period(&mut self, aborted: bool) {
         for mut s in std::mem::take(&mut self.sessions) {
             if s.role != TesterRole::Receiver {
@@ -596,7 +596,7 @@ impl Connection<'_> {
     }
 
     /// The tester is gone but the file is there: finalise it as incomplete from
-    /// control's own descriptor (design.md "Processes").
+    /// control's own descriptor (docs/processes.md).
     async fn finalise_incomplete_here(&self, s: &mut TestSession) {
         let Some(file) = s.file.take() else { return };
         let label = format!("session {}", s.sid.to_hex());
@@ -629,7 +629,7 @@ impl Connection<'_> {
     }
 
     /// The client is gone mid-test: receivers finalise what they have as incomplete,
-    /// senders stop (spec §7.2 step 4).
+    /// senders stop (protocol.md §7.2 step 4).
     async fn client_vanished(&mut self) {
         let now = now_ntp(self.ctx.config.debug_time_offset);
         for s in &mut self.sessions {
@@ -659,7 +659,7 @@ impl Connection<'_> {
     }
 
     /// The connection ends with sessions that never started (or a period cut short):
-    /// kill testers and delete their files (spec §7.2: closed before Start-Sessions).
+    /// kill testers and delete their files (protocol.md §7.2: closed before Start-Sessions).
     pub(super) async fn abandon_all(&mut self) {
         for mut s in std::mem::take(&mut self.sessions) {
             let _ = s.link.send(&ControlToTester::Abort);

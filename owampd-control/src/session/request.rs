@@ -1,4 +1,4 @@
-//! Request-Session and Accept-Session (RFC 4656 §3.5, spec §2.1–2.2, §7.3–7.4, §9).
+//! Request-Session and Accept-Session (RFC 4656 §3.5, protocol.md §2.1–2.2, §7.3–7.4, §9).
 
 use super::slots::{MAX_ACCEPTED_SLOTS, ReadSlots};
 use super::*;
@@ -22,7 +22,7 @@ impl Connection<'_> {
         Ok(())
     }
 
-    /// Request-Session (spec §2.1, §7.3): read the whole message whatever it says, then
+    /// Request-Session (protocol.md §2.1, §7.3): read the whole message whatever it says, then
     /// answer; only unreadable input (bad HMAC, absurd slot count) closes.
     pub(super) async fn handle_request_session<S: AsyncRead + AsyncWrite + Unpin>(
         &mut self,
@@ -82,7 +82,7 @@ impl Connection<'_> {
         }
     }
 
-    /// Policy, port, file and tester for one session (spec §7.3, §7.4).
+    /// Policy, port, file and tester for one session (protocol.md §7.3, §7.4).
     async fn accept_session(
         &mut self,
         mut req: RequestSession,
@@ -118,7 +118,7 @@ impl Connection<'_> {
             && !self.mode.is_secure()
             && canonical_ip(req.receiver_addr) != canonical_ip(self.peer.ip())
         {
-            // Open-mode DoS guard (spec §2.1.3).
+            // Open-mode DoS guard (protocol.md §2.1.3).
             return Err((
                 AcceptCode::Failure,
                 format!(

@@ -1,4 +1,4 @@
-//! owfetch: fetch stored sessions from an OWAMP server by SID (spec §8.6).
+//! owfetch: fetch stored sessions from an OWAMP server by SID (protocol.md §8.6).
 #![forbid(unsafe_code)]
 
 fn main() {

@@ -1,4 +1,4 @@
-//! owping: one-way latency tests against an OWAMP server (spec §8).
+//! owping: one-way latency tests against an OWAMP server (protocol.md §8).
 #![forbid(unsafe_code)]
 
 fn main() {

@@ -1,4 +1,4 @@
-//! owstats: statistics of saved `.owp` files (spec §8.6).
+//! owstats: statistics of saved `.owp` files (protocol.md §8.6).
 #![forbid(unsafe_code)]
 
 fn main() {

@@ -1,4 +1,4 @@
-//! owup: when did an OWAMP server start (spec §8.6).
+//! owup: when did an OWAMP server start (protocol.md §8.6).
 #![forbid(unsafe_code)]
 
 fn main() {

@@ -5,7 +5,7 @@
 //! server's Stop-Sessions, our endpoint's end, or a request to stop. Meanwhile every
 //! `-N` sub-session that is due goes to the stream as a sample of the data so far
 //! (with `-t` fetched from the server over a second connection, as the reference does).
-//! At the end the Stop-Sessions exchange (spec §2.5) and the session's `.owp` file,
+//! At the end the Stop-Sessions exchange (protocol.md §2.5) and the session's `.owp` file,
 //! built in memory, go to the stream in a [`Event::Finished`].
 //!
 //! The thread reports everything as [`Event`]s; only the stream's thread writes files
@@ -348,7 +348,7 @@ impl Worker<'_> {
                 ..base
             }
         } else {
-            // As receiver we choose the SID (spec §2.1.4).
+            // As receiver we choose the SID (protocol.md §2.1.4).
             RequestSession {
                 receiver_port: port,
                 sid: make_sid(local_ip, now),
@@ -427,7 +427,7 @@ impl Worker<'_> {
                 .map_err(|e| format!("starting the sender thread: {e}"))?,
             );
         } else {
-            // Our receiver is ready before Start-Sessions (spec §2.3).
+            // Our receiver is ready before Start-Sessions (protocol.md §2.3).
             let sink = SharedRecords::new(o.count);
             let h = spawn_receiver_into(
                 setup,

@@ -243,7 +243,7 @@ fn serve(
                     s.write_message(&[&a.encode()]).map_err(e)?;
                     continue;
                 }
-                // Open-mode guard of spec §2.1.3 is not needed here.
+                // Open-mode guard of protocol.md §2.1.3 is not needed here.
                 let _ = peer_ip;
                 let receiver = req.conf_receiver;
                 let ip = if receiver {

@@ -1,5 +1,5 @@
-//! The master's policy: a lenient DENY-list (design.md allows that; the brief calls master
-//! seccomp optional). The master is small, runs as root, and forks/execs control, so an
+//! The master's policy: a lenient DENY-list (docs/processes.md,
+//! "Sandbox"). The master is small, runs as root, and forks/execs control, so an
 //! allow-list would have to cover control's and the tester's start-up too (filters are
 //! inherited). Instead it forbids what owampd never needs and what an attacker who got
 //! code execution in a root process would reach for first. Every entry here is therefore
