@@ -313,3 +313,39 @@ pub fn child_pids(pid: u32) -> Vec<u32> {
     out
 }
 pub mod raw;
+
+/// The values of one key in `owping -M` output, in order (one per session).
+pub fn machine_values(stdout: &str, key: &str) -> Vec<String> {
+    stdout
+        .lines()
+        .filter_map(|l| l.strip_prefix(&format!("{key}\t")).map(str::to_string))
+        .collect()
+}
+
+/// Runs owping with `args` (at most `limit`), asserts that it succeeded, and returns its
+/// stdout; a failure shows both streams.
+pub fn owping_ok(args: &[&str], limit: Duration) -> String {
+    let out = run_client("owping", args, limit);
+    let stdout = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(
+        out.status.success(),
+        "owping {args:?} failed: {}\nstdout:\n{stdout}\nstderr:\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    stdout
+}
+
+/// Every `.owp` file under `dir`, recursively (a data directory's hierarchy).
+pub fn owp_files(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let p = e.path();
+        if p.is_dir() {
+            out.extend(owp_files(&p));
+        } else if p.extension().is_some_and(|x| x == "owp") {
+            out.push(p);
+        }
+    }
+    out
+}

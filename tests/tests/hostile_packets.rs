@@ -2,7 +2,7 @@
 //! namespace of its own (so root): a flood from a foreign loopback source, and an
 //! attacker replaying captured authentic packets with the sender's address as source.
 
-use e2e::{Server, enter_private_netns, require_root, run_client, wait_for};
+use e2e::{Server, enter_private_netns, machine_values, require_root, wait_for};
 use nix::sys::socket::{
     AddressFamily, MsgFlags, SockFlag, SockProtocol, SockType, SockaddrIn, recv, sendto,
     setsockopt, socket, sockopt,
@@ -17,28 +17,13 @@ use std::time::Duration;
 
 const LONG: Duration = Duration::from_secs(60);
 
+fn owping(args: &[&str]) -> String {
+    e2e::owping_ok(args, LONG)
+}
+
 /// Test ports of the server and of owping, so the attacks know where to aim.
 const SERVER_PORTS: (u16, u16) = (20000, 20009);
 const CLIENT_PORTS: (u16, u16) = (20010, 20019);
-
-fn values(stdout: &str, key: &str) -> Vec<String> {
-    stdout
-        .lines()
-        .filter_map(|l| l.strip_prefix(&format!("{key}\t")).map(str::to_string))
-        .collect()
-}
-
-fn owping(args: &[&str]) -> String {
-    let out = run_client("owping", args, LONG);
-    let stdout = String::from_utf8_lossy(&out.stdout).to_string();
-    assert!(
-        out.status.success(),
-        "owping {args:?} failed: {}\nstdout:\n{stdout}\nstderr:\n{}",
-        out.status,
-        String::from_utf8_lossy(&out.stderr)
-    );
-    stdout
-}
 
 fn server_ports() -> String {
     format!("{}-{}", SERVER_PORTS.0, SERVER_PORTS.1)
@@ -88,8 +73,8 @@ fn a_foreign_flood_costs_no_packet_as_root() {
     flood.join().unwrap();
     let flooded = sent.load(Ordering::Relaxed);
     assert!(flooded > 50_000, "the flood sent only {flooded} datagrams");
-    assert_eq!(values(&out, "SENT"), ["200", "200"], "{out}");
-    assert_eq!(values(&out, "LOST"), ["0", "0"], "{out}");
+    assert_eq!(machine_values(&out, "SENT"), ["200", "200"], "{out}");
+    assert_eq!(machine_values(&out, "LOST"), ["0", "0"], "{out}");
     let log = server.stderr();
     assert!(
         log.contains("session accepted: server is receiver"),
@@ -213,9 +198,9 @@ fn replayed_packets_do_not_cost_the_session_as_root() {
     done.store(true, Ordering::SeqCst);
     let replayed = attacker.join().unwrap();
     assert_eq!(replayed, 4000, "the attacker replayed {replayed} packets");
-    assert_eq!(values(&out, "SENT"), ["100"], "{out}");
-    assert_eq!(values(&out, "LOST"), ["0"], "{out}");
-    assert_eq!(values(&out, "DUPS"), ["1124"], "{out}");
+    assert_eq!(machine_values(&out, "SENT"), ["100"], "{out}");
+    assert_eq!(machine_values(&out, "LOST"), ["0"], "{out}");
+    assert_eq!(machine_values(&out, "DUPS"), ["1124"], "{out}");
     let log = server.stderr();
     assert!(
         wait_for(Duration::from_secs(10), || server.stderr().contains(

@@ -4,7 +4,7 @@
 //! tester or of the control process.
 
 use e2e::raw::{Raw, receive_request};
-use e2e::{Server, child_pids, free_port, run_client, wait_for};
+use e2e::{Server, child_pids, free_port, machine_values, owp_files, run_client, wait_for};
 use owamp::Mode;
 use std::net::UdpSocket;
 use std::path::Path;
@@ -12,6 +12,10 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 const LONG: Duration = Duration::from_secs(60);
+
+fn owping_ok(args: &[&str]) -> String {
+    e2e::owping_ok(args, LONG)
+}
 
 /// Writes a confdir with a pfs for alice ("testpass") and optional conf/limits files.
 fn confdir(root: &Path, conf: &str, limits: &str) -> std::path::PathBuf {
@@ -25,26 +29,6 @@ fn confdir(root: &Path, conf: &str, limits: &str) -> std::path::PathBuf {
     }
     std::fs::write(root.join("client.pfs"), "alice 7465737470617373\n").unwrap();
     c
-}
-
-/// Values of one key in owping -M output, in order (one per session).
-fn machine_values(stdout: &str, key: &str) -> Vec<String> {
-    stdout
-        .lines()
-        .filter_map(|l| l.strip_prefix(&format!("{key}\t")).map(str::to_string))
-        .collect()
-}
-
-fn owping_ok(args: &[&str]) -> String {
-    let out = run_client("owping", args, LONG);
-    let stdout = String::from_utf8_lossy(&out.stdout).to_string();
-    assert!(
-        out.status.success(),
-        "owping {args:?} failed: {}\nstdout:\n{stdout}\nstderr:\n{}",
-        out.status,
-        String::from_utf8_lossy(&out.stderr)
-    );
-    stdout
 }
 
 #[test]
@@ -336,20 +320,6 @@ fn a_killed_control_process_is_restarted_and_stored_data_kept() {
         "owfetch after restart: {}",
         String::from_utf8_lossy(&out.stderr)
     );
-}
-
-/// Every `.owp` file under `dir`, recursively.
-fn owp_files(dir: &Path) -> Vec<std::path::PathBuf> {
-    let mut out = Vec::new();
-    for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
-        let p = e.path();
-        if p.is_dir() {
-            out.extend(owp_files(&p));
-        } else if p.extension().is_some_and(|x| x == "owp") {
-            out.push(p);
-        }
-    }
-    out
 }
 
 /// A receive session accepted but never started has an empty data file; if control is

@@ -4,7 +4,7 @@
 //! what it received. Connections doing anything else are closed.
 
 use e2e::raw::{Raw, receive_request};
-use e2e::{Server, free_port, run_client, wait_for};
+use e2e::{Server, free_port, owp_files, run_client, wait_for};
 use owamp::wire::{CommandKind, StartAck, StartSessions};
 use owamp::{AcceptCode, Mode};
 use std::net::UdpSocket;
@@ -13,20 +13,6 @@ use std::process::{Command, ExitStatus, Output};
 use std::time::Duration;
 
 const LONG: Duration = Duration::from_secs(90);
-
-/// Every `.owp` file under `dir`, recursively.
-fn owp_files(dir: &Path) -> Vec<PathBuf> {
-    let mut out = Vec::new();
-    for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
-        let p = e.path();
-        if p.is_dir() {
-            out.extend(owp_files(&p));
-        } else if p.extension().is_some_and(|x| x == "owp") {
-            out.push(p);
-        }
-    }
-    out
-}
 
 fn file_len(p: &Path) -> u64 {
     std::fs::metadata(p).map(|m| m.len()).unwrap_or(0)
