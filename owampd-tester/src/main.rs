@@ -116,12 +116,26 @@ impl SessionControl for IpcControl<'_> {
             Ok(None) => return false,
             Ok(Some(r)) => Some(match r.msg {
                 ControlToTester::Stop(s) => Ending::Stop(s),
+                ControlToTester::Abort => Ending::Abort,
                 // Anything else now is a protocol error from control: give up the
-                // session as if aborted.
-                _ => Ending::Abort,
+                // session as if aborted, and say why (control hears of it before the
+                // channel closes).
+                other => {
+                    self.ipc.log(
+                        LogLevel::Warning,
+                        format!("unexpected {other:?} during the session: aborted"),
+                    );
+                    Ending::Abort
+                }
             }),
             Err(ipc::IpcError::Closed) => Some(CONTROL_GONE),
-            Err(_) => Some(Ending::Abort),
+            Err(e) => {
+                self.ipc.log(
+                    LogLevel::Warning,
+                    format!("reading control's messages: {e}: aborted"),
+                );
+                Some(Ending::Abort)
+            }
         };
         true
     }
@@ -600,6 +614,14 @@ mod tests {
         };
         assert!(ctl.poll_stop());
         assert_eq!(ctl.ending, Some(Ending::Abort));
+        // Control hears why before the channel closes.
+        match control.recv::<TesterToControl>().unwrap().msg {
+            TesterToControl::Log(l) => {
+                assert_eq!(l.level, LogLevel::Warning);
+                assert!(l.message.contains("Start"), "{}", l.message);
+            }
+            other => panic!("{other:?}"),
+        }
     }
 
     #[test]
