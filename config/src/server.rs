@@ -809,7 +809,7 @@ dieby 5
             assert_eq!(c.maxcontrolsessions, 7, "{key}");
         }
         assert_eq!(
-            err("maxcontrolsession 7"),
+            err("maxcontrolsession\t7"),
             "owamp-server.conf:1: unknown keyword \"maxcontrolsession\""
         );
     }

@@ -19,12 +19,12 @@ fn bench(c: &mut Criterion) {
 
     let pre = [0x11u8; 96];
     let slots = vec![0x22u8; 1000 * 16];
-    c.bench_function("seal Request-Session 1000 slots", |b| {
+    c.bench_function("seal a 1000-slot Request-Session", |b| {
         let mut tx = ControlCipher::new(Role::Client, &keys(), &[3; 16], &[4; 16]);
         b.iter(|| tx.seal(black_box(&[&pre, &slots])))
     });
 
-    c.bench_function("open+verify Request-Session 1000 slots", |b| {
+    c.bench_function("open+verify a 1000-slot Request-Session", |b| {
         b.iter_batched(
             || {
                 let mut tx = ControlCipher::new(Role::Client, &keys(), &[3; 16], &[4; 16]);
