@@ -157,6 +157,7 @@ impl Channel {
         };
         let mut buf = vec![0u8; size.clamp(1, MAX_MESSAGE)];
         let mut cmsg_buf = nix::cmsg_space!([RawFd; SCM_MAX_FD]);
+        let mut reset_seen = false;
         let (len, flags, fds) = loop {
             let mut iov = [IoSliceMut::new(&mut buf)];
             let res = recvmsg::<()>(
@@ -186,6 +187,9 @@ impl Channel {
                 }
                 Err(Errno::EINTR) => continue,
                 Err(Errno::EAGAIN) => return Ok(None),
+                // See `next_len`: once reported, the reset is cleared and what the peer
+                // queued before it went comes next.
+                Err(Errno::ECONNRESET) if !reset_seen => reset_seen = true,
                 Err(Errno::ECONNRESET) => return Err(IpcError::Closed),
                 Err(source) => {
                     return Err(IpcError::Sys {
@@ -225,7 +229,15 @@ impl Channel {
     /// The length of the next datagram without taking it (`MSG_PEEK | MSG_TRUNC` into an
     /// empty buffer: the kernel returns the real length and leaves the datagram, and any
     /// fds riding with it, queued). `None` when nothing is queued on a non-blocking read.
+    ///
+    /// A peer that closes its end with our messages still unread in its queue leaves ours
+    /// flagged ECONNRESET (the kernel's unix_release_sock), and the next receive reports
+    /// that flag *before* any message the peer queued for us: a tester that sends its final
+    /// report and exits while control's Stop is still unread in its queue. Reporting the
+    /// error clears it, so one ECONNRESET is read past: the queued messages follow, then
+    /// the end of file.
     fn next_len(&self, extra: MsgFlags) -> Result<Option<usize>, IpcError> {
+        let mut reset_seen = false;
         loop {
             match nix::sys::socket::recv(
                 self.fd.as_raw_fd(),
@@ -235,6 +247,7 @@ impl Channel {
                 Ok(n) => return Ok(Some(n)),
                 Err(Errno::EINTR) => continue,
                 Err(Errno::EAGAIN) => return Ok(None),
+                Err(Errno::ECONNRESET) if !reset_seen => reset_seen = true,
                 Err(Errno::ECONNRESET) => return Err(IpcError::Closed),
                 Err(source) => {
                     return Err(IpcError::Sys {

@@ -151,6 +151,36 @@ fn eof_is_closed() {
     assert!(matches!(e, IpcError::Closed), "{e:?}");
 }
 
+/// A peer that exits with a message of ours still unread makes the kernel flag our end
+/// with ECONNRESET (unix_release_sock), and the next receive reports that error before
+/// the messages the peer queued for us. Those messages (a tester's final report, sent
+/// just before it exits while control's Stop is still in its queue) must still arrive.
+#[test]
+fn messages_queued_before_a_reset_are_still_received() {
+    for nonblocking in [false, true] {
+        let (a, b) = Channel::pair().expect("pair");
+        a.set_nonblocking(nonblocking).expect("mode");
+        // Our message stays unread in b's queue when b goes away.
+        a.send(&MasterToControl::Shutdown, &[]).expect("send to b");
+        b.send(&ControlToMaster::Ready, &[]).expect("send to a");
+        b.send(&ControlToMaster::ConnectionDone, &[])
+            .expect("send to a");
+        drop(b);
+        let first = if nonblocking {
+            a.try_recv::<ControlToMaster>()
+                .expect("first")
+                .expect("queued")
+        } else {
+            a.recv::<ControlToMaster>().expect("first")
+        };
+        assert_eq!(first.msg, ControlToMaster::Ready);
+        let second = a.recv::<ControlToMaster>().expect("second");
+        assert_eq!(second.msg, ControlToMaster::ConnectionDone);
+        let e = a.recv::<ControlToMaster>().expect_err("then the end");
+        assert!(matches!(e, IpcError::Closed), "{e:?}");
+    }
+}
+
 #[test]
 fn try_recv_and_nonblocking() {
     let (a, b) = Channel::pair().expect("pair");
