@@ -246,6 +246,9 @@ struct Receiver<'a> {
     /// A datagram came without a kernel timestamp: its receive time was taken in user
     /// space, which needs a prompt wake-up, so reading on an interval stops for the session.
     user_timestamps: bool,
+    /// The latest send time of a packet recorded as received (zero before the first).
+    /// The session does not end before it is a Timeout old: see [`Receiver::keep_until`].
+    latest_send: Timestamp,
 }
 
 impl<'a> Receiver<'a> {
@@ -265,7 +268,20 @@ impl<'a> Receiver<'a> {
             window,
             report: ReceiverReport::default(),
             user_timestamps: false,
+            latest_send: Num64::ZERO,
         }
+    }
+
+    /// When every packet is accounted for, the receiver is done; the Stop-Sessions that
+    /// follows keeps only the records sent at or before its stop time less Timeout
+    /// (RFC 4656 §3.8, protocol.md §7.8). Ending at `sched(last) + Timeout` would drop a
+    /// last packet that was sent late but arrived in time (a busy sender): so the end
+    /// also waits until the latest send time recorded is a Timeout old. Bounded: an
+    /// accepted packet is sent within Timeout of its schedule, so this is at most
+    /// `sched(last) + 2 × Timeout`.
+    fn keep_until(&self) -> Option<Timestamp> {
+        (self.latest_send != Num64::ZERO)
+            .then(|| self.latest_send.wrapping_add(self.params.timeout))
     }
 
     /// Extends the window with every packet scheduled at or before `until`.
@@ -440,6 +456,7 @@ impl<'a> Receiver<'a> {
         };
         self.sink.record(&r)?;
         self.report.received += 1;
+        self.latest_send = self.latest_send.max(pkt.send_ts);
         Ok(())
     }
 }
@@ -715,8 +732,12 @@ pub fn run_receiver(
         };
         rx.extend_to(horizon);
         rx.expire(horizon, false)?;
+        let mut hold = None;
         if rx.window.frontier >= params.num_packets && rx.window.is_empty() {
-            break;
+            match rx.keep_until() {
+                Some(t) if now <= t => hold = Some(t),
+                _ => break,
+            }
         }
         if poller.should_stop(ctl, now) {
             rx.report.stopped = true;
@@ -747,6 +768,9 @@ pub fn run_receiver(
         }
         if let Some(t) = poller.recheck_at() {
             earliest(t);
+        }
+        if let Some(t) = hold {
+            earliest(t.wrapping_add(Num64(1)));
         }
         // Let the datagrams queue for an interval instead of waking for each. A datagram
         // that came without a kernel timestamp was stamped when read, so then every one
@@ -1233,6 +1257,84 @@ mod tests {
             let (rep, records) = r.join().unwrap();
             (rep, records, window)
         })
+    }
+
+    /// A last packet sent late (within Timeout of its schedule) arrives in time; the
+    /// receiver must not end before its send time is a Timeout old, or the Stop-Sessions
+    /// that follows would drop it (protocol.md §7.8: records sent after stoptime − Timeout
+    /// are discarded). Times compared are the clock's, not durations.
+    #[test]
+    fn a_late_last_packet_holds_the_end_until_it_is_a_timeout_old() {
+        use crate::engine::{Never, SocketOptions, TestSocket, UdpTestSocket};
+        let n = 3;
+        let a = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        let b = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        let (sa, ra) = (a.local_addr().unwrap(), b.local_addr().unwrap());
+        let slot = Slot {
+            kind: SlotKind::Fixed,
+            param: Num64(42_949_673), // 10 ms
+        };
+        let clock = Clock::new(None, 0.0);
+        let start = clock.now().0.wrapping_add(Num64(1 << 27)); // in ~31 ms
+        let timeout = Num64(1 << 30); // 0.25 s
+        let late = Num64(858_993_459); // 0.2 s: inside Timeout
+        let sid = Sid([7; 16]);
+        let opts = SocketOptions {
+            dscp: None,
+            packet_len: 14,
+            packets_per_second: 100.0,
+        };
+        let mut tx = UdpTestSocket::new(a, ra, opts).unwrap();
+        let mut rsock = UdpTestSocket::new(b, sa, opts).unwrap();
+        std::thread::scope(|sc| {
+            let r = sc.spawn(move || {
+                let clock = Clock::new(None, 0.0);
+                let fmt = PacketFormat::new(crate::types::Mode::Open, None, 0).unwrap();
+                let mut sched = Schedule::new(sid, start, &[slot], n);
+                let mut records = Vec::new();
+                let params = ReceiverParams {
+                    num_packets: n,
+                    timeout,
+                    expected_src: sa,
+                };
+                let rep = run_receiver(
+                    &mut rsock,
+                    &clock,
+                    &fmt,
+                    &mut sched,
+                    params,
+                    &mut records,
+                    &mut Never,
+                )
+                .unwrap();
+                (rep, records, clock.now().0)
+            });
+            let mut fmt = PacketFormat::new(crate::types::Mode::Open, None, 0).unwrap();
+            let mut sched = Schedule::new(sid, start, &[slot], n);
+            let mut buf = vec![0u8; fmt.len()];
+            let mut last_send = Num64::ZERO;
+            for seq in 0..n {
+                let mut due = sched.send_time(seq).unwrap();
+                if seq == n - 1 {
+                    due = due.wrapping_add(late);
+                }
+                std::thread::sleep(num64_to_duration(due.saturating_sub(clock.now().0)));
+                let now = clock.now().0;
+                fmt.prepare(seq, &mut buf).unwrap();
+                fmt.stamp(&mut buf, now, ErrorEstimate::UNSYNC).unwrap();
+                tx.send(&buf).unwrap();
+                last_send = now;
+            }
+            let (rep, records, ended) = r.join().unwrap();
+            assert_eq!((rep.received, rep.lost), (3, 0), "{rep:?}");
+            assert!(records.iter().any(|r| r.seq == n - 1 && !r.is_lost()));
+            assert!(
+                ended >= last_send.wrapping_add(timeout),
+                "ended {:?} before the late packet's send time + Timeout {:?}",
+                ended,
+                last_send.wrapping_add(timeout)
+            );
+        });
     }
 
     #[test]
