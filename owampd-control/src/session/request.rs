@@ -175,7 +175,8 @@ impl Connection<'_> {
                 req.receiver_port = port;
                 let random = crypto::random_bytes::<4>("SID")
                     .map_err(|e| (AcceptCode::InternalError, e.to_string()))?;
-                req.sid = make_sid(local_ip, now_ntp(ctx.config.debug_time_offset), random);
+                req.sid =
+                    Sid::for_receiver(local_ip, now_ntp(ctx.config.debug_time_offset), random);
             }
             TesterRole::Sender => req.sender_port = port,
         }
