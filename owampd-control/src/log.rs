@@ -69,7 +69,7 @@ impl Logger {
     }
 }
 
-/// Keeps lines in memory (tests) .
+/// Keeps lines in memory (tests).
 #[derive(Default)]
 pub struct MemorySink {
     pub lines: Mutex<Vec<(Level, String)>>,
@@ -87,15 +87,6 @@ impl LogSink for MemorySink {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .push((level, message));
-    }
-}
-
-/// Writes to stderr (when control runs without a master, e.g. in tests).
-pub struct StderrSink;
-
-impl LogSink for StderrSink {
-    fn log(&self, level: Level, message: String) {
-        eprintln!("{level:?}: {message}");
     }
 }
 
