@@ -9,9 +9,9 @@ use ipc::Channel;
 use ipc::fds::{IPC_FD, SPAWNER_FD};
 use ipc::master::{ControlSettings, ControlToMaster, LogRecord, MasterToControl, PROTOCOL_VERSION};
 use owamp::{ModeSet, Num64};
-use owampd_control::confdir::{ConfigDirectory, class_tree};
+use owampd_control::confdir::ConfigDirectory;
 use owampd_control::log::{Level, LogSink, Logger};
-use owampd_control::policy::Policy;
+use owampd_control::policy::{ClassTree, Policy};
 use owampd_control::ports::PortAllocator;
 use owampd_control::session::{ServerConfig, ServerCtx, serve_connection_until};
 use owampd_control::shutdown::{Deadlines, ShutdownTrigger};
@@ -135,7 +135,7 @@ fn main() -> ExitCode {
     if let Err(e) = sandbox::enter(sandbox::Role::Control, &opts) {
         return start_failed(&chan, format!("sandbox: {e}"));
     }
-    let tree = match class_tree(&settings.limits) {
+    let tree = match ClassTree::from_limits(&settings.limits) {
         Ok(t) => t,
         Err(e) => return start_failed(&chan, e),
     };

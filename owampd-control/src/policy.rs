@@ -8,6 +8,8 @@
 //! A limit of 0 means "unlimited at this level"; every check walks the class chain
 //! up to the root (protocol.md §7.4).
 
+use config::Limits;
+use config::limits::ClassId;
 use owamp::{Slot, SlotKind};
 use std::sync::{Arc, Mutex, MutexGuard};
 use thiserror::Error;
@@ -15,21 +17,9 @@ use thiserror::Error;
 /// Index of a class in a [`ClassTree`] (the same order as `config::Limits`).
 pub type ClassIdx = usize;
 
-/// One `limit` line of `owamp-server.limits`, with inheritance already applied.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct ClassLimits {
-    pub name: String,
-    /// Always an index lower than this class's own (parents are defined first).
-    pub parent: Option<ClassIdx>,
-    /// Bits per second for the subtree's concurrent tests; 0 = unlimited.
-    pub bandwidth: u64,
-    /// Bytes of stored data (soft limit; hard = disk × diskfudge); 0 = unlimited.
-    pub disk: u64,
-    pub delete_on_fetch: bool,
-    pub allow_open_mode: bool,
-    /// Request-Sessions accepted per control connection; 0 = unlimited.
-    pub test_sessions: u32,
-}
+/// One `limit` line of `owamp-server.limits`, with inheritance applied: the type the
+/// configuration parser builds, so a new key is added in one place.
+pub use config::limits::LimitClass;
 
 #[derive(Debug, Error, PartialEq, Eq)]
 pub enum PolicyError {
@@ -68,9 +58,10 @@ pub enum PolicyError {
 }
 
 /// The class tree, root first, with the server-wide caps on concurrent test sessions.
+/// Fixed for the life of the process: [`Policy`] shares it without a lock.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ClassTree {
-    classes: Vec<ClassLimits>,
+    classes: Vec<LimitClass>,
     /// Test sessions one connection may hold at once (one test period's); 0 = unlimited.
     pub sessions_per_connection: u32,
     /// Test sessions all connections may hold at once; 0 = unlimited.
@@ -85,12 +76,12 @@ pub const BUILTIN_SESSIONS_PER_CONNECTION: u32 = 16;
 pub const BUILTIN_SESSIONS_TOTAL: u32 = 128;
 
 impl ClassTree {
-    pub fn new(classes: Vec<ClassLimits>) -> Result<ClassTree, PolicyError> {
+    pub fn new(classes: Vec<LimitClass>) -> Result<ClassTree, PolicyError> {
         if classes.is_empty() {
             return Err(PolicyError::Empty);
         }
         for (index, c) in classes.iter().enumerate() {
-            if let Some(parent) = c.parent
+            if let Some(ClassId(parent)) = c.parent
                 && parent >= index
             {
                 return Err(PolicyError::BadParent {
@@ -107,12 +98,22 @@ impl ClassTree {
         })
     }
 
+    /// The tree of a parsed limits file, in its own order (so `ClassId(i)` is class index
+    /// `i`). No limits file (or one with only comments) gives [`ClassTree::builtin`],
+    /// not the reference's unlimited class (README "Limits when there is no limits file").
+    pub fn from_limits(limits: &Limits) -> Result<ClassTree, PolicyError> {
+        if *limits == Limits::default() {
+            return Ok(ClassTree::builtin());
+        }
+        ClassTree::new(limits.classes().map(|(_, c)| c.clone()).collect())
+    }
+
     /// The limits with no limits file: one class "default" for everyone, with
     /// [`BUILTIN_BANDWIDTH`] and [`BUILTIN_DISK`] for all its sessions together, and the
     /// built-in caps on concurrent sessions. (The reference has no limit at all then.)
     pub fn builtin() -> ClassTree {
         ClassTree {
-            classes: vec![ClassLimits {
+            classes: vec![LimitClass {
                 name: config::limits::DEFAULT_ROOT_NAME.into(),
                 parent: None,
                 bandwidth: BUILTIN_BANDWIDTH,
@@ -129,8 +130,8 @@ impl ClassTree {
     /// The tree the reference uses with no limits file: one unlimited root "default".
     pub fn unlimited() -> ClassTree {
         ClassTree {
-            classes: vec![ClassLimits {
-                name: "default".into(),
+            classes: vec![LimitClass {
+                name: config::limits::DEFAULT_ROOT_NAME.into(),
                 parent: None,
                 bandwidth: 0,
                 disk: 0,
@@ -151,7 +152,7 @@ impl ClassTree {
         self.classes.is_empty()
     }
 
-    pub fn get(&self, idx: ClassIdx) -> Option<&ClassLimits> {
+    pub fn get(&self, idx: ClassIdx) -> Option<&LimitClass> {
         self.classes.get(idx)
     }
 
@@ -164,7 +165,7 @@ impl ClassTree {
         self.classes
             .iter()
             .enumerate()
-            .filter(move |(_, c)| c.parent == parent)
+            .filter(move |(_, c)| c.parent.map(|p| p.0) == parent)
             .map(|(i, _)| i)
     }
 
@@ -176,7 +177,7 @@ impl ClassTree {
             let c = self.classes.get(i).ok_or(PolicyError::NoSuchClass(i))?;
             out.push(i);
             // INVARIANT: parents have lower indices (checked in new), so this ends.
-            cur = c.parent;
+            cur = c.parent.map(|p| p.0);
         }
         out.reverse();
         Ok(out)
@@ -228,7 +229,6 @@ pub fn session_disk_estimate(nslots: u32, npackets: u32) -> u64 {
 
 #[derive(Debug)]
 struct State {
-    tree: ClassTree,
     diskfudge: f64,
     max_control_sessions: u32,
     control_sessions: u32,
@@ -240,6 +240,7 @@ struct State {
 /// The shared accounting; cheap to clone (one per connection task).
 #[derive(Clone, Debug)]
 pub struct Policy {
+    tree: Arc<ClassTree>,
     state: Arc<Mutex<State>>,
 }
 
@@ -247,8 +248,8 @@ impl Policy {
     pub fn new(tree: ClassTree, diskfudge: f64, max_control_sessions: u32) -> Policy {
         let n = tree.len();
         Policy {
+            tree: Arc::new(tree),
             state: Arc::new(Mutex::new(State {
-                tree,
                 diskfudge: if diskfudge.is_finite() && diskfudge >= 1.0 {
                     diskfudge
                 } else {
@@ -268,8 +269,8 @@ impl Policy {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    pub fn tree(&self) -> ClassTree {
-        self.lock().tree.clone()
+    pub fn tree(&self) -> &ClassTree {
+        &self.tree
     }
 
     /// A new control connection (protocol.md §7.1 "maxcontrolsessions": refused before the
@@ -295,11 +296,11 @@ impl Policy {
     /// already: refused past the tree's per-connection or server-wide cap.
     pub fn open_test_session(&self, on_connection: usize) -> Result<TestSessionGuard, PolicyError> {
         let mut st = self.lock();
-        let per = st.tree.sessions_per_connection;
+        let per = self.tree.sessions_per_connection;
         if per != 0 && on_connection >= per as usize {
             return Err(PolicyError::SessionsPerConnection { limit: per });
         }
-        let total = st.tree.sessions_total;
+        let total = self.tree.sessions_total;
         if total != 0 && st.test_sessions >= total {
             return Err(PolicyError::SessionsTotal { limit: total });
         }
@@ -316,13 +317,13 @@ impl Policy {
         bps: u64,
     ) -> Result<BandwidthGuard, PolicyError> {
         let mut st = self.lock();
-        let chain = st.tree.chain(class)?;
+        let chain = self.tree.chain(class)?;
         for &i in &chain {
-            let limit = st.tree.get(i).map(|c| c.bandwidth).unwrap_or(0);
+            let limit = self.tree.get(i).map(|c| c.bandwidth).unwrap_or(0);
             let used = st.bandwidth_used.get(i).copied().unwrap_or(0);
             if limit != 0 && used.saturating_add(bps) > limit {
                 return Err(PolicyError::Bandwidth {
-                    class: st.tree.get(i).map(|c| c.name.clone()).unwrap_or_default(),
+                    class: self.tree.get(i).map(|c| c.name.clone()).unwrap_or_default(),
                     used,
                     requested: bps,
                     limit,
@@ -352,8 +353,8 @@ impl Policy {
     /// Reserve the estimate for a receive session against the soft limit.
     pub fn reserve_disk(&self, class: ClassIdx, bytes: u64) -> Result<DiskGuard, PolicyError> {
         let mut st = self.lock();
-        let chain = st.tree.chain(class)?;
-        check_disk(&st, &chain, bytes, 1.0)?;
+        let chain = self.tree.chain(class)?;
+        check_disk(&self.tree, &st, &chain, bytes, 1.0)?;
         add_disk(&mut st, &chain, bytes);
         Ok(DiskGuard {
             policy: self.clone(),
@@ -366,24 +367,30 @@ impl Policy {
     /// Files found at start-up (protocol.md §7.7: per-class usage initialised from file sizes).
     /// Never refused: the data is already there.
     pub fn add_existing_disk(&self, class: ClassIdx, bytes: u64) -> Result<(), PolicyError> {
+        let chain = self.tree.chain(class)?;
         let mut st = self.lock();
-        let chain = st.tree.chain(class)?;
         add_disk(&mut st, &chain, bytes);
         Ok(())
     }
 
     /// A stored file was deleted (fetch with delete_on_fetch, or a failed session).
     pub fn release_disk(&self, class: ClassIdx, bytes: u64) -> Result<(), PolicyError> {
+        let chain = self.tree.chain(class)?;
         let mut st = self.lock();
-        let chain = st.tree.chain(class)?;
         sub_disk(&mut st, &chain, bytes);
         Ok(())
     }
 }
 
-fn check_disk(st: &State, chain: &[ClassIdx], bytes: u64, fudge: f64) -> Result<(), PolicyError> {
+fn check_disk(
+    tree: &ClassTree,
+    st: &State,
+    chain: &[ClassIdx],
+    bytes: u64,
+    fudge: f64,
+) -> Result<(), PolicyError> {
     for &i in chain {
-        let soft = st.tree.get(i).map(|c| c.disk).unwrap_or(0);
+        let soft = tree.get(i).map(|c| c.disk).unwrap_or(0);
         if soft == 0 {
             continue;
         }
@@ -400,7 +407,7 @@ fn check_disk(st: &State, chain: &[ClassIdx], bytes: u64, fudge: f64) -> Result<
         let used = st.disk_used.get(i).copied().unwrap_or(0);
         if used.saturating_add(bytes) > limit {
             return Err(PolicyError::Disk {
-                class: st.tree.get(i).map(|c| c.name.clone()).unwrap_or_default(),
+                class: tree.get(i).map(|c| c.name.clone()).unwrap_or_default(),
                 used,
                 requested: bytes,
                 limit,
@@ -498,7 +505,7 @@ impl DiskGuard {
         } else {
             let extra = actual - self.bytes;
             let fudge = st.diskfudge;
-            check_disk(&st, &self.chain, extra, fudge)?;
+            check_disk(&policy.tree, &st, &self.chain, extra, fudge)?;
             add_disk(&mut st, &self.chain, extra);
         }
         self.committed = true;
@@ -549,10 +556,10 @@ mod tests {
     use super::*;
     use owamp::Num64;
 
-    fn class(name: &str, parent: Option<usize>, bw: u64, disk: u64, ts: u32) -> ClassLimits {
-        ClassLimits {
+    fn class(name: &str, parent: Option<usize>, bw: u64, disk: u64, ts: u32) -> LimitClass {
+        LimitClass {
             name: name.into(),
-            parent,
+            parent: parent.map(ClassId),
             bandwidth: bw,
             disk,
             delete_on_fetch: false,

@@ -353,13 +353,14 @@ fn scan(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::policy::ClassLimits;
+    use crate::policy::LimitClass;
+    use config::limits::ClassId;
     use std::io::{Read, Write};
 
     fn tree() -> ClassTree {
-        let c = |name: &str, parent| ClassLimits {
+        let c = |name: &str, parent: Option<usize>| LimitClass {
             name: name.into(),
-            parent,
+            parent: parent.map(ClassId),
             bandwidth: 0,
             disk: 0,
             delete_on_fetch: false,

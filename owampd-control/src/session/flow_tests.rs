@@ -613,7 +613,7 @@ async fn bad_hmac_closes() {
 }
 
 fn limited(bandwidth: u64, test_sessions: u32, allow_open_mode: bool) -> ClassTree {
-    ClassTree::new(vec![crate::policy::ClassLimits {
+    ClassTree::new(vec![crate::policy::LimitClass {
         name: "root".into(),
         parent: None,
         bandwidth,

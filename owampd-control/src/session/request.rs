@@ -142,8 +142,9 @@ impl Connection<'_> {
             .policy
             .open_test_session(self.sessions.len())
             .map_err(|e| (AcceptCode::TemporaryResourceLimit, e.to_string()))?;
-        let tree = ctx.policy.tree();
-        self.counts.take(&tree, self.class).map_err(refuse)?;
+        self.counts
+            .take(ctx.policy.tree(), self.class)
+            .map_err(refuse)?;
         let bps = session_bandwidth_bps(
             &req.slots,
             req.padding,
