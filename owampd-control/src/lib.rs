@@ -36,7 +36,6 @@
 //!   since it enters its sandbox before reading any message.
 #![forbid(unsafe_code)]
 
-pub mod clock;
 pub mod confdir;
 pub mod conn;
 pub mod directory;

@@ -290,7 +290,7 @@ fn request(conf_receiver: bool) -> RequestSession {
         sid: Sid([7; 16]),
         padding: 0,
         // Ten seconds ahead: a Start Time long past is refused (MAX_START_IN_PAST).
-        start_time: now_ntp(0.0).wrapping_add(Num64(10 << 32)),
+        start_time: now_with_offset(0.0).wrapping_add(Num64(10 << 32)),
         timeout: Num64::from_secs_f64(2.0),
         type_p: 0,
         slots: vec![Slot {

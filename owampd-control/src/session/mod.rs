@@ -11,7 +11,6 @@
 //! closes this connection only. Everything the connection holds (bandwidth, disk,
 //! ports, testers) is released by guards when it ends, however it ends.
 
-use crate::clock::now_ntp;
 use crate::conn::{ConnError, ControlConn};
 use crate::directory::Directory;
 use crate::fetch;
@@ -25,6 +24,7 @@ use crate::shutdown::{Deadlines, Shutdown};
 use crate::store::Store;
 use crate::testers::{EventRx, EventTx, TesterEvent, TesterLauncher, TesterLink};
 use owamp::crypto::{self, ControlCipher, SessionKeys, Token};
+use owamp::time::now_with_offset;
 use owamp::wire::{
     self, AcceptSession, CommandKind, FetchSession, RequestSession, ServerGreeting, ServerStart,
     SessionStop, SetupResponse, StartAck, StopLimits, StopPiece, StopSessions, StopSessionsDecoder,
