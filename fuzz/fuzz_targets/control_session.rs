@@ -48,7 +48,7 @@ fuzz_target!(|data: &[u8]| {
         policy: Policy::new(tree, 1.0, 1),
         store,
         ports: PortAllocator::new(None),
-        log: Logger::new(Arc::new(MemorySink::default())),
+        log: Logger::new(Arc::new(MemorySink::default()), config::LogLevel::All),
         testers: Arc::new(FakeLauncher),
     });
     let rt = tokio::runtime::Builder::new_current_thread()

@@ -265,7 +265,7 @@ pub fn plan(cli: &Cli) -> Result<Plan, SetupError> {
             pfs,
             tester_path: libexec.join("owampd-tester"),
             run_as,
-            verbose: cli.verbose || conf.verbose,
+            loglevel: conf.loglevel,
             debug_time_offset,
             start_time_ntp: ntp_now(debug_time_offset),
             // Debug only (docs/processes.md "Sandbox"): never the default.

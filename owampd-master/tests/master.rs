@@ -388,7 +388,7 @@ fn reference_conf_forms_start_with_one_warning_each() {
     }
     env.wait_log("owampd-control ready", &mut seen);
     env.wait_log("dieby=0 maxcontrolsessions=0", &mut seen);
-    env.wait_log("verbose=true", &mut seen);
+    env.wait_log("loglevel=info", &mut seen);
     env.wait_log("controltimeout=30", &mut seen);
     let warnings = seen
         .iter()
@@ -477,7 +477,7 @@ fn command_line_overrides_conf() {
     env.wait_log(
         &format!(
             "settings authmodes=4 testports=Some((9000, 9100)) dieby=7 maxcontrolsessions=3 \
-             run_as=None verbose=true tester={}",
+             run_as=None loglevel=info tester={}",
             tester.display()
         ),
         &mut seen,

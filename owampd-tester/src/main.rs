@@ -236,7 +236,7 @@ fn main() -> ExitCode {
     };
     let ipc = Ipc { chan };
     if let Err(e) = sandbox::enter(sandbox::Role::Tester, &opts) {
-        ipc.log(LogLevel::Error, format!("sandbox: {e}"));
+        ipc.log(LogLevel::Fatal, format!("sandbox: {e}"));
         return ipc.failed(format!("sandbox: {e}"));
     }
     ipc.send(&TesterToControl::Hello {

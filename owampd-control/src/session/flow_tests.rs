@@ -173,7 +173,7 @@ fn harness_tree(authmodes: u32, timeout: Duration, max_conns: u32, tree: ClassTr
         policy: Policy::new(tree, 1.0, max_conns),
         store,
         ports: PortAllocator::new(None),
-        log: Logger::new(sink.clone()),
+        log: Logger::new(sink.clone(), config::LogLevel::All),
         testers: launcher.clone(),
     });
     Harness {

@@ -74,15 +74,7 @@ impl Connection<'_> {
         };
         match ev {
             TesterEvent::Msg(TesterToControl::Log(l)) => {
-                s.log.log(
-                    match l.level {
-                        tester_ipc::LogLevel::Error => crate::log::Level::Error,
-                        tester_ipc::LogLevel::Warning => crate::log::Level::Warning,
-                        tester_ipc::LogLevel::Info => crate::log::Level::Info,
-                        tester_ipc::LogLevel::Debug => crate::log::Level::Debug,
-                    },
-                    format!("tester: {}", l.message),
-                );
+                s.log.log(l.level, format_args!("tester: {}", l.message));
             }
             TesterEvent::Msg(TesterToControl::ReceiveDone) if s.role == TesterRole::Receiver => {
                 if !s.stop_sent {
