@@ -82,7 +82,9 @@ pub struct ControlSettings {
     pub controltimeout_s: u32,
     pub enddelay_s: f64,
     pub dieby_s: u32,
-    /// 0 = unlimited.
+    /// 0 = unlimited. The master counts control connections (passed minus
+    /// `ConnectionDone`) and closes one over this before passing it: control never
+    /// sees it, and keeps no count of its own.
     pub maxcontrolsessions: u32,
     pub limits: Limits,
     pub pfs: Pfs,

@@ -9,7 +9,7 @@
 //! - [`fetch`]: Fetch-Session from the store, with the reference's retry delays as
 //!   async sleeps.
 //! - [`policy`]: the limits tree's global accounting (bandwidth, disk with diskfudge,
-//!   per-connection test_sessions, maxcontrolsessions), every reservation an RAII guard.
+//!   per-connection test_sessions), every reservation an RAII guard.
 //! - [`ports`]: test-port allocation from the `testports` range.
 //! - [`store`]: `{datadir}/hierarchy/…` and `catalog/`, rebuilt at start.
 //! - [`testers`]: one `owampd-tester` per session behind the `TesterLauncher` trait

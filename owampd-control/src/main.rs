@@ -140,7 +140,7 @@ fn main() -> ExitCode {
         Ok(x) => x,
         Err(e) => return start_failed(&chan, e),
     };
-    let policy = Policy::new(tree, settings.diskfudge, settings.maxcontrolsessions);
+    let policy = Policy::new(tree, settings.diskfudge);
     for (_, class, size) in &found {
         let _ = policy.add_existing_disk(*class, *size);
     }

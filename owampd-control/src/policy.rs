@@ -49,8 +49,6 @@ pub enum PolicyError {
     },
     #[error("test_sessions limit of class {class:?} reached ({limit} per connection)")]
     TestSessions { class: String, limit: u32 },
-    #[error("maxcontrolsessions ({limit}) reached")]
-    ControlSessions { limit: u32 },
     #[error("{limit} concurrent test sessions on this connection already")]
     SessionsPerConnection { limit: u32 },
     #[error("{limit} concurrent test sessions on the server already")]
@@ -230,8 +228,6 @@ pub fn session_disk_estimate(nslots: u32, npackets: u32) -> u64 {
 #[derive(Debug)]
 struct State {
     diskfudge: f64,
-    max_control_sessions: u32,
-    control_sessions: u32,
     test_sessions: u32,
     bandwidth_used: Vec<u64>,
     disk_used: Vec<u64>,
@@ -245,7 +241,7 @@ pub struct Policy {
 }
 
 impl Policy {
-    pub fn new(tree: ClassTree, diskfudge: f64, max_control_sessions: u32) -> Policy {
+    pub fn new(tree: ClassTree, diskfudge: f64) -> Policy {
         let n = tree.len();
         Policy {
             tree: Arc::new(tree),
@@ -255,8 +251,6 @@ impl Policy {
                 } else {
                     1.0
                 },
-                max_control_sessions,
-                control_sessions: 0,
                 test_sessions: 0,
                 bandwidth_used: vec![0; n],
                 disk_used: vec![0; n],
@@ -273,23 +267,9 @@ impl Policy {
         &self.tree
     }
 
-    /// A new control connection (protocol.md §7.1 "maxcontrolsessions": refused before the
-    /// greeting when exceeded).
-    pub fn open_connection(&self) -> Result<ConnectionGuard, PolicyError> {
-        let mut st = self.lock();
-        if st.max_control_sessions != 0 && st.control_sessions >= st.max_control_sessions {
-            return Err(PolicyError::ControlSessions {
-                limit: st.max_control_sessions,
-            });
-        }
-        st.control_sessions += 1;
-        Ok(ConnectionGuard {
-            policy: self.clone(),
-        })
-    }
-
-    pub fn control_sessions(&self) -> u32 {
-        self.lock().control_sessions
+    /// Test sessions held now, on all connections.
+    pub fn test_sessions(&self) -> u32 {
+        self.lock().test_sessions
     }
 
     /// One more concurrent test session, for a connection that holds `on_connection`
@@ -430,19 +410,6 @@ fn sub_disk(st: &mut State, chain: &[ClassIdx], bytes: u64) {
         if let Some(u) = st.disk_used.get_mut(i) {
             *u = u.saturating_sub(bytes);
         }
-    }
-}
-
-/// One control connection counted against maxcontrolsessions.
-#[derive(Debug)]
-pub struct ConnectionGuard {
-    policy: Policy,
-}
-
-impl Drop for ConnectionGuard {
-    fn drop(&mut self) {
-        let mut st = self.policy.lock();
-        st.control_sessions = st.control_sessions.saturating_sub(1);
     }
 }
 
@@ -598,7 +565,7 @@ mod tests {
 
     #[test]
     fn bandwidth_walks_the_chain_and_is_released() {
-        let p = Policy::new(tree(), 1.0, 0);
+        let p = Policy::new(tree(), 1.0);
         let a = p.reserve_bandwidth(2, 500).unwrap();
         // small has 100 left
         assert!(matches!(
@@ -622,7 +589,7 @@ mod tests {
 
     #[test]
     fn disk_soft_limit_then_true_up_with_fudge() {
-        let p = Policy::new(tree(), 1.5, 0);
+        let p = Policy::new(tree(), 1.5);
         let g = p.reserve_disk(1, 800).unwrap();
         assert!(p.reserve_disk(1, 300).is_err(), "soft limit 1000");
         // Actual file larger: 800 → 1400 claims 600 more against 1000 × 1.5.
@@ -642,7 +609,7 @@ mod tests {
 
     #[test]
     fn disk_surplus_is_released_and_drop_releases_all() {
-        let p = Policy::new(tree(), 1.0, 0);
+        let p = Policy::new(tree(), 1.0);
         let g = p.reserve_disk(1, 800).unwrap();
         g.commit(300).unwrap();
         assert_eq!(p.disk_used(1), 300);
@@ -676,7 +643,7 @@ mod tests {
         let mut t = ClassTree::builtin();
         t.sessions_per_connection = 2;
         t.sessions_total = 3;
-        let p = Policy::new(t, 1.0, 0);
+        let p = Policy::new(t, 1.0);
         let a = p.open_test_session(0).unwrap();
         let b = p.open_test_session(1).unwrap();
         assert_eq!(
@@ -691,25 +658,11 @@ mod tests {
         drop(b);
         let d = p.open_test_session(1).unwrap();
         drop((a, c, d));
-        let unlimited = Policy::new(ClassTree::unlimited(), 1.0, 0);
+        let unlimited = Policy::new(ClassTree::unlimited(), 1.0);
         let many: Vec<_> = (0..1000)
             .map(|i| unlimited.open_test_session(i).unwrap())
             .collect();
         assert_eq!(many.len(), 1000);
-    }
-
-    #[test]
-    fn max_control_sessions() {
-        let p = Policy::new(ClassTree::unlimited(), 1.0, 2);
-        let a = p.open_connection().unwrap();
-        let _b = p.open_connection().unwrap();
-        assert_eq!(
-            p.open_connection().unwrap_err(),
-            PolicyError::ControlSessions { limit: 2 }
-        );
-        drop(a);
-        assert_eq!(p.control_sessions(), 1);
-        p.open_connection().unwrap();
     }
 
     #[test]

@@ -195,15 +195,9 @@ pub async fn serve_connection_until<S>(
 ) where
     S: AsyncRead + AsyncWrite + Unpin + Send,
 {
+    // maxcontrolsessions is the master's to count (docs/processes.md): a connection
+    // over it never reaches control.
     let log = ctx.log.peer(peer);
-    // maxcontrolsessions: close before the greeting (protocol.md §7.1, §9).
-    let _guard = match ctx.policy.open_connection() {
-        Ok(g) => g,
-        Err(e) => {
-            log.warn(format!("connection refused: {e}"));
-            return;
-        }
-    };
     let mut conn = ControlConn::new(stream, peer, ctx.config.control_timeout);
     let (tx, rx) = mpsc::unbounded_channel();
     let mut c = Connection {
