@@ -112,13 +112,9 @@ impl ClassTree {
     pub fn builtin() -> ClassTree {
         ClassTree {
             classes: vec![LimitClass {
-                name: config::limits::DEFAULT_ROOT_NAME.into(),
-                parent: None,
                 bandwidth: BUILTIN_BANDWIDTH,
                 disk: BUILTIN_DISK,
-                delete_on_fetch: false,
-                allow_open_mode: true,
-                test_sessions: 0,
+                ..LimitClass::unlimited(config::limits::DEFAULT_ROOT_NAME, None)
             }],
             sessions_per_connection: BUILTIN_SESSIONS_PER_CONNECTION,
             sessions_total: BUILTIN_SESSIONS_TOTAL,
@@ -128,15 +124,10 @@ impl ClassTree {
     /// The tree the reference uses with no limits file: one unlimited root "default".
     pub fn unlimited() -> ClassTree {
         ClassTree {
-            classes: vec![LimitClass {
-                name: config::limits::DEFAULT_ROOT_NAME.into(),
-                parent: None,
-                bandwidth: 0,
-                disk: 0,
-                delete_on_fetch: false,
-                allow_open_mode: true,
-                test_sessions: 0,
-            }],
+            classes: vec![LimitClass::unlimited(
+                config::limits::DEFAULT_ROOT_NAME,
+                None,
+            )],
             sessions_per_connection: 0,
             sessions_total: 0,
         }

@@ -358,15 +358,8 @@ mod tests {
     use std::io::{Read, Write};
 
     fn tree() -> ClassTree {
-        let c = |name: &str, parent: Option<usize>| LimitClass {
-            name: name.into(),
-            parent: parent.map(ClassId),
-            bandwidth: 0,
-            disk: 0,
-            delete_on_fetch: false,
-            allow_open_mode: true,
-            test_sessions: 0,
-        };
+        let c =
+            |name: &str, parent: Option<usize>| LimitClass::unlimited(name, parent.map(ClassId));
         ClassTree::new(vec![
             c("root", None),
             c("regular", Some(0)),
