@@ -139,13 +139,18 @@ impl Raw {
         self.read_accept_session()
     }
 
+    /// Reads a message of `N` octets (whole blocks) and its HMAC block.
+    fn read_message<const N: usize>(&mut self) -> std::io::Result<[u8; N]> {
+        let b = self.stream.read_blocks(N / 16).map_err(|e| err(&e))?;
+        self.stream.read_hmac().map_err(|e| err(&e))?;
+        let mut m = [0u8; N];
+        m.copy_from_slice(&b);
+        Ok(m)
+    }
+
     /// Reads one Accept-Session (two blocks and an HMAC block).
     pub fn read_accept_session(&mut self) -> std::io::Result<AcceptSession> {
-        let b = self.stream.read_blocks(2).map_err(|e| err(&e))?;
-        self.stream.read_hmac().map_err(|e| err(&e))?;
-        let mut a = [0u8; 32];
-        a.copy_from_slice(&b);
-        AcceptSession::decode(&a).map_err(|e| err(&e))
+        AcceptSession::decode(&self.read_message()?).map_err(|e| err(&e))
     }
 
     /// Sends Start-Sessions and reads Start-Ack's Accept value.
@@ -153,11 +158,8 @@ impl Raw {
         self.stream
             .write_message(&[&StartSessions.encode()])
             .map_err(|e| err(&e))?;
-        let b = self.stream.read_blocks(1).map_err(|e| err(&e))?;
-        self.stream.read_hmac().map_err(|e| err(&e))?;
-        let mut a = [0u8; 16];
-        a.copy_from_slice(&b);
-        Ok(StartAck::decode(&a).map_err(|e| err(&e))?.accept)
+        let ack = StartAck::decode(&self.read_message()?).map_err(|e| err(&e))?;
+        Ok(ack.accept)
     }
 
     /// Sends a Stop-Sessions.
@@ -197,19 +199,11 @@ impl Raw {
         self.stream
             .write_message(&[&f.encode()])
             .map_err(|e| err(&e))?;
-        let b = self.stream.read_blocks(1).map_err(|e| err(&e))?;
-        self.stream.read_hmac().map_err(|e| err(&e))?;
-        let mut a = [0u8; 16];
-        a.copy_from_slice(&b);
-        let ack = FetchAck::decode(&a).map_err(|e| err(&e))?;
+        let ack = FetchAck::decode(&self.read_message()?).map_err(|e| err(&e))?;
         if ack.accept != AcceptCode::Ok {
             return Ok((ack, vec![]));
         }
-        let pre = self.stream.read_blocks(6).map_err(|e| err(&e))?;
-        self.stream.read_hmac().map_err(|e| err(&e))?;
-        let mut p = [0u8; 96];
-        p.copy_from_slice(&pre);
-        let p = RequestSession::decode_preamble(&p).map_err(|e| err(&e))?;
+        let p = RequestSession::decode_preamble(&self.read_message()?).map_err(|e| err(&e))?;
         if p.sid != sid {
             return Err(err(&format!("fetched session {} for {sid}", p.sid)));
         }

@@ -156,6 +156,27 @@ fn our_stop(sid: Sid, next_seqno: u32) -> StopSessions {
     }
 }
 
+/// An open-mode connection with one session the server receives (starting in a second,
+/// `adjust`ed first), accepted and started; our sending end of it.
+fn started_receive_session(
+    server: &Server,
+    adjust: impl FnOnce(&mut RequestSession),
+) -> (Raw, RequestSession, AcceptSession, Endpoint) {
+    let mut c = connect(server, Mode::Open);
+    let lo: IpAddr = "127.0.0.1".parse().unwrap();
+    let start = now().wrapping_add(Num64::from_secs_f64(1.0));
+    let send_sock = UdpSocket::bind((lo, 0)).unwrap();
+    let send_addr = send_sock.local_addr().unwrap();
+    let mut req = request(true, send_addr, SocketAddr::new(lo, 0), Sid([0; 16]), start);
+    adjust(&mut req);
+    let acc = c.request(&req).unwrap();
+    assert_eq!(acc.accept, AcceptCode::Ok);
+    assert_eq!(c.start_sessions().unwrap(), AcceptCode::Ok);
+    let peer = SocketAddr::new(lo, acc.port);
+    let tx = endpoint(&c, Mode::Open, &req, acc.sid, send_sock, peer);
+    (c, req, acc, tx)
+}
+
 const STOP_LIMITS: StopLimits = StopLimits {
     max_sessions: 4,
     max_skips: NPACKETS,
@@ -323,23 +344,7 @@ fn authenticated_mode_both_directions_and_fetch() {
 #[test]
 fn client_vanishing_mid_session_keeps_incomplete_data() {
     let server = start_server("127.0.0.1");
-    let mut c = connect(&server, Mode::Open);
-    let lo: IpAddr = "127.0.0.1".parse().unwrap();
-    let start = now().wrapping_add(Num64::from_secs_f64(1.0));
-    let send_sock = UdpSocket::bind((lo, 0)).unwrap();
-    let send_addr = send_sock.local_addr().unwrap();
-    let req = request(true, send_addr, SocketAddr::new(lo, 0), Sid([0; 16]), start);
-    let acc = c.request(&req).unwrap();
-    assert_eq!(acc.accept, AcceptCode::Ok);
-    assert_eq!(c.start_sessions().unwrap(), AcceptCode::Ok);
-    let tx = endpoint(
-        &c,
-        Mode::Open,
-        &req,
-        acc.sid,
-        send_sock,
-        SocketAddr::new(lo, acc.port),
-    );
+    let (c, req, acc, tx) = started_receive_session(&server, |_| {});
     let sent = send(tx, req.timeout, Duration::from_millis(100), StopFlag::new());
     assert_eq!(sent, NPACKETS);
     drop(c); // no Stop-Sessions
@@ -366,27 +371,13 @@ fn client_vanishing_mid_session_keeps_incomplete_data() {
 #[test]
 fn killed_tester_leaves_incomplete_data() {
     let server = start_server("127.0.0.1");
-    let mut c = connect(&server, Mode::Open);
-    let lo: IpAddr = "127.0.0.1".parse().unwrap();
-    let start = now().wrapping_add(Num64::from_secs_f64(1.0));
-    let send_sock = UdpSocket::bind((lo, 0)).unwrap();
-    let send_addr = send_sock.local_addr().unwrap();
     // 20 packets over about 2 s, Timeout 3 s: the receiver is still listening for a
     // while after the last packet, and the early packets are older than Timeout.
-    let mut req = request(true, send_addr, SocketAddr::new(lo, 0), Sid([0; 16]), start);
-    req.slots[0].param = Num64::from_secs_f64(0.1);
-    req.timeout = Num64::from_secs_f64(3.0);
-    let acc = c.request(&req).unwrap();
-    assert_eq!(acc.accept, AcceptCode::Ok);
-    assert_eq!(c.start_sessions().unwrap(), AcceptCode::Ok);
-    let tx = endpoint(
-        &c,
-        Mode::Open,
-        &req,
-        acc.sid,
-        send_sock,
-        SocketAddr::new(lo, acc.port),
-    );
+    let (mut c, req, acc, tx) = started_receive_session(&server, |req| {
+        req.slots[0].param = Num64::from_secs_f64(0.1);
+        req.timeout = Num64::from_secs_f64(3.0);
+    });
+    let start = req.start_time;
     let stop = StopFlag::new();
     let stop_sender = stop.clone();
     let timeout = req.timeout;
