@@ -145,6 +145,59 @@ fn a_bandwidth_limit_refuses_the_session() {
     );
 }
 
+/// `maxcontrolsessions`, counted by the master alone (docs/processes.md): a connection
+/// over it is closed before any greeting, and a connection that ends (control's
+/// `ConnectionDone`) frees its place.
+#[test]
+fn maxcontrolsessions_is_the_masters_count_and_freed_when_a_connection_ends() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().to_path_buf();
+    let conf = confdir(&root, "maxcontrolsessions 1\n", "");
+    let server = Server::start_in(
+        dir,
+        "127.0.0.1",
+        free_port(),
+        &["-c", conf.to_str().unwrap()],
+    );
+    // Greeted and set up: an open connection, once the harness's own readiness probe
+    // (a connection too) has been reported done.
+    let greeted = |addr| {
+        Raw::connect(addr)
+            .and_then(|mut c| Ok((c.setup(Mode::Open, "", b"")?, c)))
+            .ok()
+            .filter(|(accept, _)| *accept == 0)
+            .map(|(_, c)| c)
+    };
+    let mut first = None;
+    assert!(
+        wait_for(Duration::from_secs(10), || {
+            first = greeted(server.addr);
+            first.is_some()
+        }),
+        "no connection greeted: {}",
+        server.stderr()
+    );
+    // The second is closed at once; Raw::connect fails reading the greeting.
+    assert!(
+        Raw::connect(server.addr).is_err(),
+        "a second connection was greeted"
+    );
+    assert!(
+        wait_for(Duration::from_secs(10), || server
+            .stderr()
+            .contains("refused, maxcontrolsessions (1) reached")),
+        "{}",
+        server.stderr()
+    );
+    drop(first);
+    // Control reports the end; then a new connection is greeted again.
+    assert!(
+        wait_for(Duration::from_secs(10), || greeted(server.addr).is_some()),
+        "the first connection's place was never freed: {}",
+        server.stderr()
+    );
+}
+
 #[test]
 fn port_range_exhaustion_answers_accept_5() {
     let port = free_port();
