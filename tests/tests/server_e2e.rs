@@ -31,17 +31,19 @@ fn confdir(root: &Path, conf: &str, limits: &str) -> std::path::PathBuf {
     c
 }
 
-#[test]
-fn both_directions_in_every_mode() {
+/// owampd on 127.0.0.1 with [`confdir`]'s files; also returns the temporary root, where
+/// `client.pfs` is.
+fn start_with_conf(conf: &str, limits: &str) -> (Server, std::path::PathBuf) {
     let dir = tempfile::tempdir().unwrap();
     let root = dir.path().to_path_buf();
-    let conf = confdir(&root, "", "");
-    let server = Server::start_in(
-        dir,
-        "127.0.0.1",
-        free_port(),
-        &["-c", conf.to_str().unwrap()],
-    );
+    let c = confdir(&root, conf, limits);
+    let server = Server::start_in(dir, "127.0.0.1", free_port(), &["-c", c.to_str().unwrap()]);
+    (server, root)
+}
+
+#[test]
+fn both_directions_in_every_mode() {
+    let (server, root) = start_with_conf("", "");
     let pfs = root.join("client.pfs");
     for mode in ["O", "A", "E"] {
         let mut args = vec!["-A", mode, "-c", "20", "-i", "0.01f", "-L", "2", "-M"];
@@ -123,15 +125,7 @@ fn saved_sessions_are_fetched_and_read_back() {
 
 #[test]
 fn a_bandwidth_limit_refuses_the_session() {
-    let dir = tempfile::tempdir().unwrap();
-    let root = dir.path().to_path_buf();
-    let conf = confdir(&root, "", "limit root with bandwidth=1k\n");
-    let server = Server::start_in(
-        dir,
-        "127.0.0.1",
-        free_port(),
-        &["-c", conf.to_str().unwrap()],
-    );
+    let (server, _) = start_with_conf("", "limit root with bandwidth=1k\n");
     let out = run_client(
         "owping",
         &["-c", "100", "-i", "0.001f", "-t", &server.target()],
@@ -150,15 +144,7 @@ fn a_bandwidth_limit_refuses_the_session() {
 /// `ConnectionDone`) frees its place.
 #[test]
 fn maxcontrolsessions_is_the_masters_count_and_freed_when_a_connection_ends() {
-    let dir = tempfile::tempdir().unwrap();
-    let root = dir.path().to_path_buf();
-    let conf = confdir(&root, "maxcontrolsessions 1\n", "");
-    let server = Server::start_in(
-        dir,
-        "127.0.0.1",
-        free_port(),
-        &["-c", conf.to_str().unwrap()],
-    );
+    let (server, _) = start_with_conf("maxcontrolsessions 1\n", "");
     // Greeted and set up: an open connection, once the harness's own readiness probe
     // (a connection too) has been reported done.
     let greeted = |addr| {
