@@ -11,6 +11,9 @@
 //!   written by `pfstore`; the PBKDF2 key is the decoded bytes. A missing file means no
 //!   users (so only open mode can succeed). [`pfs_lookup_client`] is the `owping -k`
 //!   lookup with the reference's prefix-match quirk.
+//! - **`OWAMP_DEBUG_TIMEOFFSET`** ([`debug_time_offset`]): the one setting read from the
+//!   environment, here so that the master (which links no protocol code) and the
+//!   programs that keep time read it alike.
 //! - **`owamp-server.limits`** (`owampd.limits`), [`Limits`]: the limit-class tree
 //!   (`limit NAME with k=v,...`) and the rules that choose a class for a connection
 //!   (`assign default|net|user`). A missing file means one unlimited class `default`.
@@ -22,6 +25,7 @@
 #![forbid(unsafe_code)]
 
 mod cnum;
+pub mod debug_offset;
 pub mod limits;
 pub mod pfs;
 pub mod ports;
@@ -29,6 +33,9 @@ pub mod server;
 pub mod srcnode;
 mod text;
 
+pub use debug_offset::{
+    DEBUG_TIME_OFFSET_ENV, DebugOffsetError, debug_time_offset, parse_debug_time_offset,
+};
 pub use limits::{ClassId, LimitClass, Limits, LimitsError, LimitsProblem, NetRule};
 pub use pfs::{Pfs, PfsError, PfsProblem, pfs_lookup_client};
 pub use ports::{PortRange, PortRangeError};

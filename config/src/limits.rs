@@ -62,7 +62,8 @@ pub struct LimitClass {
 }
 
 impl LimitClass {
-    fn unlimited(name: &str, parent: Option<ClassId>) -> LimitClass {
+    /// A class that limits nothing (the reference's class with no keys set).
+    pub fn unlimited(name: &str, parent: Option<ClassId>) -> LimitClass {
         LimitClass {
             name: name.to_string(),
             parent,

@@ -9,7 +9,7 @@
 //! Tokio's clock is paused and advances by itself, so timeouts cost nothing.
 //!
 //! Invariants: no panic; the connection always ends once the client's bytes run out
-//! (a hang is a libFuzzer timeout); every connection guard is released afterwards.
+//! (a hang is a libFuzzer timeout); every test-session guard is released afterwards.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
@@ -44,11 +44,10 @@ fuzz_target!(|data: &[u8]| {
         directory: Arc::new(SimpleDirectory {
             users: vec![("alice".into(), b"testpass".to_vec())],
         }),
-        // One control connection at most, so a leaked connection guard shows below.
-        policy: Policy::new(tree, 1.0, 1),
+        policy: Policy::new(tree, 1.0),
         store,
         ports: PortAllocator::new(None),
-        log: Logger::new(Arc::new(MemorySink::default())),
+        log: Logger::new(Arc::new(MemorySink::default()), config::LogLevel::All),
         testers: Arc::new(FakeLauncher),
     });
     let rt = tokio::runtime::Builder::new_current_thread()
@@ -76,11 +75,8 @@ fuzz_target!(|data: &[u8]| {
         let _ = drain.await;
     });
     drop(rt);
-    // Every guard of the connection is gone: a new connection is admitted.
-    assert!(
-        ctx.policy.open_connection().is_ok(),
-        "connection slot leaked"
-    );
+    // Every guard of the connection is gone: no test session is still counted.
+    assert_eq!(ctx.policy.test_sessions(), 0, "test session slot leaked");
 });
 
 /// Testers that answer as scripted: a sender finishes right after Start; a receiver

@@ -2,7 +2,7 @@
 //! binary fields of records: `Sid::from_hex` (.owp file names, owfetch arguments),
 //! `ModeSet::from_letters` (-A), `PortRange` (-P, testports), `SrcNode` (-S, srcnode),
 //! `RunAs` (-U/-G), `parse_authmode`, `LogLevel`/`Facility`, `ErrorEstimate`,
-//! `PacketRecord`, `Num64::from_secs_f64`, `time::parse_debug_offset`
+//! `PacketRecord`, `Num64::from_secs_f64`, `config::parse_debug_time_offset`
 //! (`OWAMP_DEBUG_TIMEOFFSET`).
 //!
 //! Invariants: no panic; each value that parses prints (or encodes) to a form that
@@ -93,7 +93,7 @@ fuzz_target!(|data: &[u8]| {
         }
         9 => {
             // OWAMP_DEBUG_TIMEOFFSET.
-            if let Ok(v) = owamp::time::parse_debug_offset(text) {
+            if let Ok(v) = config::parse_debug_time_offset(text) {
                 assert!(v.is_finite(), "offset {v}");
             }
         }

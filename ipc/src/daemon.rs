@@ -15,14 +15,6 @@ pub(crate) fn thread_count() -> io::Result<usize> {
         .ok_or_else(|| io::Error::other("no Threads: line in /proc/self/status"))
 }
 
-fn check(rc: libc::c_int) -> io::Result<libc::c_int> {
-    if rc < 0 {
-        Err(io::Error::last_os_error())
-    } else {
-        Ok(rc)
-    }
-}
-
 /// The daemon's end of the start-up pipe: the process that ran `owampd` waits on it,
 /// so that it exits only once the daemon is ready (0), or has failed (1, with the
 /// daemon's one-line reason on its stderr). Init scripts and `owampd && owping ...`
@@ -73,8 +65,14 @@ fn wait_for_daemon(pipe: std::fs::File, program: &str) -> ! {
             1
         }
     };
-    // SAFETY: _exit ends the launcher at once, without destructors that would remove
-    // state (the pid file) now owned by the daemon.
+    exit_now(code)
+}
+
+/// `_exit(2)`: ends the process at once, without atexit handlers or destructors that
+/// would flush or remove state (the pid file, sockets) now owned by the other copy
+/// after a fork. nix has no wrapper for it (std's `exit` runs the handlers).
+pub(crate) fn exit_now(code: i32) -> ! {
+    // SAFETY: _exit takes an integer and never returns; it touches no memory of ours.
     unsafe { libc::_exit(code) }
 }
 
@@ -102,20 +100,16 @@ pub fn daemonize(program: &str) -> io::Result<Readiness> {
         // SAFETY: the process is single-threaded (checked above), so the child is a full
         // copy with no lock held by a vanished thread; the parent either calls _exit or
         // (the launcher) only reads the pipe, prints and calls _exit.
-        let pid = check(unsafe { libc::fork() })?;
-        if pid > 0 {
+        if let nix::unistd::ForkResult::Parent { .. } = unsafe { nix::unistd::fork() }? {
             if step == 0 {
                 // Our copy of the write end must go, or the read never sees EOF.
                 drop(write_end);
                 wait_for_daemon(read_end, program);
             }
-            // SAFETY: _exit ends the process at once, without running atexit handlers or
-            // destructors that would flush or remove state now owned by the child.
-            unsafe { libc::_exit(0) };
+            exit_now(0);
         }
         if step == 0 {
-            // SAFETY: setsid takes no pointers; it only detaches this (child) process.
-            check(unsafe { libc::setsid() })?;
+            nix::unistd::setsid()?;
         }
     }
     drop(read_end);
@@ -124,10 +118,8 @@ pub fn daemonize(program: &str) -> io::Result<Readiness> {
         .read(true)
         .write(true)
         .open("/dev/null")?;
-    for target in 0..=2 {
-        // SAFETY: dup2 of our own open /dev/null onto the stdio numbers, which std
-        // treats as always open and never owns as OwnedFd.
-        check(unsafe { libc::dup2(std::os::fd::AsRawFd::as_raw_fd(&null), target) })?;
-    }
+    nix::unistd::dup2_stdin(&null)?;
+    nix::unistd::dup2_stdout(&null)?;
+    nix::unistd::dup2_stderr(&null)?;
     Ok(Readiness { pipe: write_end })
 }

@@ -16,7 +16,7 @@ pub use config::{Limits, LogLevel, Pfs, PortRange};
 
 /// Bumped whenever a message changes incompatibly (appending a variant is compatible only
 /// with peers that never receive it; both binaries ship together, so bump anyway).
-pub const PROTOCOL_VERSION: u32 = 2;
+pub const PROTOCOL_VERSION: u32 = 3;
 
 /// Messages from the master to control.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -82,7 +82,9 @@ pub struct ControlSettings {
     pub controltimeout_s: u32,
     pub enddelay_s: f64,
     pub dieby_s: u32,
-    /// 0 = unlimited.
+    /// 0 = unlimited. The master counts control connections (passed minus
+    /// `ConnectionDone`) and closes one over this before passing it: control never
+    /// sees it, and keeps no count of its own.
     pub maxcontrolsessions: u32,
     pub limits: Limits,
     pub pfs: Pfs,
@@ -90,7 +92,9 @@ pub struct ControlSettings {
     pub tester_path: PathBuf,
     /// (uid, gid) to run as; `None` when not started as root.
     pub run_as: Option<(u32, u32)>,
-    pub verbose: bool,
+    /// The `loglevel` threshold: control drops quieter lines (its own and its testers')
+    /// before they are encoded for the master.
+    pub loglevel: LogLevel,
     /// `OWAMP_DEBUG_TIMEOFFSET`, seconds.
     pub debug_time_offset: f64,
     /// The daemon's start time (NTP 32.32) for Server-Start (protocol.md §1.3).
@@ -141,7 +145,7 @@ mod tests {
             pfs: Pfs::default(),
             tester_path: PathBuf::from("/t"),
             run_as: Some((65534, 65534)),
-            verbose: false,
+            loglevel: LogLevel::Info,
             debug_time_offset: 0.0,
             start_time_ntp: 0x0102_0304_0506_0708,
             seccomp_log_only: false,
@@ -194,7 +198,7 @@ mod tests {
         want.extend_from_slice(&encode(&Pfs::default()).expect("pfs"));
         want.extend_from_slice(&[0x02, b'/', b't']); // tester_path
         want.extend_from_slice(&[0x01, 0xfb, 0xfe, 0xff, 0xfb, 0xfe, 0xff]); // run_as
-        want.push(0x00); // verbose
+        want.push(0x03); // loglevel Info (config's order: None, Fatal, Warning, Info, ...)
         want.extend_from_slice(&0.0f64.to_le_bytes()); // debug_time_offset
         want.push(0xfd); // u64 varint marker
         want.extend_from_slice(&0x0102_0304_0506_0708u64.to_le_bytes());

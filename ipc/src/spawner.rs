@@ -78,26 +78,25 @@ pub fn fork_spawner(
     // SAFETY: the process is single-threaded (checked above), so the child is a whole
     // copy holding no lock of a vanished thread. The child runs `run` and leaves with
     // _exit; it never returns into the caller's frames.
-    let pid = unsafe { libc::fork() };
-    if pid < 0 {
-        return Err(sys("fork")(nix::errno::Errno::last()));
-    }
-    if pid == 0 {
-        drop(ours);
-        let code = match move_fd(theirs.into_owned(), child_fd) {
-            Ok(fd) => run(Channel::from_owned(fd)),
-            Err(e) => {
-                eprintln!("owampd-spawner: {e}");
-                1
-            }
-        };
-        // SAFETY: _exit ends the child at once: no destructor of the parent's state
-        // (which this copy shares on disk: pid files, sockets) may run here.
-        unsafe { libc::_exit(code) };
-    }
+    let pid = match unsafe { nix::unistd::fork() }.map_err(sys("fork"))? {
+        nix::unistd::ForkResult::Parent { child } => child,
+        nix::unistd::ForkResult::Child => {
+            drop(ours);
+            let code = match move_fd(theirs.into_owned(), child_fd) {
+                Ok(fd) => run(Channel::from_owned(fd)),
+                Err(e) => {
+                    eprintln!("owampd-spawner: {e}");
+                    1
+                }
+            };
+            // No destructor of the parent's state (which this copy shares on disk: pid
+            // files, sockets) may run here.
+            crate::daemon::exit_now(code)
+        }
+    };
     drop(theirs);
     let ours = Channel::from_owned(move_fd(ours.into_owned(), parent_fd)?);
-    Ok((ours, pid.unsigned_abs()))
+    Ok((ours, pid.as_raw().unsigned_abs()))
 }
 
 /// Moves `fd` to the number `at` (close-on-exec), closing the original.

@@ -9,7 +9,7 @@ use ipc::spawner::{Request, SpawnReply, fork_spawner, pidfd_kill, serve};
 use std::io::{Read, Write};
 use std::os::fd::{AsFd, FromRawFd, OwnedFd};
 use std::os::unix::net::UnixStream;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 const CHILD: &str = "SPAWNER_TEST_CHILD";
 
@@ -59,12 +59,11 @@ fn gone(pid: u32) -> bool {
     !std::path::Path::new(&format!("/proc/{pid}")).exists()
 }
 
-fn wait_for(what: &str, mut cond: impl FnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while !cond() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(10));
-    }
+fn wait_for(what: &str, cond: impl FnMut() -> bool) {
+    assert!(
+        e2e::wait_for(Duration::from_secs(20), cond),
+        "timed out waiting for {what}"
+    );
 }
 
 fn main() {

@@ -1,7 +1,8 @@
 //! The clock every timestamp comes from (protocol.md §4.3).
 //!
 //! Time is `CLOCK_REALTIME` (nanosecond resolution, better than the reference's
-//! `gettimeofday`), shifted by the `OWAMP_DEBUG_TIMEOFFSET` debugging offset. Whether the
+//! `gettimeofday`), shifted by the `OWAMP_DEBUG_TIMEOFFSET` debugging offset (which
+//! `config::debug_time_offset` reads for every program). Whether the
 //! clock is synchronised, and how well, comes from the kernel's NTP state (`adjtimex`).
 //! Reading that needs `unsafe`, which lives in crate `sandbox`; the binary injects it here
 //! as a plain function pointer so this crate stays `forbid(unsafe_code)`.
@@ -22,10 +23,6 @@ use nix::sys::time::TimeSpec;
 use std::cell::Cell;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-/// The environment variable the reference reads for a debugging clock offset (float
-/// seconds, may be negative).
-pub const DEBUG_OFFSET_ENV: &str = "OWAMP_DEBUG_TIMEOFFSET";
-
 /// The kernel's NTP state, as `adjtimex(2)` reports it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct KernelClockStatus {
@@ -40,13 +37,6 @@ pub struct KernelClockStatus {
 /// Where the kernel status comes from: `sandbox::kernel_clock` in the binaries, a fake in
 /// tests, `None` where nothing is available (then every estimate is unsynchronised).
 pub type StatusProvider = fn() -> Option<KernelClockStatus>;
-
-/// Errors of this module.
-#[derive(Debug, Clone, PartialEq, thiserror::Error)]
-pub enum TimeError {
-    #[error("invalid {var} value {text:?}: expected a number of seconds such as 0.5 or -1e-3")]
-    BadDebugOffset { var: &'static str, text: String },
-}
 
 /// How often the kernel status is re-read: it changes slowly, and `now()` is on the
 /// per-packet hot path.
@@ -69,30 +59,13 @@ pub struct Clock {
 impl Clock {
     /// A clock with an explicit debugging offset in seconds.
     pub fn new(status: Option<StatusProvider>, debug_offset: f64) -> Clock {
-        let offset = if debug_offset.is_finite() {
-            // `as` saturates; offsets beyond ±2^31 s are nonsense anyway.
-            (debug_offset * 4_294_967_296.0) as i64
-        } else {
-            0
-        };
         Clock {
             status,
-            offset,
+            offset: offset_units(debug_offset),
             debug_offset_secs: debug_offset,
             cached: Cell::new(ErrorEstimate::UNSYNC),
             refresh_at: Cell::new(0),
         }
-    }
-
-    /// A clock whose debugging offset comes from `OWAMP_DEBUG_TIMEOFFSET` (absent or empty
-    /// means 0).
-    pub fn from_env(status: Option<StatusProvider>) -> Result<Clock, TimeError> {
-        // Not UTF-8 is as invalid as any other non-number: parse the lossy text so the
-        // error shows it.
-        let text = std::env::var_os(DEBUG_OFFSET_ENV)
-            .map(|v| v.to_string_lossy().into_owned())
-            .unwrap_or_default();
-        Ok(Clock::new(status, parse_debug_offset(&text)?))
     }
 
     /// The debugging offset, seconds.
@@ -132,7 +105,7 @@ impl Clock {
     }
 
     fn apply_offset(&self, raw: Timestamp) -> Timestamp {
-        Num64(raw.0.wrapping_add(self.offset as u64))
+        apply_offset(raw, self.offset)
     }
 
     fn estimate_at(&self, raw: Timestamp) -> ErrorEstimate {
@@ -155,19 +128,25 @@ impl Clock {
     }
 }
 
-/// Parses an `OWAMP_DEBUG_TIMEOFFSET` value; empty means no offset.
-pub fn parse_debug_offset(text: &str) -> Result<f64, TimeError> {
-    let t = text.trim();
-    if t.is_empty() {
-        return Ok(0.0);
+/// Now, shifted by a debugging offset of `debug_offset` seconds, without an error
+/// estimate: for what needs only the time (a SID, a Stop-Sessions time).
+pub fn now_with_offset(debug_offset: f64) -> Timestamp {
+    apply_offset(realtime_raw(), offset_units(debug_offset))
+}
+
+/// A debugging offset in seconds as signed 2^-32 s units (non-finite means none).
+fn offset_units(debug_offset: f64) -> i64 {
+    if debug_offset.is_finite() {
+        // `as` saturates; offsets beyond ±2^31 s are nonsense anyway.
+        (debug_offset * 4_294_967_296.0) as i64
+    } else {
+        0
     }
-    match t.parse::<f64>() {
-        Ok(v) if v.is_finite() => Ok(v),
-        _ => Err(TimeError::BadDebugOffset {
-            var: DEBUG_OFFSET_ENV,
-            text: text.to_string(),
-        }),
-    }
+}
+
+/// `raw` moved by `offset` units, with wrap-around (NTP era arithmetic).
+fn apply_offset(raw: Timestamp, offset: i64) -> Timestamp {
+    Num64(raw.0.wrapping_add(offset as u64))
 }
 
 /// `CLOCK_REALTIME` as an NTP timestamp, without any offset.

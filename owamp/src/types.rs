@@ -202,6 +202,25 @@ pub struct SidParseError {
 }
 
 impl Sid {
+    /// A receiver's SID in the reference's layout (protocol.md §2.1.4, RFC 4656 §3.5):
+    /// the receiver's IPv4 address (or the last 4 bytes of its IPv6 address), the NTP
+    /// time, 4 random bytes. Random bytes come from the caller, which says how a failed
+    /// random source is handled.
+    pub fn for_receiver(receiver: std::net::IpAddr, now: Timestamp, random: [u8; 4]) -> Sid {
+        let mut b = [0u8; 16];
+        let addr: [u8; 4] = match receiver {
+            std::net::IpAddr::V4(a) => a.octets(),
+            std::net::IpAddr::V6(a) => {
+                let o = a.octets();
+                [o[12], o[13], o[14], o[15]]
+            }
+        };
+        b[..4].copy_from_slice(&addr);
+        b[4..12].copy_from_slice(&now.to_be_bytes());
+        b[12..].copy_from_slice(&random);
+        Sid(b)
+    }
+
     /// 32 lowercase hex digits, as used for `.owp` file names.
     pub fn to_hex(&self) -> String {
         let mut s = String::with_capacity(32);
@@ -536,6 +555,19 @@ mod tests {
             let b = [b0, 0x42];
             assert_eq!(ErrorEstimate::from_bytes(b).to_bytes(), b);
         }
+    }
+
+    #[test]
+    fn receiver_sid_layout() {
+        let sid = Sid::for_receiver(
+            "127.0.0.1".parse().unwrap(),
+            Num64(0xdd12_e59f_f0d3_41db),
+            [0x48, 0xde, 0xe1, 0xc4],
+        );
+        assert_eq!(sid.to_hex(), "7f000001dd12e59ff0d341db48dee1c4");
+        let v6 = Sid::for_receiver("2001:db8::a:b0c:d0e".parse().unwrap(), Num64(1), [0; 4]);
+        assert_eq!(&v6.0[..4], &[0x0b, 0x0c, 0x0d, 0x0e]);
+        assert_eq!(&v6.0[4..], &[0, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0, 0]);
     }
 
     #[test]

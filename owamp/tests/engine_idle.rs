@@ -234,7 +234,8 @@ fn stop_wakes_idle_sender_and_receiver_at_once() {
             let rep = send(&p, &mut ssock, &mut sctl);
             (rep, Instant::now())
         });
-        // After the first packet (at 100 ms), well before the second (at 1.1 s).
+        // After the first packet (at 100 ms), well before the second (at 1.1 s): a point
+        // of the schedule, which is what this sleep waits for (no state to poll).
         std::thread::sleep(Duration::from_millis(400));
         let at = Instant::now();
         stop.stop();
@@ -260,6 +261,8 @@ fn receiver_started_late_records_what_arrived_in_time() {
     let (mut ssock, mut rsock, from) = sockets(&p);
     let s = send(&p, &mut ssock, &mut Never);
     assert_eq!(s.sent, 20);
+    // Until every packet's send time + Timeout is past: the time itself is the
+    // condition under test, so a sleep, not a poll.
     std::thread::sleep(Duration::from_millis(300));
     let (r, recs) = receive(&p, &mut rsock, from, &mut Never);
     assert_eq!(r.received, 20, "{r:?}");

@@ -506,6 +506,8 @@ fn receiver_window_does_not_grow_with_num_packets() {
     let mut records = Vec::new();
     let stop = StopFlag::new();
     let remote = stop.clone();
+    // The stop comes ~0.5 s into the schedule, whatever the receiver does: the point
+    // in time is the test's input, hence a sleep.
     let t = std::thread::spawn(move || {
         std::thread::sleep(Duration::from_millis(600));
         remote.stop();
@@ -577,6 +579,8 @@ fn send_with(errors: Vec<i32>) -> (io::Result<SenderReport>, u32) {
         let mut sched = s.schedule(s.start());
         let mut fmt = s.format();
         let stopper = ctl.clone();
+        // A point in the schedule (after the last send, inside the final wait), not a
+        // state to poll for: a sleep.
         let t = std::thread::spawn(move || {
             std::thread::sleep(Duration::from_millis(200));
             stopper.stop();

@@ -113,7 +113,7 @@ fn human_summary_golden() {
     let opts = SummaryOptions {
         unit: Unit::Milliseconds,
         percentiles: vec![10.0, 50.0, 95.0],
-        zone: TimeZone::Utc,
+        zone: TimeZone::UTC,
     };
     check_golden(
         "human_ms.txt",
@@ -133,7 +133,7 @@ fn human_summary_seconds_unsync_consistent_ttl() {
     let opts = SummaryOptions {
         unit: Unit::Seconds,
         percentiles: vec![],
-        zone: TimeZone::Fixed(3600),
+        zone: TimeZone::fixed(jiff::tz::offset(1)),
     };
     check_golden(
         "human_s_unsync.txt",

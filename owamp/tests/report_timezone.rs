@@ -1,7 +1,15 @@
-//! Local time for "first:"/"last:" from TZif data (RFC 8536), without libc.
+//! Local time for "first:"/"last:": the zone comes from jiff (TZif data, RFC 8536, or a
+//! POSIX TZ rule), the digits from `report::local_time_with_ms`.
 
-use owamp::report::TimeZone;
+use jiff::tz::TimeZone;
+use owamp::Num64;
+use owamp::report::local_time_with_ms;
 use proptest::prelude::*;
+
+/// The NTP timestamp of Unix time `unix` plus `ms` milliseconds.
+fn ntp(unix: i64, ms: u32) -> Num64 {
+    Num64::from_unix(unix as u64, ms * 1_000_000)
+}
 
 fn header(version: u8, counts: [u32; 6]) -> Vec<u8> {
     let mut h = b"TZif".to_vec();
@@ -13,69 +21,82 @@ fn header(version: u8, counts: [u32; 6]) -> Vec<u8> {
     h
 }
 
-fn ttinfo(off: i32, dst: u8) -> Vec<u8> {
+fn ttinfo(off: i32, dst: u8, abbr_index: u8) -> Vec<u8> {
     let mut v = off.to_be_bytes().to_vec();
-    v.extend_from_slice(&[dst, 0]);
+    v.extend_from_slice(&[dst, abbr_index]);
     v
 }
 
-/// Two transitions: at 1000 to +2 h (type 1), at 2000 back to +1 h (type 0).
-fn v1_file() -> Vec<u8> {
-    let mut f = header(0, [0, 0, 0, 2, 2, 4]);
-    f.extend_from_slice(&1000i32.to_be_bytes());
-    f.extend_from_slice(&2000i32.to_be_bytes());
-    f.extend_from_slice(&[1, 0]);
-    f.extend(ttinfo(3600, 0));
-    f.extend(ttinfo(7200, 1));
-    f.extend_from_slice(b"AB\0\0");
-    f
-}
-
+/// A version 2 file: +1 h (CET) until 1000, +2 h (CEST) from 1000, +1 h again from
+/// 2000, its last transition; after that the footer's rule (Central European summer
+/// time from the last Sunday of March to the last Sunday of October).
 fn v2_file() -> Vec<u8> {
-    // A v1 block with one type and no transitions, then the 64-bit block.
-    let mut f = header(b'2', [0, 0, 0, 0, 1, 1]);
-    f.extend(ttinfo(0, 0));
-    f.push(0);
-    f.extend(header(b'2', [0, 0, 0, 2, 2, 4]));
-    f.extend_from_slice(&(-5_000_000_000i64).to_be_bytes());
-    f.extend_from_slice(&5_000_000_000i64.to_be_bytes());
+    // The v1 block: one type, no transitions.
+    let mut f = header(b'2', [0, 0, 0, 0, 1, 4]);
+    f.extend(ttinfo(3600, 0, 0));
+    f.extend_from_slice(b"CET\0");
+    f.extend(header(b'2', [0, 0, 0, 2, 2, 9]));
+    f.extend_from_slice(&1000i64.to_be_bytes());
+    f.extend_from_slice(&2000i64.to_be_bytes());
     f.extend_from_slice(&[1, 0]);
-    f.extend(ttinfo(-18000, 0));
-    f.extend(ttinfo(-14400, 1));
-    f.extend_from_slice(b"EST\0");
-    f.extend_from_slice(b"\nEST5EDT\n");
+    f.extend(ttinfo(3600, 0, 0));
+    f.extend(ttinfo(7200, 1, 4));
+    f.extend_from_slice(b"CET\0CEST\0");
+    f.extend_from_slice(b"\nCET-1CEST,M3.5.0,M10.5.0/3\n");
     f
 }
 
 #[test]
-fn v1_transitions() {
-    let z = TimeZone::from_tzif(&v1_file()).unwrap();
-    assert_eq!(z.offset_at(0), 3600); // before the first: type 0
-    assert_eq!(z.offset_at(1000), 7200);
-    assert_eq!(z.offset_at(1999), 7200);
-    assert_eq!(z.offset_at(2000), 3600);
-    assert_eq!(z.offset_at(i64::MAX), 3600);
+fn tzif_transitions_and_footer() {
+    let z = TimeZone::tzif("Test/Zone", &v2_file()).unwrap();
+    assert_eq!(local_time_with_ms(ntp(0, 0), &z), "1970-01-01T01:00:00.000");
+    assert_eq!(
+        local_time_with_ms(ntp(1000, 5), &z),
+        "1970-01-01T02:16:40.005"
+    );
+    assert_eq!(
+        local_time_with_ms(ntp(2000, 0), &z),
+        "1970-01-01T01:33:20.000"
+    );
+    // Past the last transition the footer's rule holds: summer time on 1970-07-01 (the
+    // hand-written reader this replaced kept the last offset, +1 h).
+    assert_eq!(
+        local_time_with_ms(ntp(15_638_400, 0), &z),
+        "1970-07-01T02:00:00.000"
+    );
 }
 
 #[test]
-fn v2_uses_the_64_bit_block() {
-    let z = TimeZone::from_tzif(&v2_file()).unwrap();
-    assert_eq!(z.offset_at(-6_000_000_000), -18000);
-    assert_eq!(z.offset_at(0), -14400);
-    assert_eq!(z.offset_at(5_000_000_000), -18000);
+fn posix_rules_switch_at_their_dates() {
+    // Central Europe: CEST from the last Sunday of March, 01:00 UTC.
+    let z = TimeZone::posix("CET-1CEST,M3.5.0,M10.5.0/3").unwrap();
+    let before = 1_774_745_999; // 2026-03-29T00:59:59Z
+    assert_eq!(
+        local_time_with_ms(ntp(before, 0), &z),
+        "2026-03-29T01:59:59.000"
+    );
+    assert_eq!(
+        local_time_with_ms(ntp(before + 1, 0), &z),
+        "2026-03-29T03:00:00.000"
+    );
+    let ist = TimeZone::posix("<+0530>-5:30").unwrap();
+    assert_eq!(
+        local_time_with_ms(ntp(0, 999), &ist),
+        "1970-01-01T05:30:00.999"
+    );
 }
 
 #[test]
-fn truncated_or_bad_files_are_refused() {
-    let f = v1_file();
-    for cut in [0, 3, 20, 44, 50, f.len() - 1] {
-        assert_eq!(TimeZone::from_tzif(&f[..cut]), None, "cut at {cut}");
-    }
-    let mut bad = v1_file();
-    bad[44 + 8] = 9; // type index out of range
-    assert_eq!(TimeZone::from_tzif(&bad), None);
-    assert_eq!(TimeZone::Fixed(-3600).offset_at(12345), -3600);
-    assert_eq!(TimeZone::Utc.offset_at(12345), 0);
+fn utc_and_times_before_1970() {
+    // NTP time 0 is 1900-01-01, before the Unix epoch.
+    assert_eq!(
+        local_time_with_ms(Num64(0), &TimeZone::UTC),
+        "1900-01-01T00:00:00.000"
+    );
+    assert_eq!(
+        local_time_with_ms(ntp(1_561_939_200, 250), &TimeZone::UTC),
+        "2019-07-01T00:00:00.250"
+    );
 }
 
 #[test]
@@ -84,20 +105,28 @@ fn system_berlin_zone_if_installed() {
     let Ok(bytes) = std::fs::read("/usr/share/zoneinfo/Europe/Berlin") else {
         return;
     };
-    let z = TimeZone::from_tzif(&bytes).unwrap();
-    assert_eq!(z.offset_at(1_549_107_584), 3600); // 2019-02-02, CET
-    assert_eq!(z.offset_at(1_561_939_200), 7200); // 2019-07-01, CEST
+    let z = TimeZone::tzif("Europe/Berlin", &bytes).unwrap();
+    assert_eq!(
+        local_time_with_ms(ntp(1_549_107_584, 0), &z),
+        "2019-02-02T12:39:44.000"
+    );
+    assert_eq!(
+        local_time_with_ms(ntp(1_561_939_200, 0), &z),
+        "2019-07-01T02:00:00.000"
+    );
 }
 
 proptest! {
     #[test]
-    fn arbitrary_tzif_never_panics(mut b in proptest::collection::vec(any::<u8>(), 0..300), v in any::<u8>(), t in any::<i64>()) {
-        if b.len() >= 5 {
-            b[..4].copy_from_slice(b"TZif");
-            b[4] = v;
-        }
-        if let Some(z) = TimeZone::from_tzif(&b) {
-            let _ = z.offset_at(t);
-        }
+    fn any_time_in_any_fixed_zone_prints_in_the_same_shape(
+        sec in 0u64..=u64::from(u32::MAX),
+        frac in any::<u32>(),
+        offset in -93_599i32..=93_599,
+    ) {
+        let z = TimeZone::fixed(jiff::tz::Offset::from_seconds(offset).unwrap());
+        let s = local_time_with_ms(Num64((sec << 32) | u64::from(frac)), &z);
+        prop_assert_eq!(s.len(), "1900-01-01T00:00:00.000".len(), "{}", s);
+        let b = s.as_bytes();
+        prop_assert!(b[4] == b'-' && b[10] == b'T' && b[19] == b'.', "{}", s);
     }
 }

@@ -2,7 +2,7 @@
 
 use nix::sys::time::TimeSpec;
 use owamp::time::{
-    Clock, KernelClockStatus, TimeError, duration_to_num64, num64_to_duration, parse_debug_offset,
+    Clock, KernelClockStatus, duration_to_num64, now_with_offset, num64_to_duration,
     timespec_from_timestamp, timestamp_from_system_time, timestamp_from_timespec,
     timestamp_to_system_time,
 };
@@ -86,15 +86,14 @@ fn debug_offset_shifts_now_and_kernel_stamps() {
 }
 
 #[test]
-fn debug_offset_parsing() {
-    assert_eq!(parse_debug_offset(""), Ok(0.0));
-    assert_eq!(parse_debug_offset(" -1.5 "), Ok(-1.5));
-    assert_eq!(parse_debug_offset("2e-3"), Ok(0.002));
-    let e = parse_debug_offset("soon").unwrap_err();
-    assert!(matches!(&e, TimeError::BadDebugOffset { text, .. } if text == "soon"));
-    assert!(e.to_string().contains("OWAMP_DEBUG_TIMEOFFSET"));
-    assert!(parse_debug_offset("inf").is_err());
-    assert!(parse_debug_offset("NaN").is_err());
+fn now_with_offset_agrees_with_the_clock() {
+    let clock = Clock::new(None, -2.5);
+    let before = clock.now().0;
+    let t = now_with_offset(-2.5);
+    let after = clock.now().0;
+    assert!(before <= t && t <= after, "{before:?} {t:?} {after:?}");
+    let d = now_with_offset(0.0).diff_secs(t);
+    assert!((2.4..2.6).contains(&d), "{d}");
 }
 
 #[test]

@@ -1,33 +1,10 @@
-//! The process's [`Directory`] and [`ClassTree`] over the parsed configuration files
-//! (`config::Limits`, `config::Pfs`), as the master sends them in `Configure`.
+//! The process's [`Directory`] over the parsed configuration files (`config::Limits`,
+//! `config::Pfs`), as the master sends them in `Configure`.
 
 use crate::directory::Directory;
-use crate::policy::{ClassIdx, ClassLimits, ClassTree, PolicyError};
+use crate::policy::ClassIdx;
 use config::{Limits, Pfs};
 use std::net::IpAddr;
-
-/// The policy tree in `Limits`' own order (so a `ClassId(i)` is class index `i`).
-pub fn class_tree(limits: &Limits) -> Result<ClassTree, PolicyError> {
-    // No limits file (or one with only comments): our built-in limits, not the
-    // reference's unlimited class (README "Limits when there is no limits file").
-    if *limits == Limits::default() {
-        return Ok(ClassTree::builtin());
-    }
-    ClassTree::new(
-        limits
-            .classes()
-            .map(|(_, c)| ClassLimits {
-                name: c.name.clone(),
-                parent: c.parent.map(|p| p.0),
-                bandwidth: c.bandwidth,
-                disk: c.disk,
-                delete_on_fetch: c.delete_on_fetch,
-                allow_open_mode: c.allow_open_mode,
-                test_sessions: c.test_sessions,
-            })
-            .collect(),
-    )
-}
 
 pub struct ConfigDirectory {
     pub limits: Limits,
@@ -49,6 +26,7 @@ impl Directory for ConfigDirectory {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::policy::ClassTree;
     use std::path::Path;
 
     #[test]
@@ -59,7 +37,7 @@ mod tests {
                     limit alice with parent=regular,bandwidth=1M\n\
                     assign default regular\n";
         let limits = Limits::parse(text, Path::new("t.limits"), Some(&pfs)).unwrap();
-        let tree = class_tree(&limits).unwrap();
+        let tree = ClassTree::from_limits(&limits).unwrap();
         let regular = tree.by_name("regular").unwrap();
         assert_eq!(tree.chain_names(regular).unwrap(), vec!["root", "regular"]);
         let c = tree.get(regular).unwrap();

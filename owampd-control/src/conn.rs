@@ -177,7 +177,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin> ControlConn<S> {
 
     /// Writes are bounded by the control timeout too: a client that stops reading
     /// (its receive window stays shut) would otherwise hold its connection slot
-    /// (maxcontrolsessions), its sessions and a Fetch's records forever.
+    /// (the master's maxcontrolsessions count), its sessions and a Fetch's records
+    /// forever.
     pub async fn write_raw(&mut self, bytes: &[u8]) -> Result<(), ConnError> {
         let peer = self.peer;
         let stream = &mut self.stream;

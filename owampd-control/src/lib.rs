@@ -9,7 +9,7 @@
 //! - [`fetch`]: Fetch-Session from the store, with the reference's retry delays as
 //!   async sleeps.
 //! - [`policy`]: the limits tree's global accounting (bandwidth, disk with diskfudge,
-//!   per-connection test_sessions, maxcontrolsessions), every reservation an RAII guard.
+//!   per-connection test_sessions), every reservation an RAII guard.
 //! - [`ports`]: test-port allocation from the `testports` range.
 //! - [`store`]: `{datadir}/hierarchy/…` and `catalog/`, rebuilt at start.
 //! - [`testers`]: one `owampd-tester` per session behind the `TesterLauncher` trait
@@ -36,7 +36,6 @@
 //!   since it enters its sandbox before reading any message.
 #![forbid(unsafe_code)]
 
-pub mod clock;
 pub mod confdir;
 pub mod conn;
 pub mod directory;

@@ -8,29 +8,28 @@
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
-pub enum Level {
-    Error,
-    Warning,
-    Info,
-    Debug,
-}
+pub use config::LogLevel;
 
+/// Where lines go once they pass the threshold.
 pub trait LogSink: Send + Sync {
-    fn log(&self, level: Level, message: String);
+    fn log(&self, level: LogLevel, message: String);
 }
 
 /// Cheap to clone; one per connection task.
 #[derive(Clone)]
 pub struct Logger {
     sink: Arc<dyn LogSink>,
+    /// The `loglevel` setting: a quieter line is dropped here, before it is formatted or
+    /// crosses the socket to the master.
+    threshold: LogLevel,
     prefix: String,
 }
 
 impl Logger {
-    pub fn new(sink: Arc<dyn LogSink>) -> Logger {
+    pub fn new(sink: Arc<dyn LogSink>, threshold: LogLevel) -> Logger {
         Logger {
             sink,
+            threshold,
             prefix: "[control]".into(),
         }
     }
@@ -39,6 +38,7 @@ impl Logger {
     pub fn peer(&self, peer: SocketAddr) -> Logger {
         Logger {
             sink: self.sink.clone(),
+            threshold: self.threshold,
             prefix: format!("{} {peer}", self.prefix),
         }
     }
@@ -47,55 +47,50 @@ impl Logger {
     pub fn sid(&self, sid_hex: &str) -> Logger {
         Logger {
             sink: self.sink.clone(),
+            threshold: self.threshold,
             prefix: format!("{} sid={sid_hex}", self.prefix),
         }
     }
 
-    pub fn log(&self, level: Level, message: impl std::fmt::Display) {
-        self.sink.log(level, format!("{}: {message}", self.prefix));
+    pub fn log(&self, level: LogLevel, message: impl std::fmt::Display) {
+        if self.threshold.reports(level) {
+            self.sink.log(level, format!("{}: {message}", self.prefix));
+        }
     }
 
+    /// A failure (the reference's FATAL level, syslog `err`).
     pub fn error(&self, m: impl std::fmt::Display) {
-        self.log(Level::Error, m)
+        self.log(LogLevel::Fatal, m)
     }
     pub fn warn(&self, m: impl std::fmt::Display) {
-        self.log(Level::Warning, m)
+        self.log(LogLevel::Warning, m)
     }
     pub fn info(&self, m: impl std::fmt::Display) {
-        self.log(Level::Info, m)
+        self.log(LogLevel::Info, m)
     }
     pub fn debug(&self, m: impl std::fmt::Display) {
-        self.log(Level::Debug, m)
+        self.log(LogLevel::Debug, m)
     }
 }
 
-/// Keeps lines in memory (tests) .
+/// Keeps lines in memory (tests).
 #[derive(Default)]
 pub struct MemorySink {
-    pub lines: Mutex<Vec<(Level, String)>>,
+    pub lines: Mutex<Vec<(LogLevel, String)>>,
 }
 
 impl MemorySink {
-    pub fn take(&self) -> Vec<(Level, String)> {
+    pub fn take(&self) -> Vec<(LogLevel, String)> {
         std::mem::take(&mut *self.lines.lock().unwrap_or_else(|e| e.into_inner()))
     }
 }
 
 impl LogSink for MemorySink {
-    fn log(&self, level: Level, message: String) {
+    fn log(&self, level: LogLevel, message: String) {
         self.lines
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .push((level, message));
-    }
-}
-
-/// Writes to stderr (when control runs without a master, e.g. in tests).
-pub struct StderrSink;
-
-impl LogSink for StderrSink {
-    fn log(&self, level: Level, message: String) {
-        eprintln!("{level:?}: {message}");
     }
 }
 
@@ -106,7 +101,7 @@ mod tests {
     #[test]
     fn prefixes_name_role_peer_and_sid() {
         let sink = Arc::new(MemorySink::default());
-        let log = Logger::new(sink.clone());
+        let log = Logger::new(sink.clone(), LogLevel::All);
         let peer: SocketAddr = "127.0.0.1:5000".parse().unwrap();
         log.peer(peer).sid("ab").info("accepted");
         log.warn("x");
@@ -114,11 +109,31 @@ mod tests {
             sink.take(),
             vec![
                 (
-                    Level::Info,
+                    LogLevel::Info,
                     "[control] 127.0.0.1:5000 sid=ab: accepted".to_string()
                 ),
-                (Level::Warning, "[control]: x".to_string()),
+                (LogLevel::Warning, "[control]: x".to_string()),
             ]
         );
+    }
+
+    #[test]
+    fn lines_quieter_than_the_threshold_never_reach_the_sink() {
+        let sink = Arc::new(MemorySink::default());
+        let log = Logger::new(sink.clone(), LogLevel::Warning).sid("ab");
+        log.debug("d");
+        log.info("i");
+        log.warn("w");
+        log.error("e");
+        assert_eq!(
+            sink.take(),
+            vec![
+                (LogLevel::Warning, "[control] sid=ab: w".to_string()),
+                (LogLevel::Fatal, "[control] sid=ab: e".to_string()),
+            ]
+        );
+        let none = Logger::new(sink.clone(), LogLevel::None);
+        none.error("e");
+        assert!(sink.take().is_empty());
     }
 }

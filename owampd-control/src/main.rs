@@ -5,13 +5,14 @@
 //! the master passes over fd 3.
 #![forbid(unsafe_code)]
 
+use config::LogLevel;
 use ipc::Channel;
 use ipc::fds::{IPC_FD, SPAWNER_FD};
 use ipc::master::{ControlSettings, ControlToMaster, LogRecord, MasterToControl, PROTOCOL_VERSION};
 use owamp::{ModeSet, Num64};
-use owampd_control::confdir::{ConfigDirectory, class_tree};
-use owampd_control::log::{Level, LogSink, Logger};
-use owampd_control::policy::Policy;
+use owampd_control::confdir::ConfigDirectory;
+use owampd_control::log::{LogSink, Logger};
+use owampd_control::policy::{ClassTree, Policy};
 use owampd_control::ports::PortAllocator;
 use owampd_control::session::{ServerConfig, ServerCtx, serve_connection_until};
 use owampd_control::shutdown::{Deadlines, ShutdownTrigger};
@@ -28,13 +29,7 @@ struct MasterSink {
 }
 
 impl LogSink for MasterSink {
-    fn log(&self, level: Level, message: String) {
-        let level = match level {
-            Level::Error => config::LogLevel::Fatal,
-            Level::Warning => config::LogLevel::Warning,
-            Level::Info => config::LogLevel::Info,
-            Level::Debug => config::LogLevel::Debug,
-        };
+    fn log(&self, level: LogLevel, message: String) {
         // A full socket buffer drops the line rather than stalling every connection.
         let _ = self
             .chan
@@ -135,7 +130,7 @@ fn main() -> ExitCode {
     if let Err(e) = sandbox::enter(sandbox::Role::Control, &opts) {
         return start_failed(&chan, format!("sandbox: {e}"));
     }
-    let tree = match class_tree(&settings.limits) {
+    let tree = match ClassTree::from_limits(&settings.limits) {
         Ok(t) => t,
         Err(e) => return start_failed(&chan, e),
     };
@@ -145,7 +140,7 @@ fn main() -> ExitCode {
         Ok(x) => x,
         Err(e) => return start_failed(&chan, e),
     };
-    let policy = Policy::new(tree, settings.diskfudge, settings.maxcontrolsessions);
+    let policy = Policy::new(tree, settings.diskfudge);
     for (_, class, size) in &found {
         let _ = policy.add_existing_disk(*class, *size);
     }
@@ -219,7 +214,10 @@ async fn serve(
         Ok(c) => Arc::new(c),
         Err(e) => return fail(e),
     };
-    let log = Logger::new(Arc::new(MasterSink { chan: chan.clone() }));
+    let log = Logger::new(
+        Arc::new(MasterSink { chan: chan.clone() }),
+        settings.loglevel,
+    );
     // Without its spawner control cannot start a test: it exits, and the master starts
     // a new control (and with it a new spawner); running testers finalise what they have
     // when they see control's end of their channel close.

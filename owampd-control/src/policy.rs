@@ -8,6 +8,8 @@
 //! A limit of 0 means "unlimited at this level"; every check walks the class chain
 //! up to the root (protocol.md §7.4).
 
+use config::Limits;
+use config::limits::ClassId;
 use owamp::{Slot, SlotKind};
 use std::sync::{Arc, Mutex, MutexGuard};
 use thiserror::Error;
@@ -15,21 +17,9 @@ use thiserror::Error;
 /// Index of a class in a [`ClassTree`] (the same order as `config::Limits`).
 pub type ClassIdx = usize;
 
-/// One `limit` line of `owamp-server.limits`, with inheritance already applied.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct ClassLimits {
-    pub name: String,
-    /// Always an index lower than this class's own (parents are defined first).
-    pub parent: Option<ClassIdx>,
-    /// Bits per second for the subtree's concurrent tests; 0 = unlimited.
-    pub bandwidth: u64,
-    /// Bytes of stored data (soft limit; hard = disk × diskfudge); 0 = unlimited.
-    pub disk: u64,
-    pub delete_on_fetch: bool,
-    pub allow_open_mode: bool,
-    /// Request-Sessions accepted per control connection; 0 = unlimited.
-    pub test_sessions: u32,
-}
+/// One `limit` line of `owamp-server.limits`, with inheritance applied: the type the
+/// configuration parser builds, so a new key is added in one place.
+pub use config::limits::LimitClass;
 
 #[derive(Debug, Error, PartialEq, Eq)]
 pub enum PolicyError {
@@ -59,8 +49,6 @@ pub enum PolicyError {
     },
     #[error("test_sessions limit of class {class:?} reached ({limit} per connection)")]
     TestSessions { class: String, limit: u32 },
-    #[error("maxcontrolsessions ({limit}) reached")]
-    ControlSessions { limit: u32 },
     #[error("{limit} concurrent test sessions on this connection already")]
     SessionsPerConnection { limit: u32 },
     #[error("{limit} concurrent test sessions on the server already")]
@@ -68,9 +56,10 @@ pub enum PolicyError {
 }
 
 /// The class tree, root first, with the server-wide caps on concurrent test sessions.
+/// Fixed for the life of the process: [`Policy`] shares it without a lock.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ClassTree {
-    classes: Vec<ClassLimits>,
+    classes: Vec<LimitClass>,
     /// Test sessions one connection may hold at once (one test period's); 0 = unlimited.
     pub sessions_per_connection: u32,
     /// Test sessions all connections may hold at once; 0 = unlimited.
@@ -85,12 +74,12 @@ pub const BUILTIN_SESSIONS_PER_CONNECTION: u32 = 16;
 pub const BUILTIN_SESSIONS_TOTAL: u32 = 128;
 
 impl ClassTree {
-    pub fn new(classes: Vec<ClassLimits>) -> Result<ClassTree, PolicyError> {
+    pub fn new(classes: Vec<LimitClass>) -> Result<ClassTree, PolicyError> {
         if classes.is_empty() {
             return Err(PolicyError::Empty);
         }
         for (index, c) in classes.iter().enumerate() {
-            if let Some(parent) = c.parent
+            if let Some(ClassId(parent)) = c.parent
                 && parent >= index
             {
                 return Err(PolicyError::BadParent {
@@ -107,19 +96,25 @@ impl ClassTree {
         })
     }
 
+    /// The tree of a parsed limits file, in its own order (so `ClassId(i)` is class index
+    /// `i`). No limits file (or one with only comments) gives [`ClassTree::builtin`],
+    /// not the reference's unlimited class (README "Limits when there is no limits file").
+    pub fn from_limits(limits: &Limits) -> Result<ClassTree, PolicyError> {
+        if *limits == Limits::default() {
+            return Ok(ClassTree::builtin());
+        }
+        ClassTree::new(limits.classes().map(|(_, c)| c.clone()).collect())
+    }
+
     /// The limits with no limits file: one class "default" for everyone, with
     /// [`BUILTIN_BANDWIDTH`] and [`BUILTIN_DISK`] for all its sessions together, and the
     /// built-in caps on concurrent sessions. (The reference has no limit at all then.)
     pub fn builtin() -> ClassTree {
         ClassTree {
-            classes: vec![ClassLimits {
-                name: config::limits::DEFAULT_ROOT_NAME.into(),
-                parent: None,
+            classes: vec![LimitClass {
                 bandwidth: BUILTIN_BANDWIDTH,
                 disk: BUILTIN_DISK,
-                delete_on_fetch: false,
-                allow_open_mode: true,
-                test_sessions: 0,
+                ..LimitClass::unlimited(config::limits::DEFAULT_ROOT_NAME, None)
             }],
             sessions_per_connection: BUILTIN_SESSIONS_PER_CONNECTION,
             sessions_total: BUILTIN_SESSIONS_TOTAL,
@@ -129,15 +124,10 @@ impl ClassTree {
     /// The tree the reference uses with no limits file: one unlimited root "default".
     pub fn unlimited() -> ClassTree {
         ClassTree {
-            classes: vec![ClassLimits {
-                name: "default".into(),
-                parent: None,
-                bandwidth: 0,
-                disk: 0,
-                delete_on_fetch: false,
-                allow_open_mode: true,
-                test_sessions: 0,
-            }],
+            classes: vec![LimitClass::unlimited(
+                config::limits::DEFAULT_ROOT_NAME,
+                None,
+            )],
             sessions_per_connection: 0,
             sessions_total: 0,
         }
@@ -151,7 +141,7 @@ impl ClassTree {
         self.classes.is_empty()
     }
 
-    pub fn get(&self, idx: ClassIdx) -> Option<&ClassLimits> {
+    pub fn get(&self, idx: ClassIdx) -> Option<&LimitClass> {
         self.classes.get(idx)
     }
 
@@ -164,7 +154,7 @@ impl ClassTree {
         self.classes
             .iter()
             .enumerate()
-            .filter(move |(_, c)| c.parent == parent)
+            .filter(move |(_, c)| c.parent.map(|p| p.0) == parent)
             .map(|(i, _)| i)
     }
 
@@ -176,7 +166,7 @@ impl ClassTree {
             let c = self.classes.get(i).ok_or(PolicyError::NoSuchClass(i))?;
             out.push(i);
             // INVARIANT: parents have lower indices (checked in new), so this ends.
-            cur = c.parent;
+            cur = c.parent.map(|p| p.0);
         }
         out.reverse();
         Ok(out)
@@ -228,10 +218,7 @@ pub fn session_disk_estimate(nslots: u32, npackets: u32) -> u64 {
 
 #[derive(Debug)]
 struct State {
-    tree: ClassTree,
     diskfudge: f64,
-    max_control_sessions: u32,
-    control_sessions: u32,
     test_sessions: u32,
     bandwidth_used: Vec<u64>,
     disk_used: Vec<u64>,
@@ -240,22 +227,21 @@ struct State {
 /// The shared accounting; cheap to clone (one per connection task).
 #[derive(Clone, Debug)]
 pub struct Policy {
+    tree: Arc<ClassTree>,
     state: Arc<Mutex<State>>,
 }
 
 impl Policy {
-    pub fn new(tree: ClassTree, diskfudge: f64, max_control_sessions: u32) -> Policy {
+    pub fn new(tree: ClassTree, diskfudge: f64) -> Policy {
         let n = tree.len();
         Policy {
+            tree: Arc::new(tree),
             state: Arc::new(Mutex::new(State {
-                tree,
                 diskfudge: if diskfudge.is_finite() && diskfudge >= 1.0 {
                     diskfudge
                 } else {
                     1.0
                 },
-                max_control_sessions,
-                control_sessions: 0,
                 test_sessions: 0,
                 bandwidth_used: vec![0; n],
                 disk_used: vec![0; n],
@@ -268,38 +254,24 @@ impl Policy {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    pub fn tree(&self) -> ClassTree {
-        self.lock().tree.clone()
+    pub fn tree(&self) -> &ClassTree {
+        &self.tree
     }
 
-    /// A new control connection (protocol.md §7.1 "maxcontrolsessions": refused before the
-    /// greeting when exceeded).
-    pub fn open_connection(&self) -> Result<ConnectionGuard, PolicyError> {
-        let mut st = self.lock();
-        if st.max_control_sessions != 0 && st.control_sessions >= st.max_control_sessions {
-            return Err(PolicyError::ControlSessions {
-                limit: st.max_control_sessions,
-            });
-        }
-        st.control_sessions += 1;
-        Ok(ConnectionGuard {
-            policy: self.clone(),
-        })
-    }
-
-    pub fn control_sessions(&self) -> u32 {
-        self.lock().control_sessions
+    /// Test sessions held now, on all connections.
+    pub fn test_sessions(&self) -> u32 {
+        self.lock().test_sessions
     }
 
     /// One more concurrent test session, for a connection that holds `on_connection`
     /// already: refused past the tree's per-connection or server-wide cap.
     pub fn open_test_session(&self, on_connection: usize) -> Result<TestSessionGuard, PolicyError> {
         let mut st = self.lock();
-        let per = st.tree.sessions_per_connection;
+        let per = self.tree.sessions_per_connection;
         if per != 0 && on_connection >= per as usize {
             return Err(PolicyError::SessionsPerConnection { limit: per });
         }
-        let total = st.tree.sessions_total;
+        let total = self.tree.sessions_total;
         if total != 0 && st.test_sessions >= total {
             return Err(PolicyError::SessionsTotal { limit: total });
         }
@@ -316,13 +288,13 @@ impl Policy {
         bps: u64,
     ) -> Result<BandwidthGuard, PolicyError> {
         let mut st = self.lock();
-        let chain = st.tree.chain(class)?;
+        let chain = self.tree.chain(class)?;
         for &i in &chain {
-            let limit = st.tree.get(i).map(|c| c.bandwidth).unwrap_or(0);
+            let limit = self.tree.get(i).map(|c| c.bandwidth).unwrap_or(0);
             let used = st.bandwidth_used.get(i).copied().unwrap_or(0);
             if limit != 0 && used.saturating_add(bps) > limit {
                 return Err(PolicyError::Bandwidth {
-                    class: st.tree.get(i).map(|c| c.name.clone()).unwrap_or_default(),
+                    class: self.tree.get(i).map(|c| c.name.clone()).unwrap_or_default(),
                     used,
                     requested: bps,
                     limit,
@@ -352,8 +324,8 @@ impl Policy {
     /// Reserve the estimate for a receive session against the soft limit.
     pub fn reserve_disk(&self, class: ClassIdx, bytes: u64) -> Result<DiskGuard, PolicyError> {
         let mut st = self.lock();
-        let chain = st.tree.chain(class)?;
-        check_disk(&st, &chain, bytes, 1.0)?;
+        let chain = self.tree.chain(class)?;
+        check_disk(&self.tree, &st, &chain, bytes, 1.0)?;
         add_disk(&mut st, &chain, bytes);
         Ok(DiskGuard {
             policy: self.clone(),
@@ -366,24 +338,30 @@ impl Policy {
     /// Files found at start-up (protocol.md §7.7: per-class usage initialised from file sizes).
     /// Never refused: the data is already there.
     pub fn add_existing_disk(&self, class: ClassIdx, bytes: u64) -> Result<(), PolicyError> {
+        let chain = self.tree.chain(class)?;
         let mut st = self.lock();
-        let chain = st.tree.chain(class)?;
         add_disk(&mut st, &chain, bytes);
         Ok(())
     }
 
     /// A stored file was deleted (fetch with delete_on_fetch, or a failed session).
     pub fn release_disk(&self, class: ClassIdx, bytes: u64) -> Result<(), PolicyError> {
+        let chain = self.tree.chain(class)?;
         let mut st = self.lock();
-        let chain = st.tree.chain(class)?;
         sub_disk(&mut st, &chain, bytes);
         Ok(())
     }
 }
 
-fn check_disk(st: &State, chain: &[ClassIdx], bytes: u64, fudge: f64) -> Result<(), PolicyError> {
+fn check_disk(
+    tree: &ClassTree,
+    st: &State,
+    chain: &[ClassIdx],
+    bytes: u64,
+    fudge: f64,
+) -> Result<(), PolicyError> {
     for &i in chain {
-        let soft = st.tree.get(i).map(|c| c.disk).unwrap_or(0);
+        let soft = tree.get(i).map(|c| c.disk).unwrap_or(0);
         if soft == 0 {
             continue;
         }
@@ -400,7 +378,7 @@ fn check_disk(st: &State, chain: &[ClassIdx], bytes: u64, fudge: f64) -> Result<
         let used = st.disk_used.get(i).copied().unwrap_or(0);
         if used.saturating_add(bytes) > limit {
             return Err(PolicyError::Disk {
-                class: st.tree.get(i).map(|c| c.name.clone()).unwrap_or_default(),
+                class: tree.get(i).map(|c| c.name.clone()).unwrap_or_default(),
                 used,
                 requested: bytes,
                 limit,
@@ -423,19 +401,6 @@ fn sub_disk(st: &mut State, chain: &[ClassIdx], bytes: u64) {
         if let Some(u) = st.disk_used.get_mut(i) {
             *u = u.saturating_sub(bytes);
         }
-    }
-}
-
-/// One control connection counted against maxcontrolsessions.
-#[derive(Debug)]
-pub struct ConnectionGuard {
-    policy: Policy,
-}
-
-impl Drop for ConnectionGuard {
-    fn drop(&mut self) {
-        let mut st = self.policy.lock();
-        st.control_sessions = st.control_sessions.saturating_sub(1);
     }
 }
 
@@ -498,7 +463,7 @@ impl DiskGuard {
         } else {
             let extra = actual - self.bytes;
             let fudge = st.diskfudge;
-            check_disk(&st, &self.chain, extra, fudge)?;
+            check_disk(&policy.tree, &st, &self.chain, extra, fudge)?;
             add_disk(&mut st, &self.chain, extra);
         }
         self.committed = true;
@@ -549,10 +514,10 @@ mod tests {
     use super::*;
     use owamp::Num64;
 
-    fn class(name: &str, parent: Option<usize>, bw: u64, disk: u64, ts: u32) -> ClassLimits {
-        ClassLimits {
+    fn class(name: &str, parent: Option<usize>, bw: u64, disk: u64, ts: u32) -> LimitClass {
+        LimitClass {
             name: name.into(),
-            parent,
+            parent: parent.map(ClassId),
             bandwidth: bw,
             disk,
             delete_on_fetch: false,
@@ -591,7 +556,7 @@ mod tests {
 
     #[test]
     fn bandwidth_walks_the_chain_and_is_released() {
-        let p = Policy::new(tree(), 1.0, 0);
+        let p = Policy::new(tree(), 1.0);
         let a = p.reserve_bandwidth(2, 500).unwrap();
         // small has 100 left
         assert!(matches!(
@@ -615,7 +580,7 @@ mod tests {
 
     #[test]
     fn disk_soft_limit_then_true_up_with_fudge() {
-        let p = Policy::new(tree(), 1.5, 0);
+        let p = Policy::new(tree(), 1.5);
         let g = p.reserve_disk(1, 800).unwrap();
         assert!(p.reserve_disk(1, 300).is_err(), "soft limit 1000");
         // Actual file larger: 800 → 1400 claims 600 more against 1000 × 1.5.
@@ -635,7 +600,7 @@ mod tests {
 
     #[test]
     fn disk_surplus_is_released_and_drop_releases_all() {
-        let p = Policy::new(tree(), 1.0, 0);
+        let p = Policy::new(tree(), 1.0);
         let g = p.reserve_disk(1, 800).unwrap();
         g.commit(300).unwrap();
         assert_eq!(p.disk_used(1), 300);
@@ -669,7 +634,7 @@ mod tests {
         let mut t = ClassTree::builtin();
         t.sessions_per_connection = 2;
         t.sessions_total = 3;
-        let p = Policy::new(t, 1.0, 0);
+        let p = Policy::new(t, 1.0);
         let a = p.open_test_session(0).unwrap();
         let b = p.open_test_session(1).unwrap();
         assert_eq!(
@@ -684,25 +649,11 @@ mod tests {
         drop(b);
         let d = p.open_test_session(1).unwrap();
         drop((a, c, d));
-        let unlimited = Policy::new(ClassTree::unlimited(), 1.0, 0);
+        let unlimited = Policy::new(ClassTree::unlimited(), 1.0);
         let many: Vec<_> = (0..1000)
             .map(|i| unlimited.open_test_session(i).unwrap())
             .collect();
         assert_eq!(many.len(), 1000);
-    }
-
-    #[test]
-    fn max_control_sessions() {
-        let p = Policy::new(ClassTree::unlimited(), 1.0, 2);
-        let a = p.open_connection().unwrap();
-        let _b = p.open_connection().unwrap();
-        assert_eq!(
-            p.open_connection().unwrap_err(),
-            PolicyError::ControlSessions { limit: 2 }
-        );
-        drop(a);
-        assert_eq!(p.control_sessions(), 1);
-        p.open_connection().unwrap();
     }
 
     #[test]

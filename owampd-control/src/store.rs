@@ -353,19 +353,13 @@ fn scan(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::policy::ClassLimits;
+    use crate::policy::LimitClass;
+    use config::limits::ClassId;
     use std::io::{Read, Write};
 
     fn tree() -> ClassTree {
-        let c = |name: &str, parent| ClassLimits {
-            name: name.into(),
-            parent,
-            bandwidth: 0,
-            disk: 0,
-            delete_on_fetch: false,
-            allow_open_mode: true,
-            test_sessions: 0,
-        };
+        let c =
+            |name: &str, parent: Option<usize>| LimitClass::unlimited(name, parent.map(ClassId));
         ClassTree::new(vec![
             c("root", None),
             c("regular", Some(0)),

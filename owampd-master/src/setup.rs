@@ -116,7 +116,9 @@ fn libexec_dir(cwd: &Path) -> Result<(PathBuf, &'static str), SetupError> {
 }
 
 /// Now as an NTP 32.32 timestamp (RFC 5905; 2208988800 s from 1900 to 1970), shifted by
-/// the debug offset like every clock reading of the reference.
+/// the debug offset like every clock reading of the reference. The daemon's START time
+/// is the master's only clock reading; every other one is `owamp::time`'s, which the
+/// master does not link (docs/processes.md), hence this one line of arithmetic here.
 pub fn ntp_now(offset_s: f64) -> u64 {
     let d = SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -227,19 +229,11 @@ pub fn plan(cli: &Cli) -> Result<Plan, SetupError> {
 
     let run_as = run_as(cli, conf, conf_file)?;
 
-    let debug_time_offset = match std::env::var("OWAMP_DEBUG_TIMEOFFSET") {
-        Ok(v) => v
-            .trim()
-            .parse::<f64>()
-            .ok()
-            .filter(|f| f.is_finite())
-            .ok_or_else(|| SetupError::Bad {
-                origin: "OWAMP_DEBUG_TIMEOFFSET".into(),
-                value: v.clone(),
-                reason: "not a number of seconds".into(),
-            })?,
-        Err(_) => 0.0,
-    };
+    let debug_time_offset = config::debug_time_offset().map_err(|e| SetupError::Bad {
+        origin: config::DEBUG_TIME_OFFSET_ENV.into(),
+        value: e.text,
+        reason: "not a number of seconds".into(),
+    })?;
 
     let (libexec, libexec_origin) = libexec_dir(&cwd)?;
     let control_path = libexec.join("owampd-control");
@@ -271,7 +265,7 @@ pub fn plan(cli: &Cli) -> Result<Plan, SetupError> {
             pfs,
             tester_path: libexec.join("owampd-tester"),
             run_as,
-            verbose: cli.verbose || conf.verbose,
+            loglevel: conf.loglevel,
             debug_time_offset,
             start_time_ntp: ntp_now(debug_time_offset),
             // Debug only (docs/processes.md "Sandbox"): never the default.

@@ -6,7 +6,7 @@ use std::net::{TcpListener, TcpStream};
 use std::os::unix::net::UnixDatagram;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Output, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
@@ -119,50 +119,40 @@ impl Env {
     /// Read syslog lines until one contains `needle`; all lines seen so far are returned
     /// in the panic message when it never comes.
     fn wait_log(&self, needle: &str, seen: &mut Vec<String>) {
-        let end = Instant::now() + WAIT;
-        if seen.iter().any(|l| l.contains(needle)) {
-            return;
-        }
-        let mut buf = vec![0u8; 4096];
-        while Instant::now() < end {
-            if let Ok(n) = self.syslog.recv(&mut buf) {
-                let line = String::from_utf8_lossy(buf.get(..n).unwrap_or(&[])).into_owned();
-                let hit = line.contains(needle);
-                seen.push(line);
-                if hit {
-                    return;
-                }
-            }
-        }
-        panic!("no log line containing {needle:?}; got {seen:#?}");
+        self.wait_log_count(needle, 1, seen);
     }
     /// Like [`Env::wait_log`], until `n` lines seen so far contain `needle`.
     fn wait_log_count(&self, needle: &str, n: usize, seen: &mut Vec<String>) {
         let count = |seen: &Vec<String>| seen.iter().filter(|l| l.contains(needle)).count();
-        let end = Instant::now() + WAIT;
         let mut buf = vec![0u8; 4096];
-        while count(seen) < n && Instant::now() < end {
-            if let Ok(k) = self.syslog.recv(&mut buf) {
+        // Every line waiting now (each recv waits at most its read timeout), then the
+        // verdict; lines past the n-th stay queued for the next wait.
+        let found = e2e::wait_for(WAIT, || {
+            while count(seen) < n {
+                let Ok(k) = self.syslog.recv(&mut buf) else {
+                    break;
+                };
                 seen.push(String::from_utf8_lossy(buf.get(..k).unwrap_or(&[])).into_owned());
             }
-        }
+            count(seen) >= n
+        });
         assert!(
-            count(seen) >= n,
+            found,
             "fewer than {n} lines containing {needle:?}; got {seen:#?}"
         );
     }
 }
 
 fn wait_exit(child: &mut Child) -> ExitStatus {
-    let end = Instant::now() + WAIT;
-    while Instant::now() < end {
-        if let Some(s) = child.try_wait().expect("try_wait") {
-            return s;
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    let _ = child.kill();
-    panic!("owampd did not exit");
+    let mut status = None;
+    e2e::wait_for(WAIT, || {
+        status = child.try_wait().expect("try_wait");
+        status.is_some()
+    });
+    status.unwrap_or_else(|| {
+        let _ = child.kill();
+        panic!("owampd did not exit");
+    })
 }
 
 fn term(child: &Child) {
@@ -388,7 +378,7 @@ fn reference_conf_forms_start_with_one_warning_each() {
     }
     env.wait_log("owampd-control ready", &mut seen);
     env.wait_log("dieby=0 maxcontrolsessions=0", &mut seen);
-    env.wait_log("verbose=true", &mut seen);
+    env.wait_log("loglevel=info", &mut seen);
     env.wait_log("controltimeout=30", &mut seen);
     let warnings = seen
         .iter()
@@ -477,7 +467,7 @@ fn command_line_overrides_conf() {
     env.wait_log(
         &format!(
             "settings authmodes=4 testports=Some((9000, 9100)) dieby=7 maxcontrolsessions=3 \
-             run_as=None verbose=true tester={}",
+             run_as=None loglevel=info tester={}",
             tester.display()
         ),
         &mut seen,
@@ -633,11 +623,9 @@ fn daemonizes_without_z() {
         .expect("pid");
     kill(Pid::from_raw(pid), Signal::SIGTERM).expect("kill daemon");
     env.wait_log("[master] exiting", &mut seen);
-    let end = Instant::now() + WAIT;
-    while env.path("var/owamp-server.pid").exists() && Instant::now() < end {
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    assert!(!env.path("var/owamp-server.pid").exists());
+    assert!(e2e::wait_for(WAIT, || !env
+        .path("var/owamp-server.pid")
+        .exists()));
 }
 
 /// A failure after the fork (here the info file cannot be written) reaches the
@@ -775,14 +763,16 @@ fn fake_control_refuses_to_run_by_hand() {
 fn recv_datagram(sock: &UnixDatagram) -> String {
     sock.set_read_timeout(Some(Duration::from_millis(100)))
         .expect("timeout");
-    let end = Instant::now() + WAIT;
     let mut buf = vec![0u8; 512];
-    while Instant::now() < end {
-        if let Ok(n) = sock.recv(&mut buf) {
-            return String::from_utf8_lossy(buf.get(..n).unwrap_or(&[])).into_owned();
-        }
-    }
-    panic!("no datagram on the notification socket");
+    let mut got = None;
+    e2e::wait_for(WAIT, || {
+        got = sock
+            .recv(&mut buf)
+            .ok()
+            .map(|n| String::from_utf8_lossy(buf.get(..n).unwrap_or(&[])).into_owned());
+        got.is_some()
+    });
+    got.expect("no datagram on the notification socket")
 }
 
 /// As a `Type=notify` unit runs it: `READY=1` naming owampd itself arrives once it

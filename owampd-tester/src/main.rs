@@ -12,13 +12,11 @@
 use ipc::Channel;
 use ipc::fds::{DATA_FILE_FD, IPC_FD, TEST_SOCKET_FD};
 use owamp::engine::{
-    DropCounts, ReceiverParams, RecordSink, SenderParams, SessionControl, UdpTestSocket,
+    DropCounts, Endpoint, EndpointSetup, ReceiverParams, RecordSink, SenderParams, SessionControl,
     run_receiver, run_sender,
 };
 use owamp::owp::{ReceiveWriter, SessionHeader};
-use owamp::packet::{PacketFormat, TestKeys};
-use owamp::schedule::Schedule;
-use owamp::time::Clock;
+use owamp::packet::TestKeys;
 use owamp::{Num64, PacketRecord, SkipRange};
 use std::fs::File;
 use std::io;
@@ -236,7 +234,7 @@ fn main() -> ExitCode {
     };
     let ipc = Ipc { chan };
     if let Err(e) = sandbox::enter(sandbox::Role::Tester, &opts) {
-        ipc.log(LogLevel::Error, format!("sandbox: {e}"));
+        ipc.log(LogLevel::Fatal, format!("sandbox: {e}"));
         return ipc.failed(format!("sandbox: {e}"));
     }
     ipc.send(&TesterToControl::Hello {
@@ -289,19 +287,29 @@ fn run(ipc: &Ipc, setup: Setup, socket: UdpSocket, file: Option<File>) -> Result
         (None, false) => None,
         _ => return Err("session keys do not match the mode".into()),
     };
-    let mut fmt =
-        PacketFormat::new(setup.mode, keys.as_ref(), req.padding).map_err(|e| e.to_string())?;
-    let mut sched = Schedule::new(sid, req.start_time, &req.slots, req.num_packets);
-    let clock = Clock::new(Some(kernel_status), setup.debug_time_offset);
-    let opts = owamp::engine::SocketOptions {
+    let endpoint = EndpointSetup {
+        mode: setup.mode,
+        keys: keys.as_ref(),
+        padding: req.padding,
+        sid,
+        start: req.start_time,
+        slots: &req.slots,
+        num_packets: req.num_packets,
         dscp: req.dscp(),
-        packet_len: fmt.len(),
-        packets_per_second: owamp::schedule::packets_per_second(&req.slots),
+        clock_status: Some(kernel_status),
+        debug_offset: setup.debug_time_offset,
     };
     // Sleeps may end a little late so that the kernel can serve many sessions' timers
     // with one interrupt (the engine's `timer_slack` says how much and why).
-    let slack = owamp::engine::timer_slack(opts.packets_per_second);
-    let mut sock = UdpTestSocket::new(socket, setup.peer, opts).map_err(|e| e.to_string())?;
+    let slack = owamp::engine::timer_slack(endpoint.packets_per_second());
+    let Endpoint {
+        socket: mut sock,
+        format: mut fmt,
+        schedule: mut sched,
+        clock,
+    } = endpoint
+        .open(socket, setup.peer)
+        .map_err(|e| e.to_string())?;
     if let Err(e) = sandbox::set_timer_slack(slack) {
         ipc.log(LogLevel::Debug, format!("timer slack: {e}"));
     }

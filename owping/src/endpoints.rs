@@ -3,12 +3,11 @@
 //! start time, and the clock with the kernel's NTP status.
 
 use owamp::engine::{
-    ReceiverParams, ReceiverReport, RecordSink, SenderParams, SenderReport, SocketOptions,
-    StopFlag, UdpTestSocket, run_receiver, run_sender,
+    Endpoint, EndpointError, EndpointSetup, ReceiverParams, ReceiverReport, RecordSink,
+    SenderParams, SenderReport, StopFlag, run_receiver, run_sender,
 };
-use owamp::packet::{PacketFormat, TestKeys};
-use owamp::schedule::Schedule;
-use owamp::time::{Clock, KernelClockStatus, StatusProvider};
+use owamp::packet::TestKeys;
+use owamp::time::{KernelClockStatus, StatusProvider};
 use owamp::{Mode, Num64, PacketRecord, Sid, Slot, Timestamp};
 use std::net::{IpAddr, SocketAddr, UdpSocket};
 use std::thread::JoinHandle;
@@ -26,18 +25,12 @@ fn kernel_status() -> Option<KernelClockStatus> {
 
 pub const CLOCK_STATUS: Option<StatusProvider> = Some(kernel_status);
 
-/// A receiver-generated SID (protocol.md §2.1.4): the receiver's IPv4 address (or the last 4
-/// bytes of its IPv6 address), the current timestamp, 4 random bytes.
+/// A receiver-generated SID (protocol.md §2.1.4) for a local receiver. Without a
+/// random source the last 4 bytes are a constant: the SID still names the session, as
+/// the address and timestamp make it unique on this host.
 pub fn make_sid(receiver: IpAddr, now: Timestamp) -> Sid {
-    let mut s = [0u8; 16];
-    match receiver {
-        IpAddr::V4(a) => s[..4].copy_from_slice(&a.octets()),
-        IpAddr::V6(a) => s[..4].copy_from_slice(&a.octets()[12..]),
-    }
-    s[4..12].copy_from_slice(&now.to_be_bytes());
     let r = owamp::crypto::random_bytes::<4>("SID").unwrap_or([0x5a; 4]);
-    s[12..].copy_from_slice(&r);
-    Sid(s)
+    Sid::for_receiver(receiver, now, r)
 }
 
 /// Start time (protocol.md §8.2): now + max(rtt_bound·(1 + directions) + 1 s, -z).
@@ -70,25 +63,25 @@ pub(crate) struct SessionSetup {
 }
 
 impl SessionSetup {
-    fn socket(&self, udp: UdpSocket, peer: SocketAddr) -> std::io::Result<UdpTestSocket> {
-        let len = PacketFormat::new(self.mode, self.keys.as_ref(), self.padding)
-            .map(|f| f.len())
-            .unwrap_or(0);
-        UdpTestSocket::new(
-            udp,
-            peer,
-            SocketOptions {
-                dscp: self.dscp,
-                packet_len: len,
-                // Back-to-back (`-i 0`) is an infinite rate: the buffers get their maximum.
-                packets_per_second: owamp::schedule::packets_per_second(&self.slots),
-            },
-        )
-    }
-
-    fn format(&self) -> std::io::Result<PacketFormat> {
-        PacketFormat::new(self.mode, self.keys.as_ref(), self.padding)
-            .map_err(|e| std::io::Error::other(e.to_string()))
+    /// The engine's set-up of this end, the same as the server's testers'.
+    fn open(&self, udp: UdpSocket, peer: SocketAddr) -> std::io::Result<Endpoint> {
+        EndpointSetup {
+            mode: self.mode,
+            keys: self.keys.as_ref(),
+            padding: self.padding,
+            sid: self.sid,
+            start: self.start,
+            slots: &self.slots,
+            num_packets: self.count,
+            dscp: self.dscp,
+            clock_status: CLOCK_STATUS,
+            debug_offset: self.debug_offset,
+        }
+        .open(udp, peer)
+        .map_err(|e| match e {
+            EndpointError::Socket(e) => e,
+            e => std::io::Error::other(e.to_string()),
+        })
     }
 }
 
@@ -196,16 +189,18 @@ where
         .name("receiver".into())
         .spawn(move || {
             let _done = DoneOnDrop(done);
-            let clock = Clock::new(CLOCK_STATUS, s.debug_offset);
-            let mut sock = s.socket(udp, peer)?;
-            let fmt = s.format()?;
-            let mut sched = Schedule::new(s.sid, s.start, &s.slots, s.count);
+            let Endpoint {
+                mut socket,
+                format,
+                mut schedule,
+                clock,
+            } = s.open(udp, peer)?;
             let mut ctl = stop;
             let rep = run_receiver(
-                &mut sock,
+                &mut socket,
                 &clock,
-                &fmt,
-                &mut sched,
+                &format,
+                &mut schedule,
                 ReceiverParams {
                     num_packets: s.count,
                     timeout: s.timeout,
@@ -241,16 +236,18 @@ pub(crate) fn spawn_sender(
         .name("sender".into())
         .spawn(move || {
             let _done = DoneOnDrop(done);
-            let clock = Clock::new(CLOCK_STATUS, s.debug_offset);
-            let mut sock = s.socket(udp, peer)?;
-            let mut fmt = s.format()?;
-            let mut sched = Schedule::new(s.sid, s.start, &s.slots, s.count);
+            let Endpoint {
+                mut socket,
+                mut format,
+                mut schedule,
+                clock,
+            } = s.open(udp, peer)?;
             let mut ctl = stop;
             run_sender(
-                &mut sock,
+                &mut socket,
                 &clock,
-                &mut fmt,
-                &mut sched,
+                &mut format,
+                &mut schedule,
                 SenderParams {
                     num_packets: s.count,
                     timeout: s.timeout,
@@ -273,17 +270,6 @@ pub(crate) fn join_sender(
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn sid_layout() {
-        let sid = make_sid("127.0.0.1".parse().unwrap(), Num64(0xdd12_e59f_f0d3_41db));
-        assert_eq!(
-            &sid.0[..12],
-            &[127, 0, 0, 1, 0xdd, 0x12, 0xe5, 0x9f, 0xf0, 0xd3, 0x41, 0xdb]
-        );
-        let v6 = make_sid("::1".parse().unwrap(), Num64(0));
-        assert_eq!(&v6.0[..4], &[0, 0, 0, 1]);
-    }
 
     #[test]
     fn received_records_are_bounded_and_kept() {

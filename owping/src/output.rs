@@ -246,7 +246,7 @@ pub fn print_session(
     let pct: Vec<f32> = opts.percentiles.iter().map(|p| *p as f32).collect();
     let limit = (opts.records && opts.record_limit > 0).then_some(u64::from(opts.record_limit));
     // "first:"/"last:" are local times, as the reference's localtime_r prints them.
-    let zone = TimeZone::from_env();
+    let zone = TimeZone::system();
     for (first, last) in sub_sessions(f.npackets, opts.sub_session) {
         let stats = samples.next(data, first, last, opts.bucket_width, limit)?;
         let mut text = String::new();

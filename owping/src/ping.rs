@@ -64,8 +64,8 @@ pub fn owping_main(args: &[String], intr: &Interrupt) -> i32 {
         Ok(p) => p,
         Err(code) => return code,
     };
-    let clock = match Clock::from_env(CLOCK_STATUS) {
-        Ok(c) => c,
+    let clock = match config::debug_time_offset() {
+        Ok(offset) => Clock::new(CLOCK_STATUS, offset),
         Err(e) => return fail(&e.to_string()),
     };
     if intr.is_set() {

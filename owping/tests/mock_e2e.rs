@@ -289,14 +289,11 @@ fn sigint_stops_the_sessions_cleanly_and_prints_the_partial_results() {
         .unwrap();
     // Interrupt once the sessions run and packets flow (a session stopped before its
     // first packet holds no records, and its fetch is refused).
-    let start = std::time::Instant::now();
-    while s.starts() == 0 || s.received() == 0 {
-        assert!(
-            start.elapsed() < std::time::Duration::from_secs(20),
-            "the sessions never started"
-        );
-        std::thread::sleep(std::time::Duration::from_millis(20));
-    }
+    assert!(
+        e2e::wait_for(std::time::Duration::from_secs(20), || s.starts() > 0
+            && s.received() > 0),
+        "the sessions never started"
+    );
     kill(Pid::from_raw(child.id() as i32), Signal::SIGINT).unwrap();
     let out = child.wait_with_output().unwrap();
     // As the reference owping: Stop-Sessions, fetch, the partial statistics; then exit 2

@@ -31,6 +31,11 @@ fn check(file: &str) {
 }
 
 fn check_cases(file: &str, cases: &[(&[&str], &str)]) {
+    check_cases_in(file, cases, "UTC");
+}
+
+/// Like [`check_cases`], with the time zone `tz`: what "first:"/"last:" are printed in.
+fn check_cases_in(file: &str, cases: &[(&[&str], &str)], tz: &str) {
     let owp = data(&format!("{file}.owp"));
     let mut failures = Vec::new();
     for (args, tag) in cases {
@@ -38,13 +43,13 @@ fn check_cases(file: &str, cases: &[(&[&str], &str)]) {
         let out = Command::new(env!("CARGO_BIN_EXE_owstats"))
             .args(*args)
             .arg(&owp)
-            .env("TZ", "UTC")
+            .env("TZ", tz)
             .output()
             .unwrap();
         let got = String::from_utf8_lossy(&out.stdout);
         if !out.status.success() || got != want {
             failures.push(format!(
-                "owstats {args:?} {file}.owp: status {}\n--- want\n{want}--- got\n{got}",
+                "TZ={tz:?} owstats {args:?} {file}.owp: status {}\n--- want\n{want}--- got\n{got}",
                 out.status
             ));
         }
@@ -145,5 +150,21 @@ fn quiet_still_prints_the_summary() {
             (&["-Q", "-v"], "human"),
             (&["-Q", "-R"], "R"),
         ],
+    );
+}
+
+/// Local times under a `TZ` that is a POSIX rule rather than a zone name, which needs
+/// no tzdata: the reference's owstats (glibc's localtime) printed these.
+#[test]
+fn local_times_under_posix_tz_rules() {
+    check_cases_in(
+        "ref-lossy",
+        &[(&[], "human.TZ-CET")],
+        "CET-1CEST,M3.5.0,M10.5.0/3",
+    );
+    check_cases_in(
+        "ref-lossy",
+        &[(&[], "human.TZ-EST5EDT")],
+        "EST5EDT,M3.2.0,M11.1.0",
     );
 }

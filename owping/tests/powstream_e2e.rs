@@ -15,7 +15,7 @@ use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc::{Receiver, channel};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 const POWSTREAM: &str = env!("CARGO_BIN_EXE_powstream");
 const OWSTATS: &str = env!("CARGO_BIN_EXE_owstats");
@@ -67,27 +67,34 @@ impl Powstream {
 
     /// Waits until `n` printed lines end with `ext`; returns every line so far.
     fn wait_printed(&mut self, ext: &str, n: usize) -> Vec<String> {
-        let deadline = Instant::now() + LIMIT;
-        while self.seen.iter().filter(|l| l.ends_with(ext)).count() < n {
-            let left = deadline.saturating_duration_since(Instant::now());
-            match self
-                .lines
-                .recv_timeout(left.min(Duration::from_millis(500)))
-            {
-                Ok(l) => self.seen.push(l),
-                Err(_) => {
-                    if let Ok(Some(st)) = self.child.try_wait() {
-                        panic!("powstream exited with {st}: {}", self.stderr());
-                    }
-                    assert!(
-                        Instant::now() < deadline,
-                        "{n} {ext} lines not printed within {LIMIT:?}: {:?}\nstderr:\n{}",
-                        self.seen,
-                        self.stderr()
-                    );
-                }
+        let enough = |seen: &[String]| seen.iter().filter(|l| l.ends_with(ext)).count() >= n;
+        let printed = e2e::wait_for(LIMIT, || {
+            while let Ok(l) = self.lines.try_recv() {
+                self.seen.push(l);
             }
-        }
+            if enough(&self.seen) {
+                return true;
+            }
+            if let Ok(Some(st)) = self.child.try_wait() {
+                // What it printed before it exited may still be on its way.
+                while let Ok(l) = self.lines.recv_timeout(Duration::from_secs(1)) {
+                    self.seen.push(l);
+                }
+                assert!(
+                    enough(&self.seen),
+                    "powstream exited with {st}: {}",
+                    self.stderr()
+                );
+                return true;
+            }
+            false
+        });
+        assert!(
+            printed,
+            "{n} {ext} lines not printed within {LIMIT:?}: {:?}\nstderr:\n{}",
+            self.seen,
+            self.stderr()
+        );
         self.seen.clone()
     }
 
@@ -98,21 +105,16 @@ impl Powstream {
 
     /// Waits for the exit; returns its status and every line printed.
     fn wait_exit(&mut self) -> (std::process::ExitStatus, Vec<String>) {
-        let deadline = Instant::now() + LIMIT;
-        loop {
-            if let Some(st) = self.child.try_wait().unwrap() {
-                while let Ok(l) = self.lines.recv_timeout(Duration::from_secs(5)) {
-                    self.seen.push(l);
-                }
-                return (st, self.seen.clone());
-            }
-            assert!(
-                Instant::now() < deadline,
-                "powstream did not exit: {}",
-                self.stderr()
-            );
-            std::thread::sleep(Duration::from_millis(20));
+        let mut status = None;
+        e2e::wait_for(LIMIT, || {
+            status = self.child.try_wait().unwrap();
+            status.is_some()
+        });
+        let st = status.unwrap_or_else(|| panic!("powstream did not exit: {}", self.stderr()));
+        while let Ok(l) = self.lines.recv_timeout(Duration::from_secs(5)) {
+            self.seen.push(l);
         }
+        (st, self.seen.clone())
     }
 }
 

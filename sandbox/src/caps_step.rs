@@ -77,7 +77,9 @@ pub(crate) fn drop_bounding_set(keep: &[Capability]) -> Result<(), SandboxError>
     Ok(())
 }
 
-/// PR_CAPBSET_DROP for one capability number.
+/// PR_CAPBSET_DROP for one capability number. By number, not through `caps::drop`:
+/// `caps` names only the capabilities its release knows, and a newer kernel's extra
+/// ones must leave the bounding set too (the loop above stops at the kernel's EINVAL).
 fn capbset_drop(cap: u32) -> Result<(), nix::errno::Errno> {
     // SAFETY: PR_CAPBSET_DROP takes an integer and touches no memory of ours.
     let rc = unsafe { libc::prctl(libc::PR_CAPBSET_DROP, libc::c_ulong::from(cap), 0, 0, 0) };

@@ -35,7 +35,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 /// Bumped whenever a message below changes shape.
-pub const PROTOCOL_VERSION: u32 = 2;
+pub const PROTOCOL_VERSION: u32 = 3;
 
 /// Slots per message: an encoded slot is at most 10 bytes, so a chunk is at most 20 KiB.
 pub const MAX_SLOTS_PER_MESSAGE: usize = 2048;
@@ -114,13 +114,9 @@ pub enum ControlToTester {
     Abort,
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub enum LogLevel {
-    Error,
-    Warning,
-    Info,
-    Debug,
-}
+/// The level of a log line: the same type as the `loglevel` threshold, so control
+/// compares and forwards a tester's line without mapping it.
+pub use config::LogLevel;
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct LogLine {
@@ -312,7 +308,7 @@ mod tests {
                 level: LogLevel::Warning,
                 message: "hi".into(),
             }),
-            &[2, 1, 2, b'h', b'i'],
+            &[2, 2, 2, b'h', b'i'],
         );
         golden(TesterToControl::ReceiveDone, &[3]);
         golden(

@@ -133,40 +133,37 @@ impl Server {
     }
 
     fn wait_ready(&mut self, limit: Duration) {
-        let start = Instant::now();
-        loop {
-            if let Ok(Some(st)) = self.child.try_wait() {
-                panic!("owampd exited early with {st}: {}", self.stderr());
-            }
-            if TcpStream::connect_timeout(&self.addr, Duration::from_millis(200)).is_ok() {
-                return;
-            }
-            assert!(
-                start.elapsed() < limit,
-                "owampd did not accept connections within {limit:?}: {}",
-                self.stderr()
-            );
-            std::thread::sleep(Duration::from_millis(50));
+        let (child, addr) = (&mut self.child, self.addr);
+        let mut exited = None;
+        let ready = wait_for(limit, || {
+            exited = child.try_wait().ok().flatten();
+            exited.is_some()
+                || TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok()
+        });
+        if let Some(st) = exited {
+            panic!("owampd exited early with {st}: {}", self.stderr());
         }
+        assert!(
+            ready,
+            "owampd did not accept connections within {limit:?}: {}",
+            self.stderr()
+        );
     }
 
     /// The pid of the control process (the master's only child), waiting for it to be
     /// started: the master listens before it spawns control.
     pub fn control_pid(&self) -> u32 {
-        let start = Instant::now();
-        loop {
-            let kids = child_pids(self.child.id());
-            if kids.len() == 1 {
-                return kids[0];
-            }
-            assert!(
-                start.elapsed() < Duration::from_secs(10),
-                "the master has {} children, want 1 (control): {}",
-                kids.len(),
-                self.stderr()
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        let mut kids = Vec::new();
+        let found = wait_for(Duration::from_secs(10), || {
+            kids = child_pids(self.child.id());
+            kids.len() == 1
+        });
+        assert!(
+            found,
+            "the master has children {kids:?}, want 1 (control): {}",
+            self.stderr()
+        );
+        kids[0]
     }
 
     /// The spawner: control's one child, which starts every tester.
@@ -211,14 +208,12 @@ impl Server {
     pub fn terminate(&mut self, limit: Duration) -> Option<std::process::ExitStatus> {
         let pid = nix::unistd::Pid::from_raw(self.child.id() as i32);
         let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM);
-        let start = Instant::now();
-        while start.elapsed() < limit {
-            if let Ok(Some(st)) = self.child.try_wait() {
-                return Some(st);
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        None
+        let mut status = None;
+        wait_for(limit, || {
+            status = self.child.try_wait().ok().flatten();
+            status.is_some()
+        });
+        status
     }
 }
 
@@ -241,32 +236,56 @@ pub fn run_client(name: &str, args: &[&str], limit: Duration) -> Output {
 /// Like [`run_client`], in a working directory.
 pub fn run_client_in(cwd: Option<&Path>, name: &str, args: &[&str], limit: Duration) -> Output {
     let mut cmd = Command::new(bin(name));
-    cmd.args(args)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
     if let Some(d) = cwd {
         cmd.current_dir(d);
     }
-    let mut child = cmd.spawn().unwrap_or_else(|e| panic!("spawn {name}: {e}"));
-    let start = Instant::now();
-    loop {
-        match child.try_wait() {
-            Ok(Some(_)) => break,
-            Ok(None) if start.elapsed() > limit => {
-                let _ = child.kill();
-                let out = child.wait_with_output().expect("collect output");
-                panic!(
-                    "{name} {args:?} overran {limit:?}\nstdout:\n{}\nstderr:\n{}",
-                    String::from_utf8_lossy(&out.stdout),
-                    String::from_utf8_lossy(&out.stderr)
-                );
-            }
-            Ok(None) => std::thread::sleep(Duration::from_millis(20)),
-            Err(e) => panic!("wait for {name}: {e}"),
-        }
+    run_with_deadline(cmd.args(args), &format!("{name} {args:?}"), limit)
+}
+
+/// Runs `cmd` with stdin from /dev/null, collecting both output streams as it runs: a
+/// thread reads each pipe, so a child that prints more than a pipe holds (64 KiB) is
+/// never blocked on a full pipe while we wait for it to exit. Past `limit` the child is
+/// killed and the test fails with what it had printed.
+pub fn run_with_deadline(cmd: &mut Command, what: &str, limit: Duration) -> Output {
+    cmd.stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let mut child = cmd.spawn().unwrap_or_else(|e| panic!("spawn {what}: {e}"));
+    let stdout = drain(child.stdout.take().expect("piped stdout"));
+    let stderr = drain(child.stderr.take().expect("piped stderr"));
+    let mut status = None;
+    let exited = wait_for(limit, || {
+        status = child
+            .try_wait()
+            .unwrap_or_else(|e| panic!("wait for {what}: {e}"));
+        status.is_some()
+    });
+    if !exited {
+        let _ = child.kill();
+        let _ = child.wait();
     }
-    child.wait_with_output().expect("collect output")
+    // The pipes close when the child (and anything it left holding them) is gone.
+    let out = Output {
+        status: status.unwrap_or_else(|| child.wait().expect("reap the killed child")),
+        stdout: stdout.join().expect("stdout reader"),
+        stderr: stderr.join().expect("stderr reader"),
+    };
+    assert!(
+        exited,
+        "{what} overran {limit:?}\nstdout:\n{}\nstderr:\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
+/// Reads `pipe` to its end on a thread of its own.
+fn drain(mut pipe: impl Read + Send + 'static) -> std::thread::JoinHandle<Vec<u8>> {
+    std::thread::spawn(move || {
+        let mut buf = Vec::new();
+        let _ = pipe.read_to_end(&mut buf);
+        buf
+    })
 }
 
 /// Poll `f` every 50 ms until it holds or `limit` passes; one last try at the end.

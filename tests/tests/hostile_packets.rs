@@ -51,7 +51,8 @@ fn a_foreign_flood_costs_no_packet_as_root() {
             let junk = [0u8; 48];
             let ports: Vec<u16> = (SERVER_PORTS.0..=CLIENT_PORTS.1).collect();
             // Up to 200,000 a second (ten rounds of the 20 ports every millisecond): the
-            // rate that cost sessions packets when the sockets were not connected.
+            // rate that cost sessions packets when the sockets were not connected. The
+            // sleep paces the flood; it waits for no state.
             while !done.load(Ordering::SeqCst) {
                 for _ in 0..10 {
                     for &p in &ports {

@@ -10,8 +10,8 @@
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::Command;
+use std::time::Duration;
 
 fn man_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs/man")
@@ -100,32 +100,20 @@ fn candidates() -> Vec<String> {
 /// Runs `bin opt` followed by surplus operands (which every binary refuses after its
 /// options, so nothing starts); kills it if it has not exited within 20 s.
 fn probe(bin: &Path, opt: &str) -> String {
-    let mut child = Command::new(bin)
-        .arg(opt)
+    let mut cmd = Command::new(bin);
+    cmd.arg(opt)
         .args([
             "probe-operand-1",
             "probe-operand-2",
             "probe-operand-3",
             "probe-operand-4",
         ])
-        .env("OWAMPD_LIBEXEC_DIR", "/nonexistent")
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap_or_else(|e| panic!("{}: {e}", bin.display()));
-    let start = Instant::now();
-    while child.try_wait().expect("wait").is_none() {
-        if start.elapsed() > Duration::from_secs(20) {
-            let _ = child.kill();
-            panic!(
-                "{} {opt} ... did not exit: a probe started something",
-                bin.display()
-            );
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    }
-    let out = child.wait_with_output().expect("output");
+        .env("OWAMPD_LIBEXEC_DIR", "/nonexistent");
+    let what = format!(
+        "{} {opt} ... (a probe that does not exit started something)",
+        bin.display()
+    );
+    let out = e2e::run_with_deadline(&mut cmd, &what, Duration::from_secs(20));
     format!(
         "{}{}",
         String::from_utf8_lossy(&out.stdout),

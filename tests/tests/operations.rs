@@ -5,20 +5,24 @@ use e2e::raw::Raw;
 use e2e::{Server, free_port, run_client};
 use owamp::Mode;
 use std::os::unix::net::UnixDatagram;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// Collects syslog datagrams for up to `limit` or until `done` says enough.
 fn collect(sock: &UnixDatagram, limit: Duration, done: impl Fn(&[String]) -> bool) -> Vec<String> {
     sock.set_read_timeout(Some(Duration::from_millis(200)))
         .unwrap();
-    let start = Instant::now();
     let mut lines = Vec::new();
     let mut buf = [0u8; 4096];
-    while start.elapsed() < limit && !done(&lines) {
-        if let Ok(n) = sock.recv(&mut buf) {
+    e2e::wait_for(limit, || {
+        // Each datagram waiting now, then the verdict.
+        while let Ok(n) = sock.recv(&mut buf) {
             lines.push(String::from_utf8_lossy(&buf[..n]).to_string());
+            if done(&lines) {
+                break;
+            }
         }
-    }
+        done(&lines)
+    });
     lines
 }
 

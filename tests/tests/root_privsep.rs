@@ -6,7 +6,7 @@
 
 use e2e::{Server, enter_private_netns, require_root, run_client, wait_for};
 use std::os::unix::fs::chown;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 const NOBODY: u32 = 65534;
 const CAP_KILL: u32 = 5;
@@ -85,18 +85,14 @@ fn default_port_as_nobody_with_every_process_confined() {
     });
     let control = server.control_pid();
     let spawner = server.spawner_pid();
-    let start = Instant::now();
-    let testers = loop {
-        let t = server.tester_pids();
-        if !t.is_empty() {
-            break t;
-        }
-        assert!(
-            start.elapsed() < Duration::from_secs(10),
-            "no tester appeared"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    };
+    let mut testers = Vec::new();
+    assert!(
+        e2e::wait_for(Duration::from_secs(10), || {
+            testers = server.tester_pids();
+            !testers.is_empty()
+        }),
+        "no tester appeared"
+    );
     assert_confined(control, "owampd-control");
     assert_confined(spawner, "owampd-spawner");
     for t in &testers {

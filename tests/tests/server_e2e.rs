@@ -9,7 +9,7 @@ use owamp::Mode;
 use std::net::UdpSocket;
 use std::path::Path;
 use std::process::Command;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 const LONG: Duration = Duration::from_secs(60);
 
@@ -31,17 +31,19 @@ fn confdir(root: &Path, conf: &str, limits: &str) -> std::path::PathBuf {
     c
 }
 
-#[test]
-fn both_directions_in_every_mode() {
+/// owampd on 127.0.0.1 with [`confdir`]'s files; also returns the temporary root, where
+/// `client.pfs` is.
+fn start_with_conf(conf: &str, limits: &str) -> (Server, std::path::PathBuf) {
     let dir = tempfile::tempdir().unwrap();
     let root = dir.path().to_path_buf();
-    let conf = confdir(&root, "", "");
-    let server = Server::start_in(
-        dir,
-        "127.0.0.1",
-        free_port(),
-        &["-c", conf.to_str().unwrap()],
-    );
+    let c = confdir(&root, conf, limits);
+    let server = Server::start_in(dir, "127.0.0.1", free_port(), &["-c", c.to_str().unwrap()]);
+    (server, root)
+}
+
+#[test]
+fn both_directions_in_every_mode() {
+    let (server, root) = start_with_conf("", "");
     let pfs = root.join("client.pfs");
     for mode in ["O", "A", "E"] {
         let mut args = vec!["-A", mode, "-c", "20", "-i", "0.01f", "-L", "2", "-M"];
@@ -123,15 +125,7 @@ fn saved_sessions_are_fetched_and_read_back() {
 
 #[test]
 fn a_bandwidth_limit_refuses_the_session() {
-    let dir = tempfile::tempdir().unwrap();
-    let root = dir.path().to_path_buf();
-    let conf = confdir(&root, "", "limit root with bandwidth=1k\n");
-    let server = Server::start_in(
-        dir,
-        "127.0.0.1",
-        free_port(),
-        &["-c", conf.to_str().unwrap()],
-    );
+    let (server, _) = start_with_conf("", "limit root with bandwidth=1k\n");
     let out = run_client(
         "owping",
         &["-c", "100", "-i", "0.001f", "-t", &server.target()],
@@ -142,6 +136,51 @@ fn a_bandwidth_limit_refuses_the_session() {
     assert!(
         err.contains("Accept") || err.contains("refused") || err.contains("denied"),
         "{err}"
+    );
+}
+
+/// `maxcontrolsessions`, counted by the master alone (docs/processes.md): a connection
+/// over it is closed before any greeting, and a connection that ends (control's
+/// `ConnectionDone`) frees its place.
+#[test]
+fn maxcontrolsessions_is_the_masters_count_and_freed_when_a_connection_ends() {
+    let (server, _) = start_with_conf("maxcontrolsessions 1\n", "");
+    // Greeted and set up: an open connection, once the harness's own readiness probe
+    // (a connection too) has been reported done.
+    let greeted = |addr| {
+        Raw::connect(addr)
+            .and_then(|mut c| Ok((c.setup(Mode::Open, "", b"")?, c)))
+            .ok()
+            .filter(|(accept, _)| *accept == 0)
+            .map(|(_, c)| c)
+    };
+    let mut first = None;
+    assert!(
+        wait_for(Duration::from_secs(10), || {
+            first = greeted(server.addr);
+            first.is_some()
+        }),
+        "no connection greeted: {}",
+        server.stderr()
+    );
+    // The second is closed at once; Raw::connect fails reading the greeting.
+    assert!(
+        Raw::connect(server.addr).is_err(),
+        "a second connection was greeted"
+    );
+    assert!(
+        wait_for(Duration::from_secs(10), || server
+            .stderr()
+            .contains("refused, maxcontrolsessions (1) reached")),
+        "{}",
+        server.stderr()
+    );
+    drop(first);
+    // Control reports the end; then a new connection is greeted again.
+    assert!(
+        wait_for(Duration::from_secs(10), || greeted(server.addr).is_some()),
+        "the first connection's place was never freed: {}",
+        server.stderr()
     );
 }
 
@@ -165,21 +204,16 @@ fn port_range_exhaustion_answers_accept_5() {
     );
     // Once the first connection goes away, its port is free again.
     drop(first);
-    let start = Instant::now();
-    loop {
+    let mut third_port = None;
+    let freed = wait_for(Duration::from_secs(10), || {
         let mut third = Raw::connect(server.addr).unwrap();
         assert_eq!(third.setup(Mode::Open, "", b"").unwrap(), 0);
         let acc = third.request(&req).unwrap();
-        if acc.accept == owamp::AcceptCode::Ok {
-            assert_eq!(acc.port, port);
-            break;
-        }
-        assert!(
-            start.elapsed() < Duration::from_secs(10),
-            "port never freed"
-        );
-        std::thread::sleep(Duration::from_millis(200));
-    }
+        third_port = Some(acc.port);
+        acc.accept == owamp::AcceptCode::Ok
+    });
+    assert!(freed, "port never freed");
+    assert_eq!(third_port, Some(port));
 }
 
 #[test]
@@ -247,17 +281,12 @@ fn sigterm_and_sighup_stop_everything_within_dieby() {
             .args([&format!("-{sig}"), &pid.to_string()])
             .status();
         assert!(st.unwrap().success());
-        let start = Instant::now();
-        let status = loop {
-            if let Some(st) = server.child.try_wait().unwrap() {
-                break st;
-            }
-            assert!(
-                start.elapsed() < Duration::from_secs(8),
-                "SIG{sig}: not stopped"
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        };
+        let mut status = None;
+        wait_for(Duration::from_secs(8), || {
+            status = server.child.try_wait().unwrap();
+            status.is_some()
+        });
+        let status = status.unwrap_or_else(|| panic!("SIG{sig}: not stopped"));
         assert!(status.success(), "SIG{sig}: {status}");
         assert!(
             !Path::new(&format!("/proc/{}", control[0])).exists(),
@@ -294,18 +323,15 @@ fn a_killed_control_process_is_restarted_and_stored_data_kept() {
         .args(["-KILL", &control[0].to_string()])
         .status()
         .unwrap();
-    let start = Instant::now();
-    let new_control = loop {
-        let kids = child_pids(server.child.id());
-        if kids.len() == 1 && kids[0] != control[0] {
-            break kids[0];
-        }
-        assert!(
-            start.elapsed() < Duration::from_secs(10),
-            "control not restarted: {kids:?}"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    };
+    let mut kids = Vec::new();
+    assert!(
+        wait_for(Duration::from_secs(10), || {
+            kids = child_pids(server.child.id());
+            kids.len() == 1 && kids[0] != control[0]
+        }),
+        "control not restarted: {kids:?}"
+    );
+    let new_control = kids[0];
     assert_ne!(new_control, control[0]);
     // Still measures, and the stored session survived the restart.
     owping_ok(&["-c", "10", "-i", "0.01f", "-L", "2", "-Q", &server.target()]);
@@ -344,33 +370,24 @@ fn an_empty_file_left_by_a_killed_control_is_removed_at_restart() {
         .args(["-KILL", &control.to_string()])
         .status()
         .unwrap();
-    let start = Instant::now();
-    loop {
+    let removed = wait_for(Duration::from_secs(5), || {
         let kids = child_pids(server.child.id());
-        if kids.len() == 1 && kids[0] != control && owp_files(&hierarchy).is_empty() {
-            break;
-        }
-        assert!(
-            start.elapsed() < Duration::from_secs(5),
-            "empty file not removed after the restart: {:?}; {}",
-            owp_files(&hierarchy),
-            server.stderr()
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
+        kids.len() == 1 && kids[0] != control && owp_files(&hierarchy).is_empty()
+    });
+    assert!(
+        removed,
+        "empty file not removed after the restart: {:?}; {}",
+        owp_files(&hierarchy),
+        server.stderr()
+    );
     assert!(!files[0].exists());
-    let start = Instant::now();
-    while !server
-        .stderr()
-        .contains("empty (a session accepted but never started)")
-    {
-        assert!(
-            start.elapsed() < Duration::from_secs(5),
-            "no log line for the removal: {}",
-            server.stderr()
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    assert!(
+        wait_for(Duration::from_secs(5), || server
+            .stderr()
+            .contains("empty (a session accepted but never started)")),
+        "no log line for the removal: {}",
+        server.stderr()
+    );
     drop(raw);
 }
 
@@ -387,17 +404,15 @@ fn a_killed_tester_ends_only_its_own_session() {
         )
     });
     let control = server.control_pid();
-    let start = Instant::now();
-    let tester = loop {
-        if let Some(t) = server.tester_pids().first() {
-            break *t;
-        }
-        assert!(
-            start.elapsed() < Duration::from_secs(10),
-            "no tester appeared"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    };
+    let mut testers = Vec::new();
+    assert!(
+        wait_for(Duration::from_secs(10), || {
+            testers = server.tester_pids();
+            !testers.is_empty()
+        }),
+        "no tester appeared"
+    );
+    let tester = testers[0];
     // ps names the session (once the tester has set its name), and the data file is
     // bounded (RLIMIT_FSIZE).
     let cmdline = || std::fs::read_to_string(format!("/proc/{tester}/cmdline")).unwrap();

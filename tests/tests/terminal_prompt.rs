@@ -7,7 +7,7 @@ use e2e::{Server, bin, free_port};
 use std::io::{Read, Write};
 use std::process::{Command, Stdio};
 use std::sync::mpsc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 const PROMPT: &str = "Enter passphrase for identity 'alice': ";
 const PASS: &str = "testpass";
@@ -49,17 +49,22 @@ fn owping_on_a_terminal(args: &[&str], typed: &str) -> (bool, String) {
         }
     });
     let mut transcript = Vec::new();
-    let deadline = Instant::now() + Duration::from_secs(60);
     let mut stdin = child.stdin.take();
     // Kept open until the end: script ends the session when its input closes.
     let mut typed_into = None;
     // Typed only once the prompt shows: owping turns echo off before it prints it, so
     // a pass-phrase typed after it must not come back.
-    while Instant::now() < deadline {
-        match rx.recv_timeout(Duration::from_millis(100)) {
-            Ok(b) => transcript.extend_from_slice(&b),
-            Err(mpsc::RecvTimeoutError::Timeout) => {}
-            Err(mpsc::RecvTimeoutError::Disconnected) => break,
+    e2e::wait_for(Duration::from_secs(60), || {
+        let mut disconnected = false;
+        loop {
+            match rx.try_recv() {
+                Ok(b) => transcript.extend_from_slice(&b),
+                Err(mpsc::TryRecvError::Empty) => break,
+                Err(mpsc::TryRecvError::Disconnected) => {
+                    disconnected = true;
+                    break;
+                }
+            }
         }
         if String::from_utf8_lossy(&transcript).contains(PROMPT)
             && let Some(mut s) = stdin.take()
@@ -72,9 +77,10 @@ fn owping_on_a_terminal(args: &[&str], typed: &str) -> (bool, String) {
             while let Ok(b) = rx.recv_timeout(Duration::from_millis(200)) {
                 transcript.extend_from_slice(&b);
             }
-            break;
+            return true;
         }
-    }
+        disconnected
+    });
     if child.try_wait().ok().flatten().is_none() {
         let _ = child.kill();
     }

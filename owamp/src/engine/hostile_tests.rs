@@ -168,7 +168,8 @@ fn foreign_flood_never_reaches_a_connected_receiver() {
         let f = UdpSocket::bind("127.0.0.2:0").unwrap();
         let junk = [0u8; 14];
         // Up to 200,000 a second: 200 back to back every millisecond, the rate that cost
-        // sessions packets, without taking a whole core from the tests beside it.
+        // sessions packets, without taking a whole core from the tests beside it. The
+        // sleep paces the flood; it waits for no state.
         while !done.load(Ordering::SeqCst) {
             for _ in 0..200 {
                 if f.send_to(&junk, to).is_ok() {

@@ -1,5 +1,6 @@
 //! The test-session engines (protocol.md §3.3, §3.4): the sender and receiver loops that both
-//! `owampd-tester` and `owping` run, over the small [`TestSocket`] trait.
+//! `owampd-tester` and `owping` run, over the small [`TestSocket`] trait, and their
+//! common set-up ([`EndpointSetup`]: format, schedule, clock, socket).
 //!
 //! The loops are synchronous and single-threaded: a session is one process (the tester)
 //! or one thread (owping). Neither ever busy-waits. The sender sleeps until each send
@@ -24,12 +25,14 @@
 //! IPV6_UNICAST_HOPS, IPV6_RECVHOPLIMIT, IPV6_TCLASS); call it
 //! before entering a sandbox that forbids those.
 
+mod endpoint;
 #[cfg(test)]
 mod hostile_tests;
 mod receiver;
 mod sender;
 mod udp;
 mod wait;
+pub use endpoint::{Endpoint, EndpointError, EndpointSetup};
 pub use wait::timer_slack;
 
 pub use receiver::{

@@ -6,11 +6,11 @@
 //! the tests), because pScheduler and exporters parse these strings.
 //!
 //! Times: the reference prints "first:"/"last:" in local time (`localtime_r`). We avoid
-//! libc's time-zone code (it needs `unsafe`): [`TimeZone::from_env`] reads `TZ` or
-//! `/etc/localtime` as a TZif file (RFC 8536) with safe code. Limitation: past the last
-//! transition in the file the last offset is kept (the POSIX-TZ footer rule is not
-//! evaluated; Debian's "fat" zone files list transitions up to 2037), and a `TZ` that
-//! is a POSIX rule string rather than a zone name falls back to UTC.
+//! libc's time-zone code (it needs `unsafe`) and take the zone from `jiff`
+//! (`TimeZone::system()`: `TZ` as a zone name, a TZif path or a POSIX rule, else
+//! `/etc/localtime`; UTC when `TZ` is empty), which evaluates a zone file's POSIX-TZ
+//! footer past its last transition as libc does. Only the UTC offset is taken from it:
+//! the digits are ours ([`local_time_with_ms`]), as the reference prints them.
 
 use crate::owp::SessionHeader;
 use crate::stats::{Stats, delay_secs, error_secs, num64_to_f64};
@@ -19,9 +19,9 @@ use serde_json::{Value, json};
 use std::fmt::Write as _;
 
 pub mod cfmt;
-mod tz;
 
-pub use tz::TimeZone;
+/// The zone "first:"/"last:" are printed in.
+pub use jiff::tz::TimeZone;
 
 /// The display unit of the human output (owping `-n`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -98,7 +98,7 @@ pub struct SummaryOptions {
     pub unit: Unit,
     /// owping `-a`: percentiles in percent (the reference keeps them as `float`).
     pub percentiles: Vec<f32>,
-    /// The zone "first:"/"last:" are printed in (owping: [`TimeZone::from_env`]).
+    /// The zone "first:"/"last:" are printed in (owping: `TimeZone::system()`).
     pub zone: TimeZone,
 }
 
@@ -107,7 +107,7 @@ impl Default for SummaryOptions {
         SummaryOptions {
             unit: Unit::Milliseconds,
             percentiles: Vec::new(),
-            zone: TimeZone::Utc,
+            zone: TimeZone::UTC,
         }
     }
 }
@@ -142,7 +142,7 @@ fn civil_from_days(z: i64) -> (i64, u32, u32) {
 fn iso_time(t: Timestamp, zone: &TimeZone) -> (String, u32) {
     let (sec, nsec) = t.to_parts();
     let utc = sec as i64 - NTP_UNIX_OFFSET as i64;
-    let unix = utc + zone.offset_at(utc);
+    let unix = utc + offset_at(zone, utc);
     let (days, rem) = (unix.div_euclid(86_400), unix.rem_euclid(86_400));
     let (y, m, d) = civil_from_days(days);
     (
@@ -156,8 +156,15 @@ fn iso_time(t: Timestamp, zone: &TimeZone) -> (String, u32) {
     )
 }
 
-/// `"%s.%03.0f"` with the milliseconds computed in `float` as the reference does.
-fn time_with_ms(t: Timestamp, zone: &TimeZone) -> String {
+/// Seconds east of UTC in `zone` at Unix time `t` (every NTP time, 1900 to 2036, is in
+/// jiff's range; 0 outside it).
+fn offset_at(zone: &TimeZone, t: i64) -> i64 {
+    jiff::Timestamp::from_second(t).map_or(0, |ts| i64::from(zone.to_offset(ts).seconds()))
+}
+
+/// `"%s.%03.0f"` with the milliseconds computed in `float` as the reference does: a
+/// "first:"/"last:" time, `YYYY-MM-DDTHH:MM:SS.mmm` in `zone`.
+pub fn local_time_with_ms(t: Timestamp, zone: &TimeZone) -> String {
     let (s, nsec) = iso_time(t, zone);
     let ms = (nsec as f32) / 1_000_000f32;
     format!("{s}.{}", cfmt::f_zero_pad(ms as f64, 3, 0))
@@ -179,8 +186,8 @@ pub fn human_summary(
     let mut o = stats_header(session, ends);
     let start = stats.start_time.unwrap_or(Num64::ZERO);
     let end = stats.end_time.unwrap_or(Num64::ZERO);
-    let _ = writeln!(o, "first:\t{}", time_with_ms(start, &opts.zone));
-    let _ = writeln!(o, "last:\t{}", time_with_ms(end, &opts.zone));
+    let _ = writeln!(o, "first:\t{}", local_time_with_ms(start, &opts.zone));
+    let _ = writeln!(o, "last:\t{}", local_time_with_ms(end, &opts.zone));
     let _ = writeln!(
         o,
         "{} sent, {} lost ({}%), {} duplicates",

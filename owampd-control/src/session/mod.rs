@@ -11,7 +11,6 @@
 //! closes this connection only. Everything the connection holds (bandwidth, disk,
 //! ports, testers) is released by guards when it ends, however it ends.
 
-use crate::clock::now_ntp;
 use crate::conn::{ConnError, ControlConn};
 use crate::directory::Directory;
 use crate::fetch;
@@ -25,6 +24,7 @@ use crate::shutdown::{Deadlines, Shutdown};
 use crate::store::Store;
 use crate::testers::{EventRx, EventTx, TesterEvent, TesterLauncher, TesterLink};
 use owamp::crypto::{self, ControlCipher, SessionKeys, Token};
+use owamp::time::now_with_offset;
 use owamp::wire::{
     self, AcceptSession, CommandKind, FetchSession, RequestSession, ServerGreeting, ServerStart,
     SessionStop, SetupResponse, StartAck, StopLimits, StopPiece, StopSessions, StopSessionsDecoder,
@@ -134,23 +134,6 @@ impl CommandState {
     }
 }
 
-/// The reference's SID layout (protocol.md §2.1.4): the receiver's IPv4 address (or the last
-/// 4 bytes of its IPv6 address), the NTP time, 4 random bytes.
-pub fn make_sid(receiver: IpAddr, now: Num64, random: [u8; 4]) -> Sid {
-    let mut b = [0u8; 16];
-    let addr: [u8; 4] = match receiver {
-        IpAddr::V4(a) => a.octets(),
-        IpAddr::V6(a) => {
-            let o = a.octets();
-            [o[12], o[13], o[14], o[15]]
-        }
-    };
-    b[..4].copy_from_slice(&addr);
-    b[4..12].copy_from_slice(&now.to_be_bytes());
-    b[12..].copy_from_slice(&random);
-    Sid(b)
-}
-
 /// v4-mapped IPv6 addresses compare as IPv4 (protocol.md §2.1.3, §7.5).
 pub fn canonical_ip(ip: IpAddr) -> IpAddr {
     match ip {
@@ -212,15 +195,9 @@ pub async fn serve_connection_until<S>(
 ) where
     S: AsyncRead + AsyncWrite + Unpin + Send,
 {
+    // maxcontrolsessions is the master's to count (docs/processes.md): a connection
+    // over it never reaches control.
     let log = ctx.log.peer(peer);
-    // maxcontrolsessions: close before the greeting (protocol.md §7.1, §9).
-    let _guard = match ctx.policy.open_connection() {
-        Ok(g) => g,
-        Err(e) => {
-            log.warn(format!("connection refused: {e}"));
-            return;
-        }
-    };
     let mut conn = ControlConn::new(stream, peer, ctx.config.control_timeout);
     let (tx, rx) = mpsc::unbounded_channel();
     let mut c = Connection {
@@ -359,7 +336,7 @@ mod flow_tests;
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::net::{Ipv4Addr, Ipv6Addr};
+    use std::net::Ipv4Addr;
 
     #[test]
     fn command_states() {
@@ -374,22 +351,6 @@ mod tests {
         assert!(run.allows(StopSessions));
         assert!(!idle.allows(Unknown(5)));
         assert!(!run.allows(Unknown(0)));
-    }
-
-    #[test]
-    fn sid_layout() {
-        let sid = make_sid(
-            IpAddr::V4(Ipv4Addr::new(127, 0, 0, 1)),
-            Num64(0xdd12_e59f_f0d3_41db),
-            [0x48, 0xde, 0xe1, 0xc4],
-        );
-        assert_eq!(sid.to_hex(), "7f000001dd12e59ff0d341db48dee1c4");
-        let v6 = make_sid(
-            IpAddr::V6("2001:db8::a:b0c:d0e".parse::<Ipv6Addr>().unwrap()),
-            Num64(1),
-            [0; 4],
-        );
-        assert_eq!(&v6.0[..4], &[0x0b, 0x0c, 0x0d, 0x0e]);
     }
 
     #[test]

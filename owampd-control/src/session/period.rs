@@ -31,7 +31,7 @@ impl Connection<'_> {
         }
         // A Start-Sessions sent long after the sessions' Start Time would make them
         // begin with that much of their schedule late (see MAX_START_IN_PAST).
-        let now = now_ntp(self.ctx.config.debug_time_offset);
+        let now = now_with_offset(self.ctx.config.debug_time_offset);
         for s in &self.sessions {
             if let Some(secs) = start_too_far_past(s.start_time, now) {
                 s.log.info(format!(
@@ -74,15 +74,7 @@ impl Connection<'_> {
         };
         match ev {
             TesterEvent::Msg(TesterToControl::Log(l)) => {
-                s.log.log(
-                    match l.level {
-                        tester_ipc::LogLevel::Error => crate::log::Level::Error,
-                        tester_ipc::LogLevel::Warning => crate::log::Level::Warning,
-                        tester_ipc::LogLevel::Info => crate::log::Level::Info,
-                        tester_ipc::LogLevel::Debug => crate::log::Level::Debug,
-                    },
-                    format!("tester: {}", l.message),
-                );
+                s.log.log(l.level, format_args!("tester: {}", l.message));
             }
             TesterEvent::Msg(TesterToControl::ReceiveDone) if s.role == TesterRole::Receiver => {
                 if !s.stop_sent {
@@ -187,7 +179,7 @@ impl Connection<'_> {
         let stop_time: Num64;
         loop {
             if conn.buffered() >= 16 {
-                stop_time = now_ntp(self.ctx.config.debug_time_offset);
+                stop_time = now_with_offset(self.ctx.config.debug_time_offset);
                 header = conn.read_block("Stop-Sessions", false).await?;
                 break;
             }
@@ -197,7 +189,7 @@ impl Connection<'_> {
                 // Re-armed for the rest of the exchange (protocol.md §7.2 step 3); the stop
                 // time is when the peer's header is read (protocol.md §7.8).
                 header = before_stop(&shutdown, conn.read_block("Stop-Sessions", true)).await??;
-                stop_time = now_ntp(self.ctx.config.debug_time_offset);
+                stop_time = now_with_offset(self.ctx.config.debug_time_offset);
                 break;
             }
             let exchange_by = stopping.map(|d| d.exchange);
@@ -301,7 +293,7 @@ impl Connection<'_> {
     /// Next Seqno and skip ranges for our Stop-Sessions (RFC 4656 §3.8). Receivers go on
     /// until the client's Stop-Sessions says what it sent.
     fn stop_senders_for_shutdown(&mut self) {
-        let stop_time = now_ntp(self.ctx.config.debug_time_offset);
+        let stop_time = now_with_offset(self.ctx.config.debug_time_offset);
         self.log.info(format!(
             "the server is stopping: ending {} running session(s) with Stop-Sessions",
             self.sessions.len()
@@ -600,7 +592,7 @@ impl Connection<'_> {
     async fn finalise_incomplete_here(&self, s: &mut TestSession) {
         let Some(file) = s.file.take() else { return };
         let label = format!("session {}", s.sid.to_hex());
-        let stoptime = now_ntp(self.ctx.config.debug_time_offset);
+        let stoptime = now_with_offset(self.ctx.config.debug_time_offset);
         let res = tokio::task::spawn_blocking(move || {
             let w = owamp::owp::ReceiveWriter::resume(file, &label)?;
             w.finalize_incomplete(stoptime)
@@ -631,7 +623,7 @@ impl Connection<'_> {
     /// The client is gone mid-test: receivers finalise what they have as incomplete,
     /// senders stop (protocol.md §7.2 step 4).
     async fn client_vanished(&mut self) {
-        let now = now_ntp(self.ctx.config.debug_time_offset);
+        let now = now_with_offset(self.ctx.config.debug_time_offset);
         for s in &mut self.sessions {
             if s.gone {
                 continue;

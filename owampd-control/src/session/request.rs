@@ -127,7 +127,7 @@ impl Connection<'_> {
                 ),
             ));
         }
-        let now = now_ntp(ctx.config.debug_time_offset);
+        let now = now_with_offset(ctx.config.debug_time_offset);
         if let Some(secs) = start_too_far_past(req.start_time, now) {
             return Err((
                 AcceptCode::Failure,
@@ -142,8 +142,9 @@ impl Connection<'_> {
             .policy
             .open_test_session(self.sessions.len())
             .map_err(|e| (AcceptCode::TemporaryResourceLimit, e.to_string()))?;
-        let tree = ctx.policy.tree();
-        self.counts.take(&tree, self.class).map_err(refuse)?;
+        self.counts
+            .take(ctx.policy.tree(), self.class)
+            .map_err(refuse)?;
         let bps = session_bandwidth_bps(
             &req.slots,
             req.padding,
@@ -175,7 +176,11 @@ impl Connection<'_> {
                 req.receiver_port = port;
                 let random = crypto::random_bytes::<4>("SID")
                     .map_err(|e| (AcceptCode::InternalError, e.to_string()))?;
-                req.sid = make_sid(local_ip, now_ntp(ctx.config.debug_time_offset), random);
+                req.sid = Sid::for_receiver(
+                    local_ip,
+                    now_with_offset(ctx.config.debug_time_offset),
+                    random,
+                );
             }
             TesterRole::Sender => req.sender_port = port,
         }

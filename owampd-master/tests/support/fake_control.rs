@@ -68,13 +68,13 @@ fn run() -> Result<(), IpcError> {
     log(
         &ch,
         format!(
-            "settings authmodes={} testports={:?} dieby={} maxcontrolsessions={} run_as={:?} verbose={} tester={} controltimeout={}",
+            "settings authmodes={} testports={:?} dieby={} maxcontrolsessions={} run_as={:?} loglevel={} tester={} controltimeout={}",
             settings.authmodes,
             settings.testports.map(|r| (r.low, r.high)),
             settings.dieby_s,
             settings.maxcontrolsessions,
             settings.run_as,
-            settings.verbose,
+            settings.loglevel.as_str(),
             settings.tester_path.display(),
             settings.controltimeout_s
         ),

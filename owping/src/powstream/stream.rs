@@ -234,8 +234,8 @@ pub fn run(opts: PowOpts) -> i32 {
         opts.log_level,
         !opts.syslog_only,
     ));
-    let clock = match Clock::from_env(CLOCK_STATUS) {
-        Ok(c) => c,
+    let clock = match config::debug_time_offset() {
+        Ok(offset) => Clock::new(CLOCK_STATUS, offset),
         Err(e) => {
             log.fatal(e.to_string());
             return 1;
