@@ -1173,19 +1173,63 @@ mod tests {
         }
     }
 
+    /// A connected pair of loopback test sockets: (sender's, receiver's, sender's address).
+    fn loopback_pair(
+        pps: f64,
+    ) -> (
+        crate::engine::UdpTestSocket,
+        crate::engine::UdpTestSocket,
+        SocketAddr,
+    ) {
+        use crate::engine::{SocketOptions, UdpTestSocket};
+        let a = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        let b = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        let (sa, ra) = (a.local_addr().unwrap(), b.local_addr().unwrap());
+        let opts = SocketOptions {
+            dscp: None,
+            packet_len: 14,
+            packets_per_second: pps,
+        };
+        let tx = UdpTestSocket::new(a, ra, opts).unwrap();
+        let rx = UdpTestSocket::new(b, sa, opts).unwrap();
+        (tx, rx, sa)
+    }
+
+    /// Runs an open-mode receiver of `n` packets of schedule (`sid`, `start`, `slot`) from
+    /// `src` to its end: its report, its records and the clock's time when it returned.
+    #[allow(clippy::too_many_arguments)]
+    fn receive_open(
+        rsock: &mut dyn crate::engine::TestSocket,
+        src: SocketAddr,
+        sid: Sid,
+        start: Timestamp,
+        slot: Slot,
+        n: u32,
+        timeout: Num64,
+        ctl: &mut dyn SessionControl,
+    ) -> (ReceiverReport, Vec<PacketRecord>, Timestamp) {
+        let clock = Clock::new(None, 0.0);
+        let fmt = PacketFormat::new(crate::types::Mode::Open, None, 0).unwrap();
+        let mut sched = Schedule::new(sid, start, &[slot], n);
+        let mut records = Vec::new();
+        let params = ReceiverParams {
+            num_packets: n,
+            timeout,
+            expected_src: src,
+        };
+        let rep = run_receiver(rsock, &clock, &fmt, &mut sched, params, &mut records, ctl).unwrap();
+        (rep, records, clock.now().0)
+    }
+
     /// A real session at 10,000 packets/s over loopback, with a control descriptor (the
     /// tester's and owping's way): the receiver reads on an interval, in batches (recvmmsg),
     /// and still records every packet once with its kernel timestamp and TTL. With
     /// `sent < 3000`, that many are sent at once and the session is stopped right after:
     /// what is queued at the stop is read, not declared lost.
     fn udp_session(sent: u32) -> (ReceiverReport, Vec<PacketRecord>, Option<Duration>) {
-        use crate::engine::{
-            Never, SenderParams, SocketOptions, StopFlag, TestSocket, UdpTestSocket, run_sender,
-        };
+        use crate::engine::{Never, SenderParams, StopFlag, TestSocket, run_sender};
         let n = 3000;
-        let a = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
-        let b = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
-        let (sa, ra) = (a.local_addr().unwrap(), b.local_addr().unwrap());
+        let (mut tx, mut rsock, sa) = loopback_pair(10_000.0);
         let slot = Slot {
             kind: SlotKind::Fixed,
             param: Num64(429_497), // 100 µs
@@ -1194,38 +1238,12 @@ mod tests {
         let start = clock.now().0.wrapping_add(Num64(1 << 26)); // in ~16 ms
         let timeout = Num64(1 << 31); // 0.5 s
         let sid = Sid([9; 16]);
-        let opts = SocketOptions {
-            dscp: None,
-            packet_len: 14,
-            packets_per_second: 10_000.0,
-        };
-        let mut tx = UdpTestSocket::new(a, ra, opts).unwrap();
-        let mut rsock = UdpTestSocket::new(b, sa, opts).unwrap();
         let window = read_interval(10_000.0, rsock.recv_buffer_size(), 14);
         let stop = StopFlag::new();
         std::thread::scope(|sc| {
             let mut ctl = stop.clone();
             let r = sc.spawn(move || {
-                let clock = Clock::new(None, 0.0);
-                let fmt = PacketFormat::new(crate::types::Mode::Open, None, 0).unwrap();
-                let mut sched = Schedule::new(sid, start, &[slot], n);
-                let mut records = Vec::new();
-                let params = ReceiverParams {
-                    num_packets: n,
-                    timeout,
-                    expected_src: sa,
-                };
-                let rep = run_receiver(
-                    &mut rsock,
-                    &clock,
-                    &fmt,
-                    &mut sched,
-                    params,
-                    &mut records,
-                    &mut ctl,
-                )
-                .unwrap();
-                (rep, records)
+                receive_open(&mut rsock, sa, sid, start, slot, n, timeout, &mut ctl)
             });
             let mut fmt = PacketFormat::new(crate::types::Mode::Open, None, 0).unwrap();
             let mut sched = Schedule::new(sid, start, &[slot], sent);
@@ -1254,7 +1272,7 @@ mod tests {
                 }
                 stop.stop();
             }
-            let (rep, records) = r.join().unwrap();
+            let (rep, records, _) = r.join().unwrap();
             (rep, records, window)
         })
     }
@@ -1265,11 +1283,9 @@ mod tests {
     /// are discarded). Times compared are the clock's, not durations.
     #[test]
     fn a_late_last_packet_holds_the_end_until_it_is_a_timeout_old() {
-        use crate::engine::{Never, SocketOptions, TestSocket, UdpTestSocket};
+        use crate::engine::{Never, TestSocket};
         let n = 3;
-        let a = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
-        let b = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
-        let (sa, ra) = (a.local_addr().unwrap(), b.local_addr().unwrap());
+        let (mut tx, mut rsock, sa) = loopback_pair(100.0);
         let slot = Slot {
             kind: SlotKind::Fixed,
             param: Num64(42_949_673), // 10 ms
@@ -1279,35 +1295,9 @@ mod tests {
         let timeout = Num64(1 << 30); // 0.25 s
         let late = Num64(858_993_459); // 0.2 s: inside Timeout
         let sid = Sid([7; 16]);
-        let opts = SocketOptions {
-            dscp: None,
-            packet_len: 14,
-            packets_per_second: 100.0,
-        };
-        let mut tx = UdpTestSocket::new(a, ra, opts).unwrap();
-        let mut rsock = UdpTestSocket::new(b, sa, opts).unwrap();
         std::thread::scope(|sc| {
             let r = sc.spawn(move || {
-                let clock = Clock::new(None, 0.0);
-                let fmt = PacketFormat::new(crate::types::Mode::Open, None, 0).unwrap();
-                let mut sched = Schedule::new(sid, start, &[slot], n);
-                let mut records = Vec::new();
-                let params = ReceiverParams {
-                    num_packets: n,
-                    timeout,
-                    expected_src: sa,
-                };
-                let rep = run_receiver(
-                    &mut rsock,
-                    &clock,
-                    &fmt,
-                    &mut sched,
-                    params,
-                    &mut records,
-                    &mut Never,
-                )
-                .unwrap();
-                (rep, records, clock.now().0)
+                receive_open(&mut rsock, sa, sid, start, slot, n, timeout, &mut Never)
             });
             let mut fmt = PacketFormat::new(crate::types::Mode::Open, None, 0).unwrap();
             let mut sched = Schedule::new(sid, start, &[slot], n);
