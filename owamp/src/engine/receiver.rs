@@ -446,6 +446,12 @@ impl<'a> Receiver<'a> {
                 return Ok(());
             }
         }
+        // Packets overdue by this one's arrival get their lost records first. Datagrams
+        // are read in arrival order, so none of those can still arrive in time; and a
+        // reader summarising in file order (the reference's owstats and owping) takes a
+        // received record as the point past which no packet scheduled more than Timeout
+        // earlier is outstanding: a lost record after it is an error there.
+        self.expire(recv_ts, false)?;
         let r = PacketRecord {
             seq: pkt.seq,
             send_err: pkt.send_err,
@@ -962,6 +968,7 @@ mod tests {
                 }
             }
             slot.1 = true;
+            self.expire(recv_ts, false);
             self.records.push(PacketRecord {
                 seq,
                 send_err: ErrorEstimate::UNSYNC,
@@ -1103,6 +1110,46 @@ mod tests {
 
     /// The window holds what is due and no more: a packet extends it to its own seqno,
     /// not to `recv + 2 × Timeout` (which held ~3 × Timeout × rate entries).
+    /// A sender that starts late skips its first packets; the first one it sends arrives
+    /// after the skipped ones are overdue. Their lost records come before its received
+    /// one in the file, as the reference's summary code requires.
+    #[test]
+    fn lost_records_of_overdue_packets_precede_a_later_arrival() {
+        let clock = Clock::new(None, 0.0);
+        let start = Num64(1 << 40);
+        let slot = Slot {
+            kind: SlotKind::Fixed,
+            param: Num64(1 << 30), // 0.25 s
+        };
+        let timeout = Num64(1 << 32); // 1 s
+        let mut sched = Schedule::new(Sid([2; 16]), start, &[slot], 10);
+        let mut sink: Vec<PacketRecord> = Vec::new();
+        let src: SocketAddr = "192.0.2.1:1".parse().unwrap();
+        let mut fmt = PacketFormat::new(crate::types::Mode::Open, None, 0).unwrap();
+        let params = ReceiverParams {
+            num_packets: 10,
+            timeout,
+            expected_src: src,
+        };
+        let mut rx = Receiver::new(&clock, &mut sched, &mut sink, params);
+        // Packet q is scheduled at start + (q + 1) × 0.25 s; 0..=3 were skipped, and 4
+        // is sent and received at 1.75 s: packets 0..=2 are then more than 1 s overdue.
+        let at = |q: u64| start.wrapping_add(Num64((q + 1) << 30));
+        let now = at(6).wrapping_add(Num64(1));
+        let mut buf = vec![0u8; fmt.len()];
+        fmt.build(4, now, ErrorEstimate::UNSYNC, &mut buf).unwrap();
+        rx.handle(&fmt, &buf, src, now, None).unwrap();
+        assert_eq!(
+            (rx.report.received, rx.report.lost),
+            (1, 3),
+            "{:?}",
+            rx.report
+        );
+        drop(rx);
+        let order: Vec<(u32, bool)> = sink.iter().map(|r| (r.seq, r.is_lost())).collect();
+        assert_eq!(order, vec![(0, true), (1, true), (2, true), (4, false)]);
+    }
+
     #[test]
     fn window_extends_only_as_far_as_needed() {
         let clock = Clock::new(None, 0.0);
