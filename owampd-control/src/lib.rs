@@ -36,6 +36,7 @@
 //!   since it enters its sandbox before reading any message.
 #![forbid(unsafe_code)]
 
+pub mod admission;
 pub mod confdir;
 pub mod conn;
 pub mod directory;

@@ -255,6 +255,7 @@ async fn serve(
         testers: Arc::new(ProcessLauncher {
             spawner,
             seccomp_log_only: settings.seccomp_log_only,
+            starting: owampd_control::admission::StartingTesters::for_this_host(),
         }),
     });
     log.info(format!(

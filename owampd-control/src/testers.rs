@@ -15,6 +15,7 @@
 //! sends (or its death) is forwarded as a [`TesterEvent`] tagged with the session's
 //! index, into the connection's one event queue. A dead tester ends only its own session.
 
+use crate::admission::StartingTesters;
 use ipc::Channel;
 use ipc::spawner::{Request, SpawnReply};
 use std::collections::VecDeque;
@@ -92,7 +93,17 @@ pub trait TesterLauncher: Send + Sync {
         index: usize,
         events: EventTx,
     ) -> LaunchFuture<'_>;
+
+    /// Waits until a new connection may be greeted (see `admission`): while too many
+    /// testers are starting, new clients wait before choosing their Start Time. By
+    /// default nobody waits.
+    fn admit(&self) -> AdmitFuture<'_> {
+        Box::pin(std::future::ready(false))
+    }
 }
+
+/// Resolves once a new connection may be greeted; `true` if it had to wait.
+pub type AdmitFuture<'a> = Pin<Box<dyn Future<Output = bool> + Send + 'a>>;
 
 /// Most messages control takes from one tester over its life (Hello and Ready aside),
 /// besides a sender's skip ranges: a well-behaved one sends a few log lines, ReceiveDone,
@@ -269,6 +280,8 @@ pub struct ProcessLauncher {
     /// Passed as `OWAMPD_SECCOMP_LOG=1`: the tester enters its sandbox before it
     /// reads its first message, so this cannot wait for `Setup`.
     pub seccomp_log_only: bool,
+    /// Testers between spawn and `Ready`: new greetings wait while there are too many.
+    pub starting: Arc<StartingTesters>,
 }
 
 struct ProcessLink {
@@ -381,6 +394,8 @@ async fn launch(
     let argv0 = format!("owampd-tester [sid={}]", sid_hex(&setup));
     ours.set_nonblocking(true).map_err(|e| spawn_err(&e))?;
     let chan = Arc::new(async_channel(ours).map_err(|e| spawn_err(&e))?);
+    // Counted from the spawn request until it is ready or has failed.
+    let starting = l.starting.begin();
     let (_pid, pidfd) = l.spawner.spawn(argv0, env, fds).await?;
     let (ready_tx, ready_rx) = oneshot::channel();
     let mut link = ProcessLink {
@@ -407,7 +422,9 @@ async fn launch(
     let killer = link.spawner.clone();
     let pidfd = link.pidfd.clone();
     tokio::spawn(async move {
-        match start_up(&chan, index, &events).await {
+        let started = start_up(&chan, index, &events).await;
+        drop(starting);
+        match started {
             Ok(left) => {
                 let _ = ready_tx.send(Ok(()));
                 // From now on every message is an event of this session.
@@ -543,6 +560,10 @@ impl TesterLauncher for ProcessLauncher {
         events: EventTx,
     ) -> LaunchFuture<'_> {
         Box::pin(launch(self, setup, socket, file, index, events))
+    }
+
+    fn admit(&self) -> AdmitFuture<'_> {
+        Box::pin(self.starting.below_limit())
     }
 }
 

@@ -22,6 +22,13 @@ impl Connection<'_> {
         };
         let challenge = rand("challenge")?;
         let salt = rand("salt")?;
+        // In a burst of new clients, wait until the testers already starting are fewer
+        // (admission.rs): a client that has not had its greeting has not chosen its
+        // Start Time yet, so waiting here costs it nothing of its schedule.
+        if self.ctx.testers.admit().await {
+            self.log
+                .debug("greeting held while the testers of earlier clients start");
+        }
         let greeting = ServerGreeting {
             modes,
             challenge,
