@@ -62,6 +62,7 @@ pub fn server_ctx(dir: &Path) -> Arc<ServerCtx> {
         config: ServerConfig {
             authmodes: ModeSet(7),
             control_timeout: Some(Duration::from_secs(60)),
+            pbkdf2_count: 2048,
             end_delay_s: 1.0,
             start_time: Num64(0xdd12_e5a0_0000_0000),
             debug_time_offset: debug_time_offset(),

@@ -245,6 +245,7 @@ async fn serve(
             authmodes: ModeSet(settings.authmodes),
             control_timeout: (settings.controltimeout_s > 0)
                 .then(|| Duration::from_secs(u64::from(settings.controltimeout_s))),
+            pbkdf2_count: settings.pbkdf2_count,
             end_delay_s: settings.enddelay_s,
             start_time: Num64(settings.start_time_ntp),
             debug_time_offset: settings.debug_time_offset,

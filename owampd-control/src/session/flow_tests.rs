@@ -155,6 +155,22 @@ fn harness_with(authmodes: u32, timeout: Duration, max_conns: u32) -> Harness {
 }
 
 fn harness_tree(authmodes: u32, timeout: Duration, max_conns: u32, tree: ClassTree) -> Harness {
+    harness_count(
+        authmodes,
+        timeout,
+        max_conns,
+        tree,
+        config::server::DEFAULT_PBKDF2_COUNT,
+    )
+}
+
+fn harness_count(
+    authmodes: u32,
+    timeout: Duration,
+    max_conns: u32,
+    tree: ClassTree,
+    pbkdf2_count: u32,
+) -> Harness {
     let dir = tempfile::tempdir().unwrap();
     let (store, _) = Store::open(dir.path(), &tree).unwrap();
     let launcher = Arc::new(FakeLauncher::default());
@@ -163,6 +179,7 @@ fn harness_tree(authmodes: u32, timeout: Duration, max_conns: u32, tree: ClassTr
         config: ServerConfig {
             authmodes: ModeSet(authmodes),
             control_timeout: Some(timeout),
+            pbkdf2_count,
             end_delay_s: 1.0,
             start_time: Num64(0xdd12_e5a0_0000_0000),
             debug_time_offset: 0.0,
@@ -376,6 +393,24 @@ async fn authentication() {
     // Closed before Start-Sessions: the receive file is deleted.
     assert!(h.ctx.store.is_empty());
     h.assert_logged(&["unknown user"]);
+}
+
+/// `pbkdf2_count` is the Count the greeting carries and the one the server derives the
+/// user's key with: a client using the greeting's Count logs in, one that assumes the
+/// default 2048 does not.
+#[tokio::test]
+async fn the_configured_pbkdf2_count_is_offered_and_used() {
+    let h = harness_count(7, Duration::from_secs(5), 0, ClassTree::unlimited(), 4096);
+    let (mut c, g, task) = Client::start(&h).await;
+    assert_eq!(g.count, 4096);
+    assert_eq!(c.setup(&g, 2, Some(("alice", b"testpass"))).await.accept, 0);
+    drop(c);
+    task.await.unwrap();
+    let (mut c, mut g, task) = Client::start(&h).await;
+    g.count = 2048;
+    assert_eq!(c.setup(&g, 2, Some(("alice", b"testpass"))).await.accept, 1);
+    task.await.unwrap();
+    h.assert_logged(&["wrong passphrase"]);
 }
 
 #[tokio::test]

@@ -42,9 +42,6 @@ use thiserror::Error;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::mpsc;
 
-/// PBKDF2 iterations in Server-Greeting: the reference always sends 2048 (protocol.md §1.1).
-pub const PBKDF2_COUNT: u32 = 2048;
-
 /// Most slots one Request-Session may carry. The reference has no limit, but reading
 /// 2^32 slots is not a request anyone means: past this we close (protocol.md §9 allows close
 /// for unreadable requests).
@@ -75,6 +72,9 @@ pub struct ServerConfig {
     pub authmodes: ModeSet,
     /// `controltimeout`; None when 0.
     pub control_timeout: Option<Duration>,
+    /// PBKDF2 Count sent in Server-Greeting and used to derive a user's key
+    /// (`pbkdf2_count`, protocol.md §1.1).
+    pub pbkdf2_count: u32,
     pub end_delay_s: f64,
     /// The daemon's start time, sent in Server-Start (protocol.md §1.3).
     pub start_time: Num64,
