@@ -551,6 +551,53 @@ async fn full_test_period_server_stops_first() {
     assert_eq!(setups[1].peer, "127.0.0.1:5001".parse().unwrap());
 }
 
+/// A finished receive session whose file outgrew its disk reservation (duplicates and
+/// skip ranges are not in the estimate) in a class that cannot take the difference: the
+/// file is kept and charged in full (the class is then over its allowance, which the
+/// log says), never deleted.
+#[tokio::test]
+async fn a_file_over_the_disk_allowance_is_kept() {
+    // The estimate for 10 packets and one slot is 450 octets; the fake tester's file is
+    // 500; the class allows 460 (diskfudge 1.0).
+    let mut tree = limited(0, 0, true);
+    tree = ClassTree::new(vec![crate::policy::ClassLimits {
+        disk: 460,
+        ..tree.get(0).unwrap().clone()
+    }])
+    .unwrap();
+    let h = harness_tree(7, Duration::from_secs(5), 0, tree);
+    let (mut c, g, task) = Client::start(&h).await;
+    c.setup(&g, 1, None).await;
+    let recv = c.request(&request(true)).await;
+    assert_eq!(recv.accept, AcceptCode::Ok);
+    assert_eq!(h.ctx.policy.disk_used(0), 450);
+    c.send(&[&StartSessions.encode()]).await;
+    assert_eq!(c.recv(1).await[0], 0, "Start-Ack accept");
+    // The server's Stop-Sessions (no senders of its own): the header and its HMAC.
+    let head = c.recv(1).await;
+    assert_eq!((head[0], &head[4..8]), (3, &[0u8, 0, 0, 0][..]));
+    let stop = StopSessions {
+        accept: AcceptCode::Ok,
+        sessions: vec![SessionStop {
+            sid: recv.sid,
+            next_seqno: 10,
+            skips: vec![],
+        }],
+    };
+    c.send(&[&stop.encode()]).await;
+    drop(c);
+    task.await.unwrap();
+    assert_eq!(h.ctx.store.len(), 1, "the file is kept");
+    assert_eq!(h.ctx.policy.disk_used(0), 500);
+    h.assert_logged(&["data kept over the disk allowance"]);
+    // Over its allowance, the class takes no new receive session.
+    let (mut c, g, task) = Client::start(&h).await;
+    c.setup(&g, 1, None).await;
+    assert_eq!(c.request(&request(true)).await.accept, AcceptCode::Failure);
+    drop(c);
+    task.await.unwrap();
+}
+
 /// The client stops first with a bad SID: the server closes, and the receive data is
 /// finalised by the tester (it is not deleted).
 #[tokio::test]

@@ -17,7 +17,7 @@ use crate::directory::Directory;
 use crate::fetch;
 use crate::log::Logger;
 use crate::policy::{
-    BandwidthGuard, ClassIdx, DiskGuard, Policy, TestSessionCount, TestSessionGuard,
+    BandwidthGuard, ClassIdx, Commit, DiskGuard, Policy, TestSessionCount, TestSessionGuard,
     session_bandwidth_bps, session_disk_estimate,
 };
 use crate::ports::{PortAllocator, PortLease};
