@@ -201,7 +201,8 @@ async fn write_open(
 ) {
     let mut rest = payload;
     while !rest.is_empty() {
-        let (plain, mark) = match find(rest, SID_MARK) {
+        // A mark cut short by the end of the input is plain bytes.
+        let (plain, mark) = match find(rest, SID_MARK).filter(|at| at + 16 <= rest.len()) {
             Some(at) => (&rest[..at], rest.get(at..at + 16)),
             None => (rest, None),
         };
