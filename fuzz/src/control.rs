@@ -5,7 +5,8 @@
 //! own sandbox. The fakes answer control's messages the way a tester does, at once, so
 //! every input reaches the test period, the Stop-Sessions exchange and the data store.
 
-use owamp::{ModeSet, Num64, SkipRange};
+use owamp::owp::{ReceiveWriter, SessionHeader};
+use owamp::{ErrorEstimate, ModeSet, Num64, PacketRecord, SkipRange};
 use owampd_control::directory::SimpleDirectory;
 use owampd_control::log::{LogSink, Logger, MemorySink, StderrSink};
 use owampd_control::policy::{ClassTree, Policy};
@@ -19,7 +20,9 @@ use std::fs::File;
 use std::path::Path;
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
-use tester_ipc::{ControlToTester, Outcome, Report, Role as TesterRole, Setup, TesterToControl};
+use tester_ipc::{
+    ControlToTester, Outcome, Report, Role as TesterRole, Setup, Stop, TesterToControl,
+};
 
 /// The user the targets know, and its pass-phrase (authenticated and encrypted modes).
 pub const USER: &str = "alice";
@@ -79,59 +82,160 @@ pub fn server_ctx(dir: &Path) -> Arc<ServerCtx> {
 }
 
 /// Testers that answer as scripted: a sender finishes right after Start; a receiver
-/// reports ReceiveDone after Start and a normal finish at Finalize (after Stop).
+/// writes its data file's header at Start, reports ReceiveDone, and at Stop writes a few
+/// records (sent long enough before the stop time to be kept), takes the peer's skip
+/// ranges and finalises the file as the real tester does (`owamp::owp`), so that a
+/// Fetch-Session of the session reads a real file.
 pub struct FakeLauncher;
+
+/// Records a fake receiver writes.
+const FAKE_RECORDS: u32 = 5;
 
 struct FakeLink {
     index: usize,
     role: TesterRole,
-    npackets: u32,
+    request: owamp::wire::RequestSession,
     events: EventTx,
-    /// Whether the receiver's Stop carried the peer's record (Stop-Sessions from the
-    /// client), until Finalize.
-    stopped_by_peer: Option<bool>,
+    file: Option<File>,
+    writer: Option<StopOrLive>,
+    /// The peer's skip ranges still to come, and the stop time, after a Stop with the
+    /// peer's record.
+    skips_left: u32,
+}
+
+enum StopOrLive {
+    Live(ReceiveWriter),
+    Stopping(owamp::owp::StopFinalizer),
+    Incomplete(ReceiveWriter, Num64),
+    /// The Stop-Sessions rule failed (reported at Finalize, as the tester does).
+    Failed(owamp::owp::OwpError),
+}
+
+impl FakeLink {
+    fn reply(&self, msg: TesterToControl) {
+        let _ = self.events.send((self.index, TesterEvent::Msg(msg)));
+    }
+
+    fn finished(&self, r: Result<owamp::owp::FinalizeOutcome, owamp::owp::OwpError>) {
+        let outcome = match r {
+            Ok(o) => Outcome::Receiver {
+                finished: o.finished,
+                records: o.num_records,
+                lost: 0,
+            },
+            Err(e) => Outcome::Failed {
+                reason: e.to_string(),
+            },
+        };
+        self.reply(TesterToControl::Finished(Report {
+            outcome,
+            drops: vec![],
+        }));
+    }
+
+    fn start_receiver(&mut self) {
+        let header = SessionHeader::parse(&self.request.encode_stored());
+        self.writer = match (self.file.take(), header) {
+            (Some(f), Ok(h)) => ReceiveWriter::create(f, "fake", &h)
+                .ok()
+                .map(StopOrLive::Live),
+            _ => None,
+        };
+        self.reply(TesterToControl::ReceiveDone);
+    }
+
+    fn stop_receiver(&mut self, stop: &Stop) {
+        let Some(StopOrLive::Live(mut w)) = self.writer.take() else {
+            return;
+        };
+        let timeout = self.request.timeout;
+        let n = FAKE_RECORDS.min(self.request.num_packets);
+        for seq in 0..n {
+            let back = Num64(u64::from(n - seq) << 32).wrapping_add(timeout);
+            let _ = w.record(&PacketRecord {
+                seq,
+                send_err: ErrorEstimate::UNSYNC,
+                recv_err: ErrorEstimate::UNSYNC,
+                send_ts: stop.stop_time.wrapping_sub(back),
+                recv_ts: stop.stop_time,
+                ttl: 64,
+            });
+        }
+        self.writer = match stop.peer {
+            Some(rec) => match w.begin_stop(stop.stop_time, rec.next_seqno) {
+                Ok(f) => {
+                    self.skips_left = rec.num_skips;
+                    Some(StopOrLive::Stopping(f))
+                }
+                Err(e) => Some(StopOrLive::Failed(e)),
+            },
+            None => Some(StopOrLive::Incomplete(w, stop.stop_time)),
+        };
+    }
+
+    fn finalize_receiver(&mut self) {
+        match self.writer.take() {
+            Some(StopOrLive::Stopping(f)) => {
+                let r = f.finish();
+                self.finished(r);
+            }
+            Some(StopOrLive::Incomplete(w, at)) => {
+                let r = w.finalize_incomplete(at);
+                self.finished(r);
+            }
+            Some(StopOrLive::Live(w)) => {
+                let r = w.finalize_incomplete(Num64::ZERO);
+                self.finished(r);
+            }
+            Some(StopOrLive::Failed(e)) => self.finished(Err(e)),
+            None => self.finished(Ok(owamp::owp::FinalizeOutcome {
+                finished: 2,
+                next_seqno: 0,
+                num_records: 0,
+                num_skips: 0,
+            })),
+        }
+    }
 }
 
 impl TesterLink for FakeLink {
     fn send(&mut self, msg: &ControlToTester) -> Result<(), TesterError> {
-        let reply = match (msg, self.role) {
+        match (msg, self.role) {
             (ControlToTester::Start, TesterRole::Sender) => {
                 let skips = vec![SkipRange { first: 0, last: 0 }];
-                let _ = self.events.send((
-                    self.index,
-                    TesterEvent::Msg(TesterToControl::SenderSkips(skips)),
-                ));
-                Some(TesterToControl::Finished(Report {
+                self.reply(TesterToControl::SenderSkips(skips));
+                self.reply(TesterToControl::Finished(Report {
                     outcome: Outcome::Sender {
-                        next_seqno: self.npackets,
+                        next_seqno: self.request.num_packets,
                         num_skips: 1,
                     },
                     drops: vec![],
-                }))
+                }));
             }
-            (ControlToTester::Start, TesterRole::Receiver) => Some(TesterToControl::ReceiveDone),
-            (ControlToTester::Stop(stop), TesterRole::Receiver) => {
-                self.stopped_by_peer = Some(stop.peer.is_some());
-                None
+            (ControlToTester::Start, TesterRole::Receiver) => self.start_receiver(),
+            (ControlToTester::Stop(stop), TesterRole::Receiver) => self.stop_receiver(stop),
+            (ControlToTester::Skips(ranges), TesterRole::Receiver) => {
+                if let Some(StopOrLive::Stopping(f)) = &mut self.writer {
+                    // As the tester: no more than announced, at most one per packet.
+                    let room = self
+                        .skips_left
+                        .min(self.request.num_packets.saturating_sub(f.num_skips()));
+                    let take = ranges.len().min(room as usize);
+                    let _ = f.skips(&ranges[..take]);
+                    self.skips_left = self.skips_left.saturating_sub(ranges.len() as u32);
+                }
             }
-            (ControlToTester::Finalize, TesterRole::Receiver) => {
-                Some(TesterToControl::Finished(Report {
-                    outcome: Outcome::Receiver {
-                        finished: if self.stopped_by_peer == Some(true) {
-                            1
-                        } else {
-                            2
-                        },
-                        records: 0,
-                        lost: 0,
-                    },
-                    drops: vec![],
-                }))
-            }
-            _ => None,
-        };
-        if let Some(r) = reply {
-            let _ = self.events.send((self.index, TesterEvent::Msg(r)));
+            (ControlToTester::Finalize, TesterRole::Receiver) => self.finalize_receiver(),
+            (ControlToTester::Abort, TesterRole::Receiver) => match self.writer.take() {
+                Some(StopOrLive::Live(w)) | Some(StopOrLive::Incomplete(w, _)) => {
+                    let _ = w.finalize_error();
+                }
+                Some(StopOrLive::Stopping(f)) => {
+                    let _ = f.error();
+                }
+                Some(StopOrLive::Failed(_)) | None => {}
+            },
+            _ => {}
         }
         Ok(())
     }
@@ -144,16 +248,18 @@ impl TesterLauncher for FakeLauncher {
         &self,
         setup: Setup,
         _socket: std::net::UdpSocket,
-        _file: Option<File>,
+        file: Option<File>,
         index: usize,
         events: EventTx,
     ) -> LaunchFuture<'_> {
         let link = FakeLink {
             index,
             role: setup.role,
-            npackets: setup.request.num_packets,
+            request: setup.request,
             events,
-            stopped_by_peer: None,
+            file,
+            writer: None,
+            skips_left: 0,
         };
         Box::pin(async move { Ok(Box::new(link) as Box<dyn TesterLink>) })
     }
