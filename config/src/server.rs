@@ -41,8 +41,10 @@ pub const CONF_FILE_NAMES: [&str; 2] = ["owamp-server.conf", "owampd.conf"];
 pub const DEFAULT_PBKDF2_COUNT: u32 = 2048;
 /// RFC 4656 §3.1 requires the server's Count to be at least 1024.
 pub const MIN_PBKDF2_COUNT: u32 = 1024;
-/// A cap so a typo cannot make every login cost minutes of CPU on both ends.
-pub const MAX_PBKDF2_COUNT: u32 = 1 << 24;
+/// A cap so a typo cannot make every login cost seconds of CPU on both ends: the most
+/// our clients accept from a server (owping's `MAX_COUNT`), so a valid file never makes
+/// the server unusable to them.
+pub const MAX_PBKDF2_COUNT: u32 = 1 << 20;
 
 /// Modes mask bits (RFC 4656 §3.1); the same values as `owamp::types::ModeSet`, kept
 /// as a plain mask because the master (the only user of this crate at start) must not
@@ -310,10 +312,12 @@ pub struct ServerConf {
     pub dieby: u32,
     /// Idle seconds before a control connection is closed.
     pub controltimeout: u32,
-    /// PBKDF2 Count sent in Server-Greeting. DECISION: honoured, unlike the reference
-    /// (where the key is read too late to take effect and 2048 is always sent, spec
-    /// §1.1). Clients use whatever Count the greeting carries, so honouring it does not
-    /// affect interop. `0` means the default 2048, as in the reference; other values must
+    /// PBKDF2 Count sent in Server-Greeting, and with which control derives a user's key.
+    /// DECISION: honoured, unlike the reference (where the key is read after the
+    /// library has cached its default, so 2048 is always sent, protocol.md §1.1).
+    /// Clients use whatever Count the greeting carries, so honouring it does not affect
+    /// interop. Each login (and each attempt with an unknown user) costs control this
+    /// many HMAC-SHA1 rounds on its single thread. `0` means the default 2048, as in the reference; other values must
     /// be within [`MIN_PBKDF2_COUNT`]..=[`MAX_PBKDF2_COUNT`].
     pub pbkdf2_count: u32,
     /// Seconds a sender waits after its last packet before Stop-Sessions, >= 0.
@@ -387,7 +391,7 @@ pub enum ConfProblem {
     #[error("invalid enddelay {text:?}: expected a number of seconds >= 0")]
     EndDelay { text: String },
     #[error(
-        "invalid pbkdf2_count {text:?}: expected 0 (default 2048) or a count from 1024 to 16777216"
+        "invalid pbkdf2_count {text:?}: expected 0 (default 2048) or a count from 1024 to 1048576"
     )]
     Pbkdf2Count { text: String },
     #[error("{0}")]
@@ -918,7 +922,11 @@ dieby 5
             ),
             (
                 "pbkdf2_count 1000",
-                "owamp-server.conf:1: invalid pbkdf2_count \"1000\": expected 0 (default 2048) or a count from 1024 to 16777216",
+                "owamp-server.conf:1: invalid pbkdf2_count \"1000\": expected 0 (default 2048) or a count from 1024 to 1048576",
+            ),
+            (
+                "pbkdf2_count 1048577",
+                "owamp-server.conf:1: invalid pbkdf2_count \"1048577\": expected 0 (default 2048) or a count from 1024 to 1048576",
             ),
             (
                 "srcnode host:0",

@@ -16,7 +16,6 @@ use ipc::Channel;
 use ipc::IpcError;
 use ipc::master::{ControlToMaster, MasterToControl};
 use ipc::spawner::{Request, SpawnReply};
-use tester_ipc::{ControlToTester, TesterToControl};
 use libfuzzer_sys::fuzz_target;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -24,6 +23,7 @@ use std::fmt::Debug;
 use std::os::fd::AsFd;
 use std::os::unix::net::UnixDatagram;
 use std::sync::OnceLock;
+use tester_ipc::{ControlToTester, TesterToControl};
 
 struct Ends {
     rx: Channel,

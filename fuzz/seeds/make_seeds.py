@@ -180,3 +180,32 @@ stop_cmd = b"\x03\x00\x00\x00" + be32(0) + bytes(8) + HMAC0
 put("control_session", "receive-session", setup_open + req_recv + start_cmd + stop_cmd)
 put("control_session", "send-session", setup_open + req_send + start_cmd + stop_cmd)
 put("control_session", "fetch", setup_open + fetch + HMAC0)
+
+# control_socket: flags (bits 0-1 mode: 0 open, 1 authenticated, 2 encrypted; bit 2 keep
+# the write side open; bit 3 read nothing), bytes per write, then the payload: in open
+# mode the raw stream as above; in the secure modes messages, each a header octet
+# (blocks - 1, bit 7 = spoil the HMAC) and its plaintext, sealed by the target.
+def sealed(*msgs):
+    out = b""
+    for m in msgs:
+        assert len(m) % 16 == 0 and m
+        out += bytes([len(m) // 16 - 1]) + m
+    return out
+
+
+stream_recv = setup_open + req_recv + start_cmd + stop_cmd
+put("control_socket", "open-receive", bytes([0, 0]) + stream_recv)
+# The SID mark: control's random SID of its first receive session, once it is accepted.
+MARK0 = b"@@accepted-sid@" + b"\0"
+stop_one = b"\x03\x00\x00\x00" + be32(1) + bytes(8) + MARK0 + be32(10) + be32(1) + be32(2) + be32(3) + HMAC0
+fetch_mark = b"\x04" + bytes(7) + be32(0) + be32(0xFFFFFFFF) + MARK0 + HMAC0
+put("control_socket", "open-receive-stop-fetch", bytes([0, 0]) + setup_open + req_recv + start_cmd + stop_one + fetch_mark)
+put("control_socket", "open-send-chunked", bytes([0, 7]) + setup_open + req_send + start_cmd + stop_cmd)
+put("control_socket", "open-fetch-held-open", bytes([4, 0]) + setup_open + fetch + HMAC0)
+put("control_socket", "open-never-read", bytes([8, 64]) + stream_recv)
+pre_recv = preamble(4, lo4, lo4, 1, npackets=10, conf=(0, 1))
+pre_send = preamble(4, lo4, lo4, 1, npackets=10, conf=(1, 0))
+stop_hdr = b"\x03\x00\x00\x00" + be32(0) + bytes(8)
+put("control_socket", "auth-receive", bytes([1, 0]) + sealed(pre_recv, slot(0, 0.1), b"\x02" + bytes(15), stop_hdr))
+put("control_socket", "encrypted-send", bytes([2, 0]) + sealed(pre_send, slot(1, 0.1), b"\x02" + bytes(15), stop_hdr))
+put("control_socket", "encrypted-fetch", bytes([2, 0]) + sealed(fetch))

@@ -5,6 +5,8 @@
 //! is fine: a panic in a fuzz target is the signal that an invariant broke.
 #![forbid(unsafe_code)]
 
+pub mod control;
+
 use std::borrow::Cow;
 
 /// The input as text: as is when it is UTF-8 (so the fuzzer can steer every character),

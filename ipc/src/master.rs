@@ -80,6 +80,8 @@ pub struct ControlSettings {
     pub testports: Option<PortRange>,
     pub diskfudge: f64,
     pub controltimeout_s: u32,
+    /// PBKDF2 Count of the Server-Greeting (`pbkdf2_count`, protocol.md §1.1).
+    pub pbkdf2_count: u32,
     pub enddelay_s: f64,
     pub dieby_s: u32,
     /// 0 = unlimited. The master counts control connections (passed minus
@@ -138,6 +140,7 @@ mod tests {
             }),
             diskfudge: 1.0,
             controltimeout_s: 1800,
+            pbkdf2_count: 4096,
             enddelay_s: 1.0,
             dieby_s: 5,
             maxcontrolsessions: 0,
@@ -192,6 +195,7 @@ mod tests {
         want.extend_from_slice(&[0x01, 0xfb, 0x38, 0x22, 0xfb, 0xe8, 0x26]); // Some(8760-9960)
         want.extend_from_slice(&1.0f64.to_le_bytes()); // diskfudge
         want.extend_from_slice(&[0xfb, 0x08, 0x07]); // controltimeout 1800
+        want.extend_from_slice(&[0xfb, 0x00, 0x10]); // pbkdf2_count 4096
         want.extend_from_slice(&1.0f64.to_le_bytes()); // enddelay
         want.extend_from_slice(&[0x05, 0x00]); // dieby, maxcontrolsessions
         want.extend_from_slice(&encode(&limits()).expect("limits"));

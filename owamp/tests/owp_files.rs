@@ -461,6 +461,75 @@ fn incomplete_with_nothing_received_truncates_to_header() {
     assert_eq!(std::fs::metadata(&path).unwrap().len(), 40 + 144);
 }
 
+/// Skip ranges that are not all at hand yet: enough of them that, taken for records,
+/// they would make records (10 ranges = 80 octets = 3 records and a bit).
+fn ten_skips() -> Vec<SkipRange> {
+    (0..10)
+        .map(|i| SkipRange {
+            first: 100 + 2 * i,
+            last: 100 + 2 * i,
+        })
+        .collect()
+}
+
+/// The peer's skip ranges go to the file as they arrive (never gathered in memory): after
+/// `begin_stop` and two batches the file already holds them after the kept records, and a
+/// reader still counts only the records (the skips' offset is set first); `finish`
+/// completes the header.
+#[test]
+fn skip_ranges_are_streamed_to_the_file_as_they_arrive() {
+    for recs in [vec![rec(0, false), rec(1, true), rec(2, false)], vec![]] {
+        let (_d, path, w) = receive_file(200, 2, &recs);
+        let skips = ten_skips();
+        let mut fin = w.begin_stop(LATE, 200).unwrap();
+        fin.skips(&skips[..4]).unwrap();
+        fin.skips(&skips[4..]).unwrap();
+        assert_eq!(fin.num_skips(), 10);
+        let f = OwpFile::open(&path).unwrap();
+        let h = f.header().clone();
+        assert_eq!(h.finished, 2);
+        assert_eq!(h.oset_skips, h.oset_data + 25 * recs.len() as u64);
+        if !recs.is_empty() {
+            assert_eq!(h.num_records, recs.len() as u64);
+        }
+        let len = std::fs::metadata(&path).unwrap().len();
+        assert_eq!(len, h.oset_skips + 80, "the ranges are in the file already");
+        let out = fin.finish().unwrap();
+        assert_eq!(
+            (out.finished, out.num_records, out.num_skips),
+            (1, recs.len() as u64, 10)
+        );
+        let mut f = OwpFile::open(&path).unwrap();
+        assert_eq!(f.skips().unwrap(), skips);
+        assert_eq!(f.read_records().unwrap(), recs);
+    }
+}
+
+/// A tester that dies while writing the peer's ranges leaves a live file whose records
+/// end at the skips' offset: control resumes it and finalises it as incomplete with its
+/// records, the partial ranges cut off and never read as records.
+#[test]
+fn a_file_left_while_its_skips_were_written_resumes_with_its_records_only() {
+    for recs in [vec![rec(0, false), rec(1, false)], vec![]] {
+        let (_d, path, w) = receive_file(200, 2, &recs);
+        let mut fin = w.begin_stop(LATE, 200).unwrap();
+        fin.skips(&ten_skips()).unwrap();
+        drop(fin);
+        let file = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(&path)
+            .unwrap();
+        let w = ReceiveWriter::resume(file, &path).unwrap();
+        assert_eq!(w.records_written(), recs.len() as u64);
+        let out = w.finalize_incomplete(LATE).unwrap();
+        assert_eq!((out.num_records, out.num_skips), (recs.len() as u64, 0));
+        let mut f = OwpFile::open(&path).unwrap();
+        assert_eq!(f.read_records().unwrap(), recs);
+        assert!(f.skips().unwrap().is_empty());
+    }
+}
+
 #[test]
 fn resume_finalises_a_file_left_by_a_dead_writer() {
     let recs = vec![rec(0, false), rec(1, false), rec(2, true)];

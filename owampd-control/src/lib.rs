@@ -15,6 +15,7 @@
 //! - [`testers`]: one `owampd-tester` per session behind the `TesterLauncher` trait
 //!   (the process launcher, or fakes in tests); its messages become session events.
 //! - [`directory`], [`confdir`]: who a peer is (class, passphrase) over `config`.
+//! - [`handover`]: the socket of a connection the master passed, made a stream.
 //! - [`log`]: lines for the master, tagged `[control]`, the peer and the SID.
 //! - [`shutdown`]: the daemon's stop: running sessions end with Stop-Sessions within
 //!   `dieby`, other connections close.
@@ -41,6 +42,7 @@ pub mod confdir;
 pub mod conn;
 pub mod directory;
 pub mod fetch;
+pub mod handover;
 pub mod log;
 pub mod policy;
 pub mod ports;

@@ -243,6 +243,7 @@ async fn serve(
             authmodes: ModeSet(settings.authmodes),
             control_timeout: (settings.controltimeout_s > 0)
                 .then(|| Duration::from_secs(u64::from(settings.controltimeout_s))),
+            pbkdf2_count: settings.pbkdf2_count,
             end_delay_s: settings.enddelay_s,
             start_time: Num64(settings.start_time_ntp),
             debug_time_offset: settings.debug_time_offset,
@@ -283,20 +284,10 @@ async fn serve(
                     log.warn(format!("connection from {peer} came without its socket"));
                     continue;
                 };
-                let std_stream = std::net::TcpStream::from(fd);
-                // The master's copy of the address went through bincode, which keeps
-                // no IPv6 scope; a link-local client's test addresses need it.
-                let peer = std_stream.peer_addr().unwrap_or(peer);
-                // Every control message is written whole; Nagle would only hold the
-                // next one back for the peer's delayed ACK.
-                let stream = match std_stream
-                    .set_nodelay(true)
-                    .and_then(|()| std_stream.set_nonblocking(true))
-                    .and_then(|()| tokio::net::TcpStream::from_std(std_stream))
-                {
-                    Ok(s) => s,
+                let (stream, peer) = match owampd_control::handover::adopt(fd, peer) {
+                    Ok(x) => x,
                     Err(e) => {
-                        log.warn(format!("connection from {peer}: {e}"));
+                        log.warn(e.to_string());
                         continue;
                     }
                 };

@@ -436,6 +436,19 @@ impl Drop for BandwidthGuard {
     }
 }
 
+/// What [`DiskGuard::commit`] did.
+#[must_use]
+#[derive(Debug, PartialEq, Eq)]
+pub enum Commit {
+    /// The file fits the class's allowance (`disk × diskfudge` along its chain).
+    Within,
+    /// The file does not fit, and is charged in full anyway: what a session measured is
+    /// kept, and the class, now over its allowance, takes no new receive session until
+    /// stored data goes (fetched with `delete_on_fetch`, or removed). The refusal says
+    /// by how much, for the log.
+    Over(PolicyError),
+}
+
 /// A receive session's disk reservation. Dropped without [`DiskGuard::commit`] (the
 /// session failed and its file is deleted) it gives the whole estimate back.
 #[derive(Debug)]
@@ -452,22 +465,28 @@ impl DiskGuard {
     }
 
     /// The file is closed at `actual` bytes: true the reservation up (protocol.md §7.4). A
-    /// surplus is given back; a shortfall is claimed against `disk × diskfudge`, and if
-    /// that is refused everything is released and the caller must delete the file.
-    /// On success the usage stays accounted until [`Policy::release_disk`].
-    pub fn commit(mut self, actual: u64) -> Result<(), PolicyError> {
+    /// surplus is given back; a shortfall is claimed against `disk × diskfudge`. A claim
+    /// that does not fit is charged all the same ([`Commit::Over`]): the file holds a
+    /// finished measurement, and the reference's answer (delete it) loses the packets
+    /// a session did measure because duplicates or skip ranges, which the estimate does
+    /// not count, made the file larger. The overshoot is bounded by the tester's file
+    /// size limit. The usage stays accounted until [`Policy::release_disk`].
+    pub fn commit(mut self, actual: u64) -> Commit {
         let policy = self.policy.clone();
         let mut st = policy.lock();
+        self.committed = true;
         if actual <= self.bytes {
             sub_disk(&mut st, &self.chain, self.bytes - actual);
-        } else {
-            let extra = actual - self.bytes;
-            let fudge = st.diskfudge;
-            check_disk(&policy.tree, &st, &self.chain, extra, fudge)?;
-            add_disk(&mut st, &self.chain, extra);
+            return Commit::Within;
         }
-        self.committed = true;
-        Ok(())
+        let extra = actual - self.bytes;
+        let fudge = st.diskfudge;
+        let fits = check_disk(&policy.tree, &st, &self.chain, extra, fudge);
+        add_disk(&mut st, &self.chain, extra);
+        match fits {
+            Ok(()) => Commit::Within,
+            Err(e) => Commit::Over(e),
+        }
     }
 }
 
@@ -584,17 +603,24 @@ mod tests {
         let g = p.reserve_disk(1, 800).unwrap();
         assert!(p.reserve_disk(1, 300).is_err(), "soft limit 1000");
         // Actual file larger: 800 → 1400 claims 600 more against 1000 × 1.5.
-        g.commit(1400).unwrap();
+        assert_eq!(g.commit(1400), Commit::Within);
         assert_eq!(p.disk_used(1), 1400);
         assert_eq!(p.disk_used(0), 1400);
         // Over the soft limit now: new reservations are refused.
         assert!(p.reserve_disk(2, 0).is_err());
         p.release_disk(1, 1400).unwrap();
         assert_eq!(p.disk_used(1), 0);
-        // A claim beyond the hard limit is refused and everything reserved is released.
+        // A claim beyond the hard limit is refused, and the file charged in full all the
+        // same: the class is then over its allowance and takes nothing new.
         let g2 = p.reserve_disk(2, 900).unwrap();
-        assert!(matches!(g2.commit(1600), Err(PolicyError::Disk { .. })));
-        assert_eq!(p.disk_used(1), 0);
+        assert!(matches!(
+            g2.commit(1600),
+            Commit::Over(PolicyError::Disk { .. })
+        ));
+        assert_eq!(p.disk_used(1), 1600);
+        assert_eq!(p.disk_used(0), 1600);
+        assert!(p.reserve_disk(2, 0).is_err());
+        p.release_disk(2, 1600).unwrap();
         assert_eq!(p.disk_used(0), 0);
     }
 
@@ -602,7 +628,7 @@ mod tests {
     fn disk_surplus_is_released_and_drop_releases_all() {
         let p = Policy::new(tree(), 1.0);
         let g = p.reserve_disk(1, 800).unwrap();
-        g.commit(300).unwrap();
+        assert_eq!(g.commit(300), Commit::Within);
         assert_eq!(p.disk_used(1), 300);
         let g = p.reserve_disk(1, 700).unwrap();
         assert_eq!(p.disk_used(1), 1000);

@@ -258,6 +258,7 @@ pub fn plan(cli: &Cli) -> Result<Plan, SetupError> {
             testports,
             diskfudge: conf.diskfudge,
             controltimeout_s: conf.controltimeout,
+            pbkdf2_count: conf.pbkdf2_count,
             enddelay_s: conf.enddelay,
             dieby_s: conf.dieby,
             maxcontrolsessions: conf.maxcontrolsessions,

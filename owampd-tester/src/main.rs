@@ -15,9 +15,9 @@ use owamp::engine::{
     DropCounts, Endpoint, EndpointSetup, ReceiverParams, RecordSink, SenderParams, SessionControl,
     run_receiver, run_sender,
 };
-use owamp::owp::{ReceiveWriter, SessionHeader};
+use owamp::owp::{FinalizeOutcome, ReceiveWriter, SessionHeader};
 use owamp::packet::TestKeys;
-use owamp::{Num64, PacketRecord, SkipRange};
+use owamp::{Num64, PacketRecord};
 use std::fs::File;
 use std::io;
 use std::net::UdpSocket;
@@ -434,24 +434,14 @@ fn run(ipc: &Ipc, setup: Setup, socket: UdpSocket, file: Option<File>) -> Result
         }
         Ending::Stop(s) => s,
     };
-    // The peer's skip ranges, then Finalize; control gone meanwhile: incomplete.
-    let skips = match read_stop_rest(ipc, &stop)? {
-        Some(skips) => skips,
-        None => {
-            let _ = writer.finalize_error();
-            return Ok(ExitCode::SUCCESS);
-        }
-    };
     let stoptime = if stop.stop_time == Num64::ZERO {
         clock.now().0
     } else {
         stop.stop_time
     };
-    let outcome = match (stop.peer, skips) {
-        (Some(rec), Some(skips)) => writer.finalize_with_stop(stoptime, rec.next_seqno, &skips),
-        _ => writer.finalize_incomplete(stoptime),
-    }
-    .map_err(|e| format!("finalising: {e}"))?;
+    let Some(outcome) = finish_receive(ipc, &stop, writer, stoptime, req.num_packets)? else {
+        return Ok(ExitCode::SUCCESS);
+    };
     ipc.send(&TesterToControl::Finished(Report {
         outcome: Outcome::Receiver {
             finished: outcome.finished,
@@ -463,26 +453,84 @@ fn run(ipc: &Ipc, setup: Setup, socket: UdpSocket, file: Option<File>) -> Result
     Ok(ExitCode::SUCCESS)
 }
 
-/// After a receiver's `Stop`: the peer's skip ranges (if it had a record) and
-/// `Finalize`. `Ok(None)`: aborted instead. `Ok(Some(None))`: no peer record, or control
-/// gone, so finalise as incomplete.
-fn read_stop_rest(ipc: &Ipc, stop: &Stop) -> Result<Option<Option<Vec<SkipRange>>>, String> {
+/// After a receiver's `Stop`: finalise its data file (RFC 4656 §3.8). With the peer's
+/// record, the Stop-Sessions rule is applied at once and the peer's skip ranges go to
+/// the file as they arrive in `Skips` (a Stop-Sessions may announce up to 2^32−1 of
+/// them: none is held here), then `Finalize` completes it. Without one, or if control
+/// goes away first, the data is kept as incomplete. `Ok(None)`: aborted (the file is
+/// marked failed, nothing to report).
+///
+/// At most `num_packets` ranges are written: ranges that do not overlap and lie below
+/// Next Seqno ≤ Number of Packets cannot be more, and the data file's size limit
+/// allows one per packet. The rest are read and dropped.
+fn finish_receive(
+    ipc: &Ipc,
+    stop: &Stop,
+    writer: ReceiveWriter,
+    stoptime: Num64,
+    num_packets: u32,
+) -> Result<Option<FinalizeOutcome>, String> {
+    let finalising = |e: owamp::owp::OwpError| format!("finalising: {e}");
     let Some(rec) = stop.peer else {
-        return Ok(match ipc.next()? {
-            None | Some(ControlToTester::Finalize) => Some(None),
-            _ => None,
-        });
+        return match ipc.next()? {
+            None | Some(ControlToTester::Finalize) => writer
+                .finalize_incomplete(stoptime)
+                .map(Some)
+                .map_err(finalising),
+            _ => {
+                let _ = writer.finalize_error();
+                Ok(None)
+            }
+        };
     };
-    let mut skips = Gather::new(rec.num_skips as usize, Vec::new()).map_err(|e| e.to_string())?;
+    // A session the rule makes invalid is marked failed already; the peer's ranges are
+    // still read, and the failure reported once control says Finalize.
+    let mut fin = writer.begin_stop(stoptime, rec.next_seqno);
+    let announced = u64::from(rec.num_skips);
+    let (mut received, mut dropped) = (0u64, 0u64);
     loop {
         match ipc.next()? {
-            Some(ControlToTester::Skips(more)) => skips.push(more).map_err(|e| e.to_string())?,
-            Some(ControlToTester::Finalize) if skips.is_complete() => {
-                return Ok(Some(Some(skips.into_inner())));
+            Some(ControlToTester::Skips(more)) => {
+                received += more.len() as u64;
+                if received > announced {
+                    return Err(format!("more skip ranges than the {announced} announced"));
+                }
+                if let Ok(f) = &mut fin {
+                    let room = (num_packets.saturating_sub(f.num_skips())) as usize;
+                    let keep = more.len().min(room);
+                    dropped += (more.len() - keep) as u64;
+                    if let Err(e) = f.skips(more.get(..keep).unwrap_or(&[])) {
+                        return Err(finalising(e));
+                    }
+                }
             }
-            None => return Ok(Some(None)),
-            Some(ControlToTester::Abort) => return Ok(None),
-            Some(other) => return Err(format!("expected Skips or Finalize, got {other:?}")),
+            Some(ControlToTester::Finalize) if received == announced => {
+                if dropped > 0 {
+                    ipc.log(
+                        LogLevel::Warning,
+                        format!(
+                            "the peer's Stop-Sessions has {announced} skip ranges for \
+                             {num_packets} packets: {dropped} not kept"
+                        ),
+                    );
+                }
+                return fin.and_then(|f| f.finish()).map(Some).map_err(finalising);
+            }
+            None => {
+                return fin
+                    .and_then(|f| f.incomplete(stoptime))
+                    .map(Some)
+                    .map_err(finalising);
+            }
+            Some(ControlToTester::Abort) => {
+                if let Ok(f) = fin {
+                    let _ = f.error();
+                }
+                return Ok(None);
+            }
+            Some(other) => {
+                return Err(format!("expected Skips or Finalize, got {other:?}"));
+            }
         }
     }
 }
@@ -527,14 +575,12 @@ mod tests {
         (Ipc { chan: a }, b)
     }
 
-    /// Past its bound the sink counts records instead of writing them, so the file stays
-    /// under control's size limit and the session keeps what it measured.
-    #[test]
-    fn the_record_bound_keeps_the_file_and_counts_the_rest() {
-        let req = owamp::wire::RequestSession {
+    /// A receive session of `num_packets` packets from 127.0.0.1.
+    fn session_request(num_packets: u32) -> owamp::wire::RequestSession {
+        owamp::wire::RequestSession {
             conf_sender: false,
             conf_receiver: true,
-            num_packets: 2,
+            num_packets,
             sender_port: 9,
             receiver_port: 10,
             sender_addr: "127.0.0.1".parse().unwrap(),
@@ -548,32 +594,32 @@ mod tests {
                 kind: owamp::SlotKind::Fixed,
                 param: Num64(1 << 30),
             }],
-        };
-        let header = SessionHeader::parse(&req.encode_stored()).unwrap();
-        let path = std::env::temp_dir().join(format!("owtest-bound-{}.owp", std::process::id()));
-        let file = std::fs::OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .open(&path)
-            .unwrap();
-        let _ = std::fs::remove_file(&path);
-        let mut w = ReceiveWriter::create(file, "test", &header).unwrap();
-        let r = PacketRecord {
-            seq: 1,
+        }
+    }
+
+    fn record(seq: u32) -> PacketRecord {
+        PacketRecord {
+            seq,
             send_err: owamp::ErrorEstimate::UNSYNC,
             recv_err: owamp::ErrorEstimate::UNSYNC,
             send_ts: Num64(1 << 40),
             recv_ts: Num64(1 << 40),
             ttl: 255,
-        };
+        }
+    }
+
+    /// Past its bound the sink counts records instead of writing them, so the file stays
+    /// under control's size limit and the session keeps what it measured.
+    #[test]
+    fn the_record_bound_keeps_the_file_and_counts_the_rest() {
+        let (_dir, _path, mut w) = receive_writer(2);
+        let r = record(1);
         let mut sink = WriterSink::new(&mut w, 2);
         for _ in 0..max_records(2) + 7 {
             sink.record(&r).unwrap();
         }
         sink.flush().unwrap();
-        assert_eq!(sink.refused, 7);
+        assert_eq!(sink.refused, 8);
         assert_eq!(w.records_written(), max_records(2));
     }
 
@@ -649,40 +695,134 @@ mod tests {
         );
     }
 
-    #[test]
-    fn skip_ranges_arrive_in_chunks_until_finalize() {
-        let (ipc, control) = pair();
-        let skips: Vec<SkipRange> = (0..5000)
-            .map(|i| SkipRange {
-                first: 2 * i,
-                last: 2 * i,
+    /// A receive session's data file (`npackets` packets), with one record written.
+    fn receive_writer(npackets: u32) -> (tempfile::TempDir, std::path::PathBuf, ReceiveWriter) {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("r.owp");
+        let file = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .open(&path)
+            .unwrap();
+        let header = SessionHeader::parse(&session_request(npackets).encode_stored()).unwrap();
+        let mut w = ReceiveWriter::create(file, "test", &header).unwrap();
+        w.record(&record(0)).unwrap();
+        (dir, path, w)
+    }
+
+    fn skips(n: u32) -> Vec<owamp::SkipRange> {
+        (0..n)
+            .map(|i| owamp::SkipRange {
+                first: 1 + 2 * i,
+                last: 1 + 2 * i,
             })
-            .collect();
-        for c in chunks(&skips, MAX_SKIPS_PER_MESSAGE) {
+            .collect()
+    }
+
+    fn stop_with(next_seqno: u32, num_skips: u32) -> Stop {
+        Stop {
+            stop_time: Num64(1 << 50),
+            peer: Some(PeerRecord {
+                next_seqno,
+                num_skips,
+            }),
+        }
+    }
+
+    /// The peer's skip ranges go to the data file as they arrive, before Finalize: the
+    /// tester holds none of them (a Stop-Sessions may announce 2^32−1). Then Finalize
+    /// completes the file with all of them.
+    #[test]
+    fn skip_ranges_are_written_to_the_file_as_they_arrive() {
+        let n = 3 * MAX_SKIPS_PER_MESSAGE as u32;
+        let (_dir, path, w) = receive_writer(2 * n + 2);
+        let (ipc, control) = pair();
+        let stop = stop_with(2 * n + 2, n);
+        let all = skips(n);
+        let worker =
+            std::thread::spawn(move || finish_receive(&ipc, &stop, w, stop.stop_time, 2 * n + 2));
+        for c in chunks(&all, MAX_SKIPS_PER_MESSAGE) {
             control.send(&ControlToTester::Skips(c), &[]).unwrap();
         }
+        // Every range is in the file while the tester still waits for Finalize.
+        let header_and_record = {
+            let f = owamp::owp::OwpFile::open(&path).unwrap();
+            f.header().oset_data + 25
+        };
+        let want = header_and_record + 8 * u64::from(n);
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+        while std::fs::metadata(&path).unwrap().len() < want {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the ranges did not reach the file before Finalize ({} of {want} octets)",
+                std::fs::metadata(&path).unwrap().len()
+            );
+            std::thread::yield_now();
+        }
+        assert!(!worker.is_finished(), "it finished without Finalize");
         control.send(&ControlToTester::Finalize, &[]).unwrap();
-        let stop = Stop {
-            stop_time: Num64(1),
-            peer: Some(PeerRecord {
-                next_seqno: 10_000,
-                num_skips: 5000,
-            }),
-        };
-        assert_eq!(read_stop_rest(&ipc, &stop), Ok(Some(Some(skips))));
-        // More than announced is refused.
-        let stop = Stop {
-            stop_time: Num64(1),
-            peer: Some(PeerRecord {
-                next_seqno: 10,
-                num_skips: 1,
-            }),
-        };
-        let two = vec![SkipRange { first: 1, last: 1 }; 2];
-        control.send(&ControlToTester::Skips(two), &[]).unwrap();
-        assert!(read_stop_rest(&ipc, &stop).is_err());
-        // An Abort in their place ends it without finalising.
+        let out = worker.join().unwrap().unwrap().unwrap();
+        assert_eq!((out.finished, out.num_records, out.num_skips), (1, 1, n));
+        let mut f = owamp::owp::OwpFile::open(&path).unwrap();
+        assert_eq!(f.skips().unwrap(), all);
+    }
+
+    /// No more ranges are written than the session has packets (all that can be
+    /// meaningful, and what the file's size limit allows); the rest are read and dropped,
+    /// and the session still finishes normally.
+    #[test]
+    fn skip_ranges_beyond_the_packet_count_are_dropped() {
+        let (_dir, path, w) = receive_writer(10);
+        let (ipc, control) = pair();
+        let stop = stop_with(10, 25);
+        control
+            .send(&ControlToTester::Skips(skips(25)), &[])
+            .unwrap();
+        control.send(&ControlToTester::Finalize, &[]).unwrap();
+        let out = finish_receive(&ipc, &stop, w, stop.stop_time, 10)
+            .unwrap()
+            .unwrap();
+        assert_eq!((out.finished, out.num_skips), (1, 10));
+        let mut f = owamp::owp::OwpFile::open(&path).unwrap();
+        assert_eq!(f.skips().unwrap(), skips(10));
+        match control.recv::<TesterToControl>().unwrap().msg {
+            TesterToControl::Log(l) => assert!(l.message.contains("15 not kept"), "{}", l.message),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    /// More ranges than announced are refused; an Abort marks the file failed; control
+    /// gone mid-way keeps the records as incomplete, without the partial ranges.
+    #[test]
+    fn a_stop_that_does_not_end_with_finalize() {
+        let (_dir, _path, w) = receive_writer(10);
+        let (ipc, control) = pair();
+        let stop = stop_with(10, 1);
+        control
+            .send(&ControlToTester::Skips(skips(2)), &[])
+            .unwrap();
+        assert!(finish_receive(&ipc, &stop, w, stop.stop_time, 10).is_err());
+
+        let (_dir, path, w) = receive_writer(10);
         control.send(&ControlToTester::Abort, &[]).unwrap();
-        assert_eq!(read_stop_rest(&ipc, &stop), Ok(None));
+        assert_eq!(finish_receive(&ipc, &stop, w, stop.stop_time, 10), Ok(None));
+        let f = owamp::owp::OwpFile::open(&path).unwrap();
+        assert_eq!(f.header().finished, 0);
+
+        let (_dir, path, w) = receive_writer(10);
+        let stop = stop_with(10, 5);
+        control
+            .send(&ControlToTester::Skips(skips(3)), &[])
+            .unwrap();
+        drop(control);
+        let out = finish_receive(&ipc, &stop, w, stop.stop_time, 10)
+            .unwrap()
+            .unwrap();
+        assert_eq!((out.finished, out.num_records, out.num_skips), (2, 1, 0));
+        let mut f = owamp::owp::OwpFile::open(&path).unwrap();
+        assert!(f.skips().unwrap().is_empty());
+        assert_eq!(f.read_records().unwrap().len(), 1);
     }
 }

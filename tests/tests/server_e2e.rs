@@ -71,6 +71,55 @@ fn both_directions_in_every_mode() {
     }
 }
 
+/// `pbkdf2_count` in owamp-server.conf reaches the greeting and the key derivation: the
+/// greeting carries it, a client deriving with it logs in (owping in encrypted mode runs
+/// a session), and one that assumes the default 2048 is refused.
+#[test]
+fn the_pbkdf2_count_of_the_conf_file_is_used() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().to_path_buf();
+    let conf = confdir(&root, "pbkdf2_count 4096\n", "");
+    let server = Server::start_in(
+        dir,
+        "127.0.0.1",
+        free_port(),
+        &["-c", conf.to_str().unwrap()],
+    );
+    let raw = Raw::connect(server.addr).unwrap();
+    assert_eq!(raw.greeting.count, 4096);
+    let mut wrong = Raw::connect(server.addr).unwrap();
+    wrong.greeting.count = 2048;
+    assert_eq!(
+        wrong.setup(Mode::Encrypted, "alice", b"testpass").unwrap(),
+        1
+    );
+    let mut right = Raw::connect(server.addr).unwrap();
+    assert_eq!(
+        right.setup(Mode::Encrypted, "alice", b"testpass").unwrap(),
+        0
+    );
+    drop(right);
+    let pfs = root.join("client.pfs");
+    let target = server.target();
+    let out = owping_ok(&[
+        "-A",
+        "E",
+        "-u",
+        "alice",
+        "-k",
+        pfs.to_str().unwrap(),
+        "-c",
+        "5",
+        "-i",
+        "0.01f",
+        "-L",
+        "2",
+        "-M",
+        &target,
+    ]);
+    assert_eq!(machine_values(&out, "SENT"), ["5", "5"], "{out}");
+}
+
 #[test]
 fn saved_sessions_are_fetched_and_read_back() {
     let server = Server::start(&[]);

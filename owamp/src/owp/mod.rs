@@ -14,7 +14,7 @@ mod session;
 mod writer;
 
 pub use reader::{FileHeader, OwpFile, RecordIter};
-pub use receive::{FinalizeOutcome, ReceiveWriter};
+pub use receive::{FinalizeOutcome, ReceiveWriter, StopFinalizer};
 pub use session::{PREAMBLE_LEN, SLOT_LEN, SessionFields, SessionHeader};
 pub use writer::{FetchInfo, FetchedFileWriter, write_v3_header};
 

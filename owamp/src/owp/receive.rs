@@ -8,7 +8,9 @@
 //!
 //! Finalisation streams the records: it reads them back in chunks of
 //! [`FINALIZE_CHUNK`] records and compacts the kept ones in place, so memory stays
-//! bounded whatever the file size.
+//! bounded whatever the file size. After a Stop-Sessions the peer's skip ranges are
+//! streamed too ([`StopFinalizer`]): they go to the file as they arrive, never gathered,
+//! since a Stop-Sessions may announce up to 2^32−1 of them (RFC 4656 §3.8).
 
 use super::reader::{OwpFile, record_from_v3};
 use super::session::SessionHeader;
@@ -88,7 +90,12 @@ impl ReceiveWriter {
     pub fn resume(file: File, label: impl AsRef<Path>) -> Result<Self, OwpError> {
         let path = label.as_ref().to_path_buf();
         check_not_append(&file, &path)?;
-        let (header_len, npackets, timeout) = {
+        // A live file's records end at the skip ranges' offset once a finalisation set
+        // it (a tester that died while writing the peer's ranges: see
+        // `cut_after_records`; the offset may then equal the data offset, which a
+        // reader takes for "no skips, records to the end of the file"), else at the end
+        // of the file.
+        let (header_len, npackets, timeout, on_disk) = {
             let f = OwpFile::from_reader(&file, &path)?;
             let h = f.header();
             if h.version != VERSION_V3 {
@@ -98,19 +105,20 @@ impl ReceiveWriter {
                 });
             }
             let s = f.session()?;
-            (h.oset_data, s.npackets(), s.timeout())
+            let on_disk = if h.oset_skips != 0 && h.oset_skips >= h.oset_data {
+                (h.oset_skips - h.oset_data) / V3_RECORD_LEN
+            } else {
+                h.num_records
+            };
+            (h.oset_data, s.npackets(), s.timeout(), on_disk)
         };
-        let len = file
-            .metadata()
-            .map_err(|e| OwpError::io(&path, "file size", e))?
-            .len();
         Ok(ReceiveWriter {
             file,
             path,
             header_len,
             npackets,
             timeout,
-            on_disk: len.saturating_sub(header_len) / V3_RECORD_LEN,
+            on_disk,
             buf: Vec::with_capacity(BUFFER_LIMIT + V3_RECORD_LEN as usize),
         })
     }
@@ -144,17 +152,32 @@ impl ReceiveWriter {
         self.on_disk + (self.buf.len() as u64) / V3_RECORD_LEN
     }
 
-    /// Finalise after a Stop-Sessions (protocol.md §7.8): keep a record only if
-    /// `seq < next_seqno` and `send_ts ≤ stoptime − Timeout`; a received record with
-    /// `seq ≥ next_seqno` makes the session invalid (the file is marked finished=0 and
-    /// [`OwpError::SessionInvalid`] returned). Then the skip ranges are appended and the
-    /// header completed with finished=1.
+    /// Finalise after a Stop-Sessions (protocol.md §7.8) whose skip ranges are all at
+    /// hand: [`ReceiveWriter::begin_stop`], the ranges, [`StopFinalizer::finish`].
     pub fn finalize_with_stop(
-        mut self,
+        self,
         stoptime: Timestamp,
         next_seqno: u32,
         skips: &[SkipRange],
     ) -> Result<FinalizeOutcome, OwpError> {
+        let mut fin = self.begin_stop(stoptime, next_seqno)?;
+        if let Err(e) = fin.skips(skips) {
+            let _ = fin.error();
+            return Err(e);
+        }
+        fin.finish()
+    }
+
+    /// Start finalising after a Stop-Sessions (protocol.md §7.8): keep a record only if
+    /// `seq < next_seqno` and `send_ts ≤ stoptime − Timeout`; a received record with
+    /// `seq ≥ next_seqno` makes the session invalid (the file is marked finished=0 and
+    /// [`OwpError::SessionInvalid`] returned). The kept records are then in place and the
+    /// file locked; the peer's skip ranges follow with [`StopFinalizer::skips`].
+    pub fn begin_stop(
+        mut self,
+        stoptime: Timestamp,
+        next_seqno: u32,
+    ) -> Result<StopFinalizer, OwpError> {
         // As _OWPCleanDataRecs: 0xFFFFFFFF means "all packets"; more is invalid.
         let next_seqno = if next_seqno == u32::MAX {
             self.npackets
@@ -172,18 +195,23 @@ impl ReceiveWriter {
         }
         self.flush()?;
         self.lock()?;
-        let r = self.stop_locked(stoptime, next_seqno, skips);
-        self.unlock_after(r)
+        let r = self.stop_locked(stoptime, next_seqno);
+        let kept = self.unlock_on_error(r)?;
+        Ok(StopFinalizer {
+            writer: self,
+            kept,
+            next_seqno,
+            num_skips: 0,
+        })
     }
 
-    fn stop_locked(
-        &mut self,
-        stoptime: Timestamp,
-        next_seqno: u32,
-        skips: &[SkipRange],
-    ) -> Result<FinalizeOutcome, OwpError> {
+    /// The records kept by the Stop-Sessions rule, in place, the file cut after them and
+    /// the skip ranges' offset set there: from now on the file's records end at that
+    /// offset, whatever is appended after it.
+    fn stop_locked(&mut self, stoptime: Timestamp, next_seqno: u32) -> Result<u64, OwpError> {
         let kept = self.apply_stop_rule(stoptime, next_seqno)?;
-        self.complete(kept, skips, FINISHED_NORMAL, next_seqno)
+        self.cut_after_records(kept)?;
+        Ok(kept)
     }
 
     /// The Stop-Sessions rule of protocol.md §7.8: keep a record only if `seq < next` and
@@ -239,7 +267,8 @@ impl ReceiveWriter {
             None => self.compact(|_| false)?,
             Some(h) => self.compact(|r| !r.is_lost() || r.seq < h)?,
         };
-        self.complete(kept, &[], FINISHED_INCOMPLETE, 0)
+        self.cut_after_records(kept)?;
+        self.complete(kept, 0, FINISHED_INCOMPLETE, 0)
     }
 
     /// Mark the file as failed (finished=0) and sync it; the control process deletes
@@ -265,6 +294,15 @@ impl ReceiveWriter {
         self.file
             .lock()
             .map_err(|e| OwpError::io(&self.path, "lock", e))
+    }
+
+    /// On an error, release the lock (see [`ReceiveWriter::unlock_after`]); on success
+    /// keep it.
+    fn unlock_on_error<T>(&self, r: Result<T, OwpError>) -> Result<T, OwpError> {
+        if r.is_err() {
+            let _ = self.file.unlock();
+        }
+        r
     }
 
     /// Release the lock explicitly: the descriptor may be shared with another process
@@ -345,53 +383,120 @@ impl ReceiveWriter {
         Ok(kept)
     }
 
-    /// The reference's final write order (protocol.md §7.7): records (already in place) →
-    /// Number of Records → Number of Skip Ranges and their offset → skip ranges →
-    /// finished/Next Seqno; then fsync.
-    fn complete(
-        &mut self,
-        kept: u64,
-        skips: &[SkipRange],
-        finished: u32,
-        next_seqno: u32,
-    ) -> Result<FinalizeOutcome, OwpError> {
-        let records_end = self.header_len + kept * V3_RECORD_LEN;
+    /// Cut the file after the `kept` records and write the skip ranges' offset there
+    /// (protocol.md §7.7), before any range is written: a reader then ends the records
+    /// at that offset (when records were kept; with none, the file is locked until
+    /// finished and [`ReceiveWriter::resume`] knows the offset), so skip ranges are
+    /// never taken for records.
+    fn cut_after_records(&mut self, kept: u64) -> Result<(), OwpError> {
+        let records_end = self.records_end(kept);
         self.file
             .set_len(records_end)
             .map_err(|e| OwpError::io(&self.path, "truncate", e))?;
+        self.file
+            .write_all_at(&records_end.to_be_bytes(), 24)
+            .map_err(|e| OwpError::io(&self.path, "oset_skips", e))
+    }
+
+    fn records_end(&self, kept: u64) -> u64 {
+        self.header_len + kept * V3_RECORD_LEN
+    }
+
+    /// The end of the reference's final write order (protocol.md §7.7), once the records
+    /// and skip ranges are in place: Number of Records, Number of Skip Ranges, then
+    /// Finished and Next Seqno; then fsync. Finished comes last, so a reader never sees a
+    /// file marked complete whose counts are not written yet.
+    fn complete(
+        &mut self,
+        kept: u64,
+        num_skips: u32,
+        finished: u32,
+        next_seqno: u32,
+    ) -> Result<FinalizeOutcome, OwpError> {
         let nrec = u32::try_from(kept).map_err(|_| OwpError::Usage {
             path: self.path.clone(),
             detail: format!("{kept} records do not fit the header's 32-bit count"),
-        })?;
-        let nskips = u32::try_from(skips.len()).map_err(|_| OwpError::Usage {
-            path: self.path.clone(),
-            detail: format!("{} skip ranges", skips.len()),
         })?;
         self.file
             .write_all_at(&nrec.to_be_bytes(), 20)
             .map_err(|e| OwpError::io(&self.path, "num_records", e))?;
         self.file
-            .write_all_at(&nskips.to_be_bytes(), 16)
+            .write_all_at(&num_skips.to_be_bytes(), 16)
             .map_err(|e| OwpError::io(&self.path, "num_skips", e))?;
-        self.file
-            .write_all_at(&records_end.to_be_bytes(), 24)
-            .map_err(|e| OwpError::io(&self.path, "oset_skips", e))?;
-        let mut sk = Vec::with_capacity(skips.len() * SKIP_LEN as usize);
-        for s in skips {
-            sk.extend_from_slice(&s.first.to_be_bytes());
-            sk.extend_from_slice(&s.last.to_be_bytes());
-        }
-        self.file
-            .write_all_at(&sk, records_end)
-            .map_err(|e| OwpError::io(&self.path, "skip ranges", e))?;
         self.write_finished(finished, next_seqno)?;
         self.sync()?;
         Ok(FinalizeOutcome {
             finished,
             next_seqno,
             num_records: kept,
-            num_skips: nskips,
+            num_skips,
         })
+    }
+}
+
+/// A Stop-Sessions finalisation under way ([`ReceiveWriter::begin_stop`]): the kept
+/// records are in place and the file is locked. The peer's skip ranges are written
+/// after the records as they arrive ([`StopFinalizer::skips`]); then
+/// [`StopFinalizer::finish`] completes the header (finished=1), or, if the peer's
+/// record never arrives whole, [`StopFinalizer::incomplete`] or
+/// [`StopFinalizer::error`] ends it otherwise. Dropped unfinished, the file stays
+/// live (finished=2) with its records intact.
+pub struct StopFinalizer {
+    writer: ReceiveWriter,
+    kept: u64,
+    next_seqno: u32,
+    num_skips: u32,
+}
+
+impl StopFinalizer {
+    /// Append skip ranges after the records; they go to the file at once.
+    pub fn skips(&mut self, skips: &[SkipRange]) -> Result<(), OwpError> {
+        let w = &self.writer;
+        let total = u32::try_from(skips.len())
+            .ok()
+            .and_then(|n| self.num_skips.checked_add(n))
+            .ok_or_else(|| OwpError::Usage {
+                path: w.path.clone(),
+                detail: format!("{} + {} skip ranges", self.num_skips, skips.len()),
+            })?;
+        let mut sk = Vec::with_capacity(skips.len() * SKIP_LEN as usize);
+        for s in skips {
+            sk.extend_from_slice(&s.first.to_be_bytes());
+            sk.extend_from_slice(&s.last.to_be_bytes());
+        }
+        let at = w.records_end(self.kept) + u64::from(self.num_skips) * SKIP_LEN;
+        w.file
+            .write_all_at(&sk, at)
+            .map_err(|e| OwpError::io(&w.path, "skip ranges", e))?;
+        self.num_skips = total;
+        Ok(())
+    }
+
+    /// Skip ranges written so far.
+    pub fn num_skips(&self) -> u32 {
+        self.num_skips
+    }
+
+    /// Complete the file: the counts, then finished=1 with the peer's Next Seqno.
+    pub fn finish(mut self) -> Result<FinalizeOutcome, OwpError> {
+        let r = self
+            .writer
+            .complete(self.kept, self.num_skips, FINISHED_NORMAL, self.next_seqno);
+        self.writer.unlock_after(r)
+    }
+
+    /// The peer's record never arrived whole (control went away): finalise as
+    /// [`ReceiveWriter::finalize_incomplete`] does, the ranges written so far cut off.
+    pub fn incomplete(mut self, stoptime: Timestamp) -> Result<FinalizeOutcome, OwpError> {
+        let r = self.writer.incomplete_locked(stoptime);
+        self.writer.unlock_after(r)
+    }
+
+    /// Mark the file as failed (finished=0), as [`ReceiveWriter::finalize_error`].
+    pub fn error(self) -> Result<(), OwpError> {
+        let w = &self.writer;
+        let r = w.write_finished(FINISHED_ERROR, 0).and_then(|()| w.sync());
+        w.unlock_after(r)
     }
 }
 

@@ -155,6 +155,15 @@ fn harness_with(authmodes: u32, timeout: Duration) -> Harness {
 }
 
 fn harness_tree(authmodes: u32, timeout: Duration, tree: ClassTree) -> Harness {
+    harness_count(
+        authmodes,
+        timeout,
+        tree,
+        config::server::DEFAULT_PBKDF2_COUNT,
+    )
+}
+
+fn harness_count(authmodes: u32, timeout: Duration, tree: ClassTree, pbkdf2_count: u32) -> Harness {
     let dir = tempfile::tempdir().unwrap();
     let (store, _) = Store::open(dir.path(), &tree).unwrap();
     let launcher = Arc::new(FakeLauncher::default());
@@ -163,6 +172,7 @@ fn harness_tree(authmodes: u32, timeout: Duration, tree: ClassTree) -> Harness {
         config: ServerConfig {
             authmodes: ModeSet(authmodes),
             control_timeout: Some(timeout),
+            pbkdf2_count,
             end_delay_s: 1.0,
             start_time: Num64(0xdd12_e5a0_0000_0000),
             debug_time_offset: 0.0,
@@ -378,6 +388,24 @@ async fn authentication() {
     h.assert_logged(&["unknown user"]);
 }
 
+/// `pbkdf2_count` is the Count the greeting carries and the one the server derives the
+/// user's key with: a client using the greeting's Count logs in, one that assumes the
+/// default 2048 does not.
+#[tokio::test]
+async fn the_configured_pbkdf2_count_is_offered_and_used() {
+    let h = harness_count(7, Duration::from_secs(5), ClassTree::unlimited(), 4096);
+    let (mut c, g, task) = Client::start(&h).await;
+    assert_eq!(g.count, 4096);
+    assert_eq!(c.setup(&g, 2, Some(("alice", b"testpass"))).await.accept, 0);
+    drop(c);
+    task.await.unwrap();
+    let (mut c, mut g, task) = Client::start(&h).await;
+    g.count = 2048;
+    assert_eq!(c.setup(&g, 2, Some(("alice", b"testpass"))).await.accept, 1);
+    task.await.unwrap();
+    h.assert_logged(&["wrong passphrase"]);
+}
+
 #[tokio::test]
 async fn open_mode_sender_only_to_the_client() {
     let h = harness(7);
@@ -514,6 +542,53 @@ async fn full_test_period_server_stops_first() {
     assert_eq!(setups[0].role, TesterRole::Receiver);
     assert_eq!(setups[0].peer, "127.0.0.1:5000".parse().unwrap());
     assert_eq!(setups[1].peer, "127.0.0.1:5001".parse().unwrap());
+}
+
+/// A finished receive session whose file outgrew its disk reservation (duplicates and
+/// skip ranges are not in the estimate) in a class that cannot take the difference: the
+/// file is kept and charged in full (the class is then over its allowance, which the
+/// log says), never deleted.
+#[tokio::test]
+async fn a_file_over_the_disk_allowance_is_kept() {
+    // The estimate for 10 packets and one slot is 450 octets; the fake tester's file is
+    // 500; the class allows 460 (diskfudge 1.0).
+    let mut tree = limited(0, 0, true);
+    tree = ClassTree::new(vec![crate::policy::LimitClass {
+        disk: 460,
+        ..tree.get(0).unwrap().clone()
+    }])
+    .unwrap();
+    let h = harness_tree(7, Duration::from_secs(5), tree);
+    let (mut c, g, task) = Client::start(&h).await;
+    c.setup(&g, 1, None).await;
+    let recv = c.request(&request(true)).await;
+    assert_eq!(recv.accept, AcceptCode::Ok);
+    assert_eq!(h.ctx.policy.disk_used(0), 450);
+    c.send(&[&StartSessions.encode()]).await;
+    assert_eq!(c.recv(1).await[0], 0, "Start-Ack accept");
+    // The server's Stop-Sessions (no senders of its own): the header and its HMAC.
+    let head = c.recv(1).await;
+    assert_eq!((head[0], &head[4..8]), (3, &[0u8, 0, 0, 0][..]));
+    let stop = StopSessions {
+        accept: AcceptCode::Ok,
+        sessions: vec![SessionStop {
+            sid: recv.sid,
+            next_seqno: 10,
+            skips: vec![],
+        }],
+    };
+    c.send(&[&stop.encode()]).await;
+    drop(c);
+    task.await.unwrap();
+    assert_eq!(h.ctx.store.len(), 1, "the file is kept");
+    assert_eq!(h.ctx.policy.disk_used(0), 500);
+    h.assert_logged(&["data kept over the disk allowance"]);
+    // Over its allowance, the class takes no new receive session.
+    let (mut c, g, task) = Client::start(&h).await;
+    c.setup(&g, 1, None).await;
+    assert_eq!(c.request(&request(true)).await.accept, AcceptCode::Failure);
+    drop(c);
+    task.await.unwrap();
 }
 
 /// The client stops first with a bad SID: the server closes, and the receive data is

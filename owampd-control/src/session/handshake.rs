@@ -33,7 +33,7 @@ impl Connection<'_> {
             modes,
             challenge,
             salt,
-            count: PBKDF2_COUNT,
+            count: self.ctx.config.pbkdf2_count,
         };
         conn.write_raw(&greeting.encode()).await?;
         if modes.is_empty() {
@@ -66,8 +66,8 @@ impl Connection<'_> {
             let pf = self.ctx.directory.passphrase(&user);
             // An unknown user costs the same work as a known one (protocol.md §1.2 step 3).
             let dk = match &pf {
-                Some(p) => crypto::derive_key(p, &salt, PBKDF2_COUNT),
-                None => crypto::derive_decoy_key(&salt, PBKDF2_COUNT)
+                Some(p) => crypto::derive_key(p, &salt, self.ctx.config.pbkdf2_count),
+                None => crypto::derive_decoy_key(&salt, self.ctx.config.pbkdf2_count)
                     .map_err(|e| SessionError::Protocol(format!("no randomness: {e}")))?,
             };
             let token = Token::decrypt(&dk, &resp.token);

@@ -16,7 +16,7 @@ use crate::directory::Directory;
 use crate::fetch;
 use crate::log::Logger;
 use crate::policy::{
-    BandwidthGuard, ClassIdx, DiskGuard, Policy, TestSessionCount, TestSessionGuard,
+    BandwidthGuard, ClassIdx, Commit, DiskGuard, Policy, TestSessionCount, TestSessionGuard,
     session_bandwidth_bps, session_disk_estimate,
 };
 use crate::ports::{PortAllocator, PortLease};
@@ -41,9 +41,6 @@ use tester_ipc::{
 use thiserror::Error;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::mpsc;
-
-/// PBKDF2 iterations in Server-Greeting: the reference always sends 2048 (protocol.md §1.1).
-pub const PBKDF2_COUNT: u32 = 2048;
 
 /// Most slots one Request-Session may carry. The reference has no limit, but reading
 /// 2^32 slots is not a request anyone means: past this we close (protocol.md §9 allows close
@@ -75,6 +72,9 @@ pub struct ServerConfig {
     pub authmodes: ModeSet,
     /// `controltimeout`; None when 0.
     pub control_timeout: Option<Duration>,
+    /// PBKDF2 Count sent in Server-Greeting and used to derive a user's key
+    /// (`pbkdf2_count`, protocol.md §1.1).
+    pub pbkdf2_count: u32,
     pub end_delay_s: f64,
     /// The daemon's start time, sent in Server-Start (protocol.md §1.3).
     pub start_time: Num64,

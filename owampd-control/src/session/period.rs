@@ -574,11 +574,8 @@ impl Connection<'_> {
                 // The file's real size, not the tester's word for it: a compromised
                 // tester could report 0 and free its class's disk allowance.
                 let len = self.ctx.store.file_size_async(&s.sid).await.unwrap_or(0);
-                if let Some(g) = s.disk.take()
-                    && let Err(e) = g.commit(len)
-                {
-                    s.log.warn(format!("data deleted: {e}"));
-                    let _ = self.ctx.store.delete_async(&s.sid).await;
+                if let Some(g) = s.disk.take() {
+                    warn_if_over(&s, g.commit(len));
                 }
             } else {
                 s.log.info("session data discarded");
@@ -602,11 +599,8 @@ impl Connection<'_> {
         match res {
             Ok(Ok(_)) => {
                 s.log.info("data kept as incomplete");
-                if let Some(g) = s.disk.take()
-                    && let Err(e) = g.commit(len)
-                {
-                    s.log.warn(format!("data deleted: {e}"));
-                    let _ = self.ctx.store.delete_async(&s.sid).await;
+                if let Some(g) = s.disk.take() {
+                    warn_if_over(s, g.commit(len));
                 }
             }
             Ok(Err(e)) => {
@@ -721,4 +715,15 @@ async fn forward_skips(
         })??;
     }
     Ok(())
+}
+
+/// A kept file that did not fit its class's disk allowance is kept all the same
+/// (`DiskGuard::commit`): said once, with what the class now refuses.
+fn warn_if_over(s: &TestSession, commit: Commit) {
+    if let Commit::Over(e) = commit {
+        s.log.warn(format!(
+            "data kept over the disk allowance ({e}): the class takes no new receive \
+             session until stored data is removed"
+        ));
+    }
 }
