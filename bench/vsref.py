@@ -255,8 +255,28 @@ def fmt_ratio(a, b):
     return f"{a / b:.2f}×" if b else "—"
 
 
-def compare(ref_prefix, rel, ns, rows):
-    """Appends (figure, ours, reference, ratio) rows for every measurement."""
+def summarise(runs):
+    """(median, min, max) of each of clean, CPU and memory over a server's rounds."""
+    return [(statistics.median(v), min(v), max(v)) for v in zip(*runs)]
+
+
+def spread(stat, fmt, unit):
+    """'median unit' for one round, 'median unit (min–max)' for more."""
+    med, lo, hi = stat
+    if lo == hi:
+        return fmt.format(med) + unit
+    return f"{fmt.format(med)}{unit} ({fmt.format(lo)}–{fmt.format(hi)})"
+
+
+def compare(ref_prefix, rel, ns, rows, rounds=1):
+    """Appends (figure, ours, reference, ratio) rows for every measurement.
+
+    Each scale figure is taken `rounds` times per server, the two servers alternating
+    (ours first in odd rounds, the reference first in even ones, so neither always runs
+    on a machine the other just warmed or loaded); a row then gives the median and the
+    range, and the ratio of the medians. One round at N=2000 on two cores swings by a
+    few hundred sessions either way, for both servers.
+    """
     ref_bin = os.path.join(ref_prefix, "bin")
     clients = {"our owping": os.path.join(rel, "owping"),
                "perfSONAR's owping": os.path.join(ref_bin, "owping")}
@@ -267,20 +287,26 @@ def compare(ref_prefix, rel, ns, rows):
         servers["ref"] = Server("ref", ref_bin, tmp)
         for n in ns:
             for cname, client in clients.items():
-                fig = {}
-                for tag in ("ours", "ref"):
-                    log(f"N={n} with {cname} against {tag}")
-                    (good, why), cpu, mem = measure(servers[tag],
-                                                    lambda: scale_run(servers[tag], client, n))
-                    fig[tag] = (good, cpu, mem)
-                    log(f"  {tag}: {good}/{n} clean, {cpu:.2f} s CPU, {mem:.0f} MiB peak {why or ''}")
-                o, r = fig["ours"], fig["ref"]
+                fig = {"ours": [], "ref": []}
+                for k in range(rounds):
+                    order = ("ours", "ref") if k % 2 == 0 else ("ref", "ours")
+                    for tag in order:
+                        log(f"N={n} with {cname} against {tag}" +
+                            (f", round {k + 1} of {rounds}" if rounds > 1 else ""))
+                        (good, why), cpu, mem = measure(servers[tag],
+                                                        lambda: scale_run(servers[tag], client, n))
+                        fig[tag].append((good, cpu, mem))
+                        log(f"  {tag}: {good}/{n} clean, {cpu:.2f} s CPU, {mem:.0f} MiB peak {why or ''}")
+                o, r = summarise(fig["ours"]), summarise(fig["ref"])
                 rows.append((f"N={n} concurrent owpings, clean ({cname})",
-                             f"{o[0]}/{n}", f"{r[0]}/{n}", fmt_ratio(o[0], r[0])))
+                             spread(o[0], "{:.0f}", f"/{n}"), spread(r[0], "{:.0f}", f"/{n}"),
+                             fmt_ratio(o[0][0], r[0][0])))
                 rows.append((f"N={n} server tree CPU ({cname})",
-                             f"{o[1]:.2f} s", f"{r[1]:.2f} s", fmt_ratio(o[1], r[1])))
+                             spread(o[1], "{:.2f}", " s"), spread(r[1], "{:.2f}", " s"),
+                             fmt_ratio(o[1][0], r[1][0])))
                 rows.append((f"N={n} server tree peak memory ({cname})",
-                             f"{o[2]:.0f} MiB", f"{r[2]:.0f} MiB", fmt_ratio(o[2], r[2])))
+                             spread(o[2], "{:.0f}", " MiB"), spread(r[2], "{:.0f}", " MiB"),
+                             fmt_ratio(o[2][0], r[2][0])))
         ours_owping = clients["our owping"]
         # What a session costs before its packets: 100 bidirectional owpings of one
         # packet each way (connection, handshake, two test sessions, their files).
