@@ -251,6 +251,44 @@ def paced_run(srv, owping, count, interval):
     return rc, out
 
 
+def floor_per_packet(tmp):
+    """CPU of the least a sender can do for the server's half of the 1,000 pps run:
+    bench/floor-sender.c (a sleep to each send time, a clock read and a send on a
+    connected socket, nothing else) sending 5,000 packets at a mean 1 ms to a loopback
+    socket read once a second, in a cgroup of its own; divided by 10,000 as the server's
+    figure is. None when gcc cannot build it."""
+    exe = os.path.join(tmp, "floor-sender")
+    src = os.path.join(os.path.dirname(os.path.abspath(__file__)), "floor-sender.c")
+    try:
+        subprocess.run(["gcc", "-O2", "-o", exe, src, "-lm"], check=True,
+                       stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    except (OSError, subprocess.CalledProcessError) as e:
+        log(f"floor-sender not built ({e}): no floor row")
+        return None
+    sink = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    sink.bind(("127.0.0.1", 0))
+    cg = Cgroup(f"owvsref-floor-{os.getpid()}")
+    try:
+        c0 = cg.cpu_ns()
+        p = subprocess.Popen(cg.wrap([exe, str(sink.getsockname()[1]), "0.001"]))
+        sink.setblocking(False)
+        for _ in range(5):  # 5 s: about 5,000 packets
+            time.sleep(1)
+            try:
+                while sink.recv(2048):
+                    pass
+            except BlockingIOError:
+                pass
+        p.kill()
+        p.wait()
+        used = (cg.cpu_ns() - c0) / 1e9
+    finally:
+        cg.remove()
+        sink.close()
+    log(f"floor-sender: {used * 1e3:.1f} ms CPU for about 5,000 packets")
+    return used / 10000 * 1e6
+
+
 def fmt_ratio(a, b):
     return f"{a / b:.2f}×" if b else "—"
 
@@ -332,6 +370,12 @@ def compare(ref_prefix, rel, ns, rows, rounds=1):
         rows.append(("server CPU per test packet at 1,000 pps (5,000 each way)",
                      f"{per_pkt['ours']:.1f} µs", f"{per_pkt['ref']:.1f} µs",
                      fmt_ratio(per_pkt["ours"], per_pkt["ref"])))
+        floor = floor_per_packet(tmp)
+        if floor is not None:
+            rows.append(("floor of the same figure: bench/floor-sender.c sending the "
+                         "server's 5,000 (sleep, clock read, send), per 10,000 packets",
+                         f"{floor:.1f} µs", f"{per_pkt['ref']:.1f} µs",
+                         fmt_ratio(floor, per_pkt["ref"])))
         rows.append(("one-way delay median at 1,000 pps (both directions)",
                      f"{median['ours']:.1f} µs", f"{median['ref']:.1f} µs",
                      fmt_ratio(median["ours"], median["ref"])))
