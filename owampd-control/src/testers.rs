@@ -98,12 +98,25 @@ pub trait TesterLauncher: Send + Sync {
     /// testers are starting, new clients wait before choosing their Start Time. By
     /// default nobody waits.
     fn admit(&self) -> AdmitFuture<'_> {
-        Box::pin(std::future::ready(false))
+        Box::pin(std::future::ready(Admitted {
+            place: None,
+            waited: false,
+        }))
     }
 }
 
-/// Resolves once a new connection may be greeted; `true` if it had to wait.
-pub type AdmitFuture<'a> = Pin<Box<dyn Future<Output = bool> + Send + 'a>>;
+/// A connection's admission to its greeting.
+#[derive(Debug)]
+pub struct Admitted {
+    /// Its place among the connections about to start testers: held until its first
+    /// request has been answered (`None` when the launcher paces nothing).
+    pub place: Option<crate::admission::Greeted>,
+    /// It had to wait.
+    pub waited: bool,
+}
+
+/// Resolves once a new connection may be greeted.
+pub type AdmitFuture<'a> = Pin<Box<dyn Future<Output = Admitted> + Send + 'a>>;
 
 /// Most messages control takes from one tester over its life (Hello and Ready aside),
 /// besides a sender's skip ranges: a well-behaved one sends a few log lines, ReceiveDone,
@@ -563,7 +576,13 @@ impl TesterLauncher for ProcessLauncher {
     }
 
     fn admit(&self) -> AdmitFuture<'_> {
-        Box::pin(self.starting.below_limit())
+        Box::pin(async move {
+            let (place, waited) = self.starting.admit().await;
+            Admitted {
+                place: Some(place),
+                waited,
+            }
+        })
     }
 }
 

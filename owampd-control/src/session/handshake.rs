@@ -25,10 +25,12 @@ impl Connection<'_> {
         // In a burst of new clients, wait until the testers already starting are fewer
         // (admission.rs): a client that has not had its greeting has not chosen its
         // Start Time yet, so waiting here costs it nothing of its schedule.
-        if self.ctx.testers.admit().await {
+        let admitted = self.ctx.testers.admit().await;
+        if admitted.waited {
             self.log
                 .debug("greeting held while the testers of earlier clients start");
         }
+        self.admission = admitted.place;
         let greeting = ServerGreeting {
             modes,
             challenge,

@@ -215,6 +215,7 @@ pub async fn serve_connection_until<S>(
         events_rx: rx,
         shutdown,
         stopped_by_shutdown: false,
+        admission: None,
     };
     match c.run(&mut conn).await {
         Ok(()) => log.debug("connection closed"),
@@ -242,6 +243,9 @@ struct Connection<'a> {
     /// The daemon's stop ended this connection's test period: its client may still
     /// fetch (until the exchange deadline), and do nothing else.
     stopped_by_shutdown: bool,
+    /// Its place among the greeted connections about to start testers (admission.rs),
+    /// given back once its first request has been answered.
+    admission: Option<crate::admission::Greeted>,
 }
 
 impl Connection<'_> {
@@ -295,6 +299,8 @@ impl Connection<'_> {
                     return Err(SessionError::Protocol("unexpected command".into()));
                 }
             }
+            // Its first request is answered: the testers it started count themselves.
+            self.admission = None;
         }
     }
 
