@@ -473,13 +473,22 @@ fn a_killed_tester_ends_only_its_own_session() {
         "{:?}",
         cmdline()
     );
-    let limits = std::fs::read_to_string(format!("/proc/{tester}/limits")).unwrap();
-    let fsize = limits
-        .lines()
-        .find(|l| l.starts_with("Max file size"))
-        .unwrap()
-        .to_string();
-    assert!(!fsize.contains("unlimited"), "{fsize}");
+    // argv[0] is there from the exec; the tester sets RLIMIT_FSIZE itself a moment
+    // later, in its sandbox step, before it reads its first message.
+    let fsize = || {
+        std::fs::read_to_string(format!("/proc/{tester}/limits"))
+            .unwrap_or_default()
+            .lines()
+            .find(|l| l.starts_with("Max file size"))
+            .unwrap_or_default()
+            .to_string()
+    };
+    wait_for(Duration::from_secs(10), || {
+        let l = fsize();
+        !l.is_empty() && !l.contains("unlimited")
+    });
+    let fsize = fsize();
+    assert!(!fsize.is_empty() && !fsize.contains("unlimited"), "{fsize}");
     Command::new("kill")
         .args(["-KILL", &tester.to_string()])
         .status()
