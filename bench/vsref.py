@@ -251,12 +251,11 @@ def paced_run(srv, owping, count, interval):
     return rc, out
 
 
-def floor_per_packet(tmp):
-    """CPU of the least a sender can do for the server's half of the 1,000 pps run:
-    bench/floor-sender.c (a sleep to each send time, a clock read and a send on a
-    connected socket, nothing else) sending 5,000 packets at a mean 1 ms to a loopback
-    socket read once a second, in a cgroup of its own; divided by 10,000 as the server's
-    figure is. None when gcc cannot build it."""
+def floor_sender(tmp):
+    """Builds bench/floor-sender.c (gcc) into `tmp` and opens a loopback UDP sink for it
+    that a thread drains once a second, as our receiver reads a paced session. Returns
+    (command for a mean interval, the sink to close when done), or None (said in the
+    log) when it cannot be built. Used by this file and by bench/powstream-vs-ref."""
     exe = os.path.join(tmp, "floor-sender")
     src = os.path.join(os.path.dirname(os.path.abspath(__file__)), "floor-sender.c")
     try:
@@ -267,18 +266,35 @@ def floor_per_packet(tmp):
         return None
     sink = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     sink.bind(("127.0.0.1", 0))
-    cg = Cgroup(f"owvsref-floor-{os.getpid()}")
-    try:
-        c0 = cg.cpu_ns()
-        p = subprocess.Popen(cg.wrap([exe, str(sink.getsockname()[1]), "0.001"]))
-        sink.setblocking(False)
-        for _ in range(5):  # 5 s: about 5,000 packets
-            time.sleep(1)
+    sink.setblocking(False)
+    port = str(sink.getsockname()[1])
+
+    def drain():
+        while sink.fileno() >= 0:
             try:
                 while sink.recv(2048):
                     pass
-            except BlockingIOError:
+            except OSError:  # empty (BlockingIOError), or closed
                 pass
+            time.sleep(1)
+    threading.Thread(target=drain, daemon=True).start()
+    return (lambda mean: [exe, port, str(mean)]), sink
+
+
+def floor_per_packet(tmp):
+    """CPU of the least a sender can do for the server's half of the 1,000 pps run:
+    bench/floor-sender.c (a sleep to each send time, a clock read and a send on a
+    connected socket, nothing else) sending 5,000 packets at a mean 1 ms, in a cgroup of
+    its own; divided by 10,000 as the server's figure is. None when it cannot be built."""
+    floor = floor_sender(tmp)
+    if floor is None:
+        return None
+    cmd, sink = floor
+    cg = Cgroup(f"owvsref-floor-{os.getpid()}")
+    try:
+        c0 = cg.cpu_ns()
+        p = subprocess.Popen(cg.wrap(cmd(0.001)))
+        time.sleep(5)  # about 5,000 packets
         p.kill()
         p.wait()
         used = (cg.cpu_ns() - c0) / 1e9
