@@ -14,17 +14,13 @@
 
 use libfuzzer_sys::fuzz_target;
 use owampd_control::session::serve_connection;
-use owampd_fuzz::control::server_ctx;
+use owampd_fuzz::control::{paused_runtime, server_ctx};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 fuzz_target!(|data: &[u8]| {
     let dir = tempfile::tempdir().expect("tempdir");
     let ctx = server_ctx(dir.path());
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .start_paused(true)
-        .build()
-        .expect("runtime");
+    let rt = paused_runtime();
     let input = data.to_vec();
     rt.block_on(async {
         let (server_end, client_end) = tokio::io::duplex(1 << 16);

@@ -42,7 +42,7 @@ use owamp::crypto::{self, ControlCipher, SessionKeys, Token};
 use owamp::wire::{ServerGreeting, SetupResponse};
 use owampd_control::handover;
 use owampd_control::session::serve_connection;
-use owampd_fuzz::control::{PASSPHRASE, USER, server_ctx};
+use owampd_fuzz::control::{PASSPHRASE, USER, paused_runtime, server_ctx};
 use std::net::{SocketAddr, TcpListener};
 use std::os::fd::{AsFd, OwnedFd};
 use std::sync::OnceLock;
@@ -92,11 +92,7 @@ fuzz_target!(|data: &[u8]| {
     let input = parse(data);
     let dir = tempfile::tempdir().expect("tempdir");
     let ctx = server_ctx(dir.path());
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .start_paused(true)
-        .build()
-        .expect("runtime");
+    let rt = paused_runtime();
     rt.block_on(async {
         let addr = listener().local_addr().expect("listener address");
         let sock = TcpSocket::new_v4().expect("client socket");

@@ -65,6 +65,16 @@ fn log_sink() -> Arc<dyn LogSink> {
     }
 }
 
+/// A current-thread runtime with its clock paused (it jumps to the next timer whenever
+/// every task waits), as both control targets drive `serve_connection`.
+pub fn paused_runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .start_paused(true)
+        .build()
+        .expect("runtime")
+}
+
 /// A daemon with every mode and unlimited classes, its store in `dir`.
 pub fn server_ctx(dir: &Path) -> Arc<ServerCtx> {
     let tree = ClassTree::unlimited();

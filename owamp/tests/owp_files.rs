@@ -321,6 +321,18 @@ fn bad_files_give_typed_errors() {
 
 // ---- receive side -------------------------------------------------------------------
 
+/// `path` opened for reading and writing (created empty when `create`), as the
+/// receive writer and `ReceiveWriter::resume` take it.
+fn open_rw(path: &std::path::Path, create: bool) -> std::fs::File {
+    std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(create)
+        .truncate(create)
+        .open(path)
+        .unwrap()
+}
+
 fn receive_file(
     npackets: u32,
     timeout: u32,
@@ -328,13 +340,7 @@ fn receive_file(
 ) -> (tempfile::TempDir, std::path::PathBuf, ReceiveWriter) {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("r.owp");
-    let file = std::fs::OpenOptions::new()
-        .read(true)
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .open(&path)
-        .unwrap();
+    let file = open_rw(&path, true);
     let sess = SessionHeader::from_fields(&fields(npackets, timeout)).unwrap();
     let mut w = ReceiveWriter::create(file, &path, &sess).unwrap();
     for r in recs {
@@ -515,11 +521,7 @@ fn a_file_left_while_its_skips_were_written_resumes_with_its_records_only() {
         let mut fin = w.begin_stop(LATE, 200).unwrap();
         fin.skips(&ten_skips()).unwrap();
         drop(fin);
-        let file = std::fs::OpenOptions::new()
-            .read(true)
-            .write(true)
-            .open(&path)
-            .unwrap();
+        let file = open_rw(&path, false);
         let w = ReceiveWriter::resume(file, &path).unwrap();
         assert_eq!(w.records_written(), recs.len() as u64);
         let out = w.finalize_incomplete(LATE).unwrap();
@@ -540,11 +542,7 @@ fn resume_finalises_a_file_left_by_a_dead_writer() {
     let mut raw = std::fs::read(&path).unwrap();
     raw.extend_from_slice(&[0u8; 10]);
     std::fs::write(&path, &raw).unwrap();
-    let file = std::fs::OpenOptions::new()
-        .read(true)
-        .write(true)
-        .open(&path)
-        .unwrap();
+    let file = open_rw(&path, false);
     let w = ReceiveWriter::resume(file, &path).unwrap();
     assert_eq!(w.records_written(), 3);
     let out = w.finalize_incomplete(LATE).unwrap();
