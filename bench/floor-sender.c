@@ -35,8 +35,12 @@ int main(int argc, char **argv)
         perror("floor-sender");
         return 1;
     }
-    /* The timer slack powstream's sender asks for at 10 packets/s (1 ms). */
-    prctl(PR_SET_TIMERSLACK, 1000000UL, 0, 0, 0);
+    /* The timer slack our senders ask for at this rate (owamp/src/engine/wait.rs,
+     * timer_slack): 1 % of the mean interval, within 50 us .. 1 ms. A wider slack
+     * would let one wake-up send several packets, and the floor would be no floor. */
+    double slack = mean * 0.01;
+    slack = slack < 50e-6 ? 50e-6 : slack > 1e-3 ? 1e-3 : slack;
+    prctl(PR_SET_TIMERSLACK, (unsigned long)(slack * 1e9), 0, 0, 0);
     struct timespec next;
     clock_gettime(CLOCK_REALTIME, &next);
     srand48(1);
