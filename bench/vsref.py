@@ -14,7 +14,7 @@ Rows (issue "Scale and efficiency"):
   - the server tree's CPU (cpuacct.usage) and peak memory (memory.max_usage_in_bytes)
     during each of those runs;
   - server CPU per test packet at 1,000 pps (one owping, 5,000 packets each way);
-  - one-way delay median at 1,000 pps, both directions (from owping -R);
+  - one-way delay median at 1,000 pps, each direction and both (from owping -R);
   - a 10,000-packet burst (-i 0) both ways: packets lost.
 """
 
@@ -231,18 +231,24 @@ def scale_run(srv, owping, n, count=100):
 
 
 def raw_delays(out):
-    """One-way delays (s) from owping -R lines: SEQ STIME SSYNC SERR RTIME RSYNC RERR TTL."""
-    d = []
+    """One-way delays (s) from owping -R lines (SEQ STIME SSYNC SERR RTIME RSYNC RERR
+    TTL), one list per session in the order owping prints them: client to server, then
+    server to client. A session's lines start again at sequence number 0."""
+    sessions, last = [], None
     for line in out.splitlines():
         f = line.split()
-        if len(f) == 8 and f[0].isdigit():
-            try:
-                s, r = int(f[1]), int(f[4])
-            except ValueError:
-                continue
-            if r:
-                d.append((r - s) / 2**32)
-    return d
+        if len(f) != 8 or not f[0].isdigit():
+            continue
+        try:
+            seq, s, r = int(f[0]), int(f[1]), int(f[4])
+        except ValueError:
+            continue
+        if last is None or seq < last:
+            sessions.append([])
+        last = seq
+        if r:
+            sessions[-1].append((r - s) / 2**32)
+    return sessions
 
 
 def paced_run(srv, owping, count, interval):
@@ -379,10 +385,16 @@ def compare(ref_prefix, rel, ns, rows, rounds=1):
             log(f"1,000 pps, 5,000 packets each way, against {tag}")
             (rc, out), cpu, _ = measure(servers[tag],
                                        lambda: paced_run(servers[tag], ours_owping, 5000, "0.001f"))
-            delays = raw_delays(out)
+            sessions = raw_delays(out)
             per_pkt[tag] = cpu / 10000 * 1e6
-            median[tag] = statistics.median(delays) * 1e6 if delays else float("nan")
-            log(f"  rc={rc}, {len(delays)} delays, {per_pkt[tag]:.1f} µs/packet, median {median[tag]:.1f} µs")
+            # Client to server, server to client, both: our owping sends and receives
+            # the client's ends in both runs, so each direction isolates one side of
+            # the server (its receiver's timestamps, then its sender's).
+            median[tag] = [statistics.median(d) * 1e6 if d else float("nan")
+                           for d in (sessions + [[], []])[:2] + [[x for d in sessions for x in d]]]
+            got = sum(len(d) for d in sessions)
+            log(f"  rc={rc}, {got} delays, {per_pkt[tag]:.1f} µs/packet, medians "
+                + " / ".join(f"{m:.1f}" for m in median[tag]) + " µs")
         rows.append(("server CPU per test packet at 1,000 pps (5,000 each way)",
                      f"{per_pkt['ours']:.1f} µs", f"{per_pkt['ref']:.1f} µs",
                      fmt_ratio(per_pkt["ours"], per_pkt["ref"])))
@@ -392,15 +404,19 @@ def compare(ref_prefix, rel, ns, rows, rounds=1):
                          "server's 5,000 (sleep, clock read, send), per 10,000 packets",
                          f"{floor:.1f} µs", f"{per_pkt['ref']:.1f} µs",
                          fmt_ratio(floor, per_pkt["ref"])))
-        rows.append(("one-way delay median at 1,000 pps (both directions)",
-                     f"{median['ours']:.1f} µs", f"{median['ref']:.1f} µs",
-                     fmt_ratio(median["ours"], median["ref"])))
+        for i, what in enumerate(("client to server: the server's receive timestamps",
+                                  "server to client: the server's send timestamps",
+                                  "both directions")):
+            o, r = median["ours"][i], median["ref"][i]
+            rows.append((f"one-way delay median at 1,000 pps, {what}",
+                         f"{o:.1f} µs", f"{r:.1f} µs", fmt_ratio(o, r)))
         lost = {}
         for tag in ("ours", "ref"):
             log(f"10,000-packet burst against {tag}")
             (rc, out), _, _ = measure(servers[tag],
                                       lambda: paced_run(servers[tag], ours_owping, 10000, "0"))
-            lost[tag] = 20000 - len(raw_delays(out)) if rc == 0 else f"rc={rc}"
+            got = sum(len(d) for d in raw_delays(out))
+            lost[tag] = 20000 - got if rc == 0 else f"rc={rc}"
         rows.append(("10,000-packet burst (-i 0) each way: lost of 20,000",
                      str(lost["ours"]), str(lost["ref"]), "—"))
     finally:
