@@ -1,6 +1,6 @@
 //! Fetch-Session (RFC 4656 §3.9, protocol.md §2.6–2.8, §9).
 //!
-//! Catalog lookup, a shared lock on the file (the receiving tester holds an exclusive
+//! The store's index lookup, a shared lock on the file (the receiving tester holds an exclusive
 //! one while finalising), then Fetch-Ack and the response stream: the stored
 //! Request-Session, the skip ranges, the records, each followed by its HMAC block.
 //!

@@ -11,7 +11,7 @@
 //! - [`policy`]: the limits tree's global accounting (bandwidth, disk with diskfudge,
 //!   per-connection test_sessions), every reservation an RAII guard.
 //! - [`ports`]: test-port allocation from the `testports` range.
-//! - [`store`]: `{datadir}/hierarchy/…` and `catalog/`, rebuilt at start.
+//! - [`store`]: `{datadir}/hierarchy/…`, indexed at start.
 //! - [`testers`]: one `owampd-tester` per session behind the `TesterLauncher` trait
 //!   (the process launcher, or fakes in tests); its messages become session events.
 //! - [`directory`], [`confdir`]: who a peer is (class, passphrase) over `config`.

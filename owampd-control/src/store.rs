@@ -1,15 +1,24 @@
-//! The data store (protocol.md §7.7), compatible with the reference
-//! layout so an existing datadir keeps working:
+//! The data store (protocol.md §7.7), in the reference's layout so an existing datadir
+//! keeps working, and so does going back:
 //!
 //! ```text
 //! {datadir}/hierarchy/{root class}/{child class}/…/{sid hex}.owp   the files
-//! {datadir}/catalog/{sid hex}.owp -> ../hierarchy/…/{sid hex}.owp  how Fetch-Session finds them
+//! {datadir}/catalog/                                               kept, empty
 //! ```
 //!
-//! At start the catalog is wiped and rebuilt from `hierarchy/`: only directories whose
-//! names follow the class tree (each a child of its parent directory's class) and only
-//! files named exactly `<32 lowercase hex>.owp` count. The sizes found are returned so
-//! the caller can initialise the per-class disk usage.
+//! Fetch-Session finds a file through the in-memory index (SID → class and path),
+//! built at start from `hierarchy/`: only directories whose names follow the class tree
+//! (each a child of its parent directory's class) and only files named exactly
+//! `<32 lowercase hex>.owp` count. The sizes found are returned so the caller can
+//! initialise the per-class disk usage.
+//!
+//! The reference also links each file into `catalog/` by SID; it rebuilds that
+//! directory at its own start, so it finds our files if it replaces us. We keep no
+//! links: the index already answers the lookup, and a link per session is a second
+//! inode to allocate and free (on ext4 without a journal, each allocation scans past
+//! the inodes freed in the last seconds, so with a session's churn it grows slower the
+//! busier the server is). At start, `catalog/` is emptied of the reference's links,
+//! which would point at files we may delete.
 
 use crate::policy::{ClassIdx, ClassTree};
 use owamp::Sid;
@@ -102,7 +111,7 @@ pub fn file_name(sid: &Sid) -> String {
 }
 
 impl Store {
-    /// Open `datadir`, wipe and rebuild the catalog. Returns the store and, per file
+    /// Open `datadir`, empty `catalog/` and index `hierarchy/`. Returns the store and, per file
     /// found, its class and size (for [`crate::policy::Policy::add_existing_disk`]).
     ///
     /// Empty session files are removed instead (see [`Store::open_reporting`]).
@@ -144,13 +153,9 @@ impl Store {
             inner: Arc::new(Inner {
                 datadir: datadir.to_path_buf(),
                 tree: tree.clone(),
-                files: Mutex::new(HashMap::new()),
+                files: Mutex::new(files),
             }),
         };
-        for (sid, f) in files {
-            store.link(&sid, &f.path)?;
-            store.lock().insert(sid, f);
-        }
         Ok((store, found, removed))
     }
 
@@ -160,20 +165,6 @@ impl Store {
 
     pub fn datadir(&self) -> &Path {
         &self.inner.datadir
-    }
-
-    fn catalog_path(&self, sid: &Sid) -> PathBuf {
-        self.inner.datadir.join("catalog").join(file_name(sid))
-    }
-
-    /// Point the catalog entry at `path` (relative, so the datadir may move).
-    fn link(&self, sid: &Sid, path: &Path) -> Result<(), StoreError> {
-        let link = self.catalog_path(sid);
-        let target = match path.strip_prefix(&self.inner.datadir) {
-            Ok(rel) => Path::new("..").join(rel),
-            Err(_) => path.to_path_buf(),
-        };
-        std::os::unix::fs::symlink(&target, &link).map_err(io_err("link", &link))
     }
 
     /// Create the file of a new receive session of `class`, opened read-write.
@@ -198,10 +189,6 @@ impl Store {
             .create_new(true)
             .open(&path)
             .map_err(io_err("create", &path))?;
-        if let Err(e) = self.link(sid, &path) {
-            let _ = fs::remove_file(&path);
-            return Err(e);
-        }
         self.lock().insert(
             *sid,
             StoredFile {
@@ -216,34 +203,31 @@ impl Store {
         self.lock().get(sid).cloned()
     }
 
-    /// Open a stored session for reading through the catalog (Fetch-Session, §2.6).
-    /// `Ok(None)`: no such session (Fetch-Ack Accept=1).
+    /// Open a stored session for reading (Fetch-Session, protocol.md §2.6). `Ok(None)`:
+    /// no such session (Fetch-Ack Accept=1), also when its file was removed behind our
+    /// back (by an operator, or `owampd-cleanup`).
     pub fn open_for_fetch(&self, sid: &Sid) -> Result<Option<(File, StoredFile)>, StoreError> {
         let Some(entry) = self.get(sid) else {
             return Ok(None);
         };
-        let link = self.catalog_path(sid);
-        match File::open(&link) {
+        match File::open(&entry.path) {
             Ok(f) => Ok(Some((f, entry))),
             Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
-            Err(e) => Err(io_err("open", &link)(e)),
+            Err(e) => Err(io_err("open", &entry.path)(e)),
         }
     }
 
-    /// Remove a session's file and catalog entry. Returns what was removed and the
-    /// file's size (to release from the disk accounting), or `None` if unknown.
+    /// Remove a session's file. Returns what was removed and the file's size (to
+    /// release from the disk accounting), or `None` if unknown.
     pub fn delete(&self, sid: &Sid) -> Result<Option<(StoredFile, u64)>, StoreError> {
         let Some(entry) = self.lock().remove(sid) else {
             return Ok(None);
         };
         let size = fs::metadata(&entry.path).map(|m| m.len()).unwrap_or(0);
-        let link = self.catalog_path(sid);
-        for p in [&link, &entry.path] {
-            match fs::remove_file(p) {
-                Ok(()) => {}
-                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-                Err(e) => return Err(io_err("remove", p)(e)),
-            }
+        match fs::remove_file(&entry.path) {
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            Err(e) => return Err(io_err("remove", &entry.path)(e)),
         }
         Ok(Some((entry, size)))
     }
@@ -429,8 +413,21 @@ mod tests {
         let (gone, size) = store.delete(&sid(1)).unwrap().unwrap();
         assert_eq!((gone.class, size), (1, 5));
         assert!(!path.exists());
-        assert!(!d.path().join("catalog").join(file_name(&sid(1))).exists());
         assert!(store.delete(&sid(1)).unwrap().is_none());
+        // A session is one inode: nothing is linked into the catalog.
+        assert_eq!(fs::read_dir(d.path().join("catalog")).unwrap().count(), 0);
+    }
+
+    #[test]
+    fn a_file_removed_behind_our_back_is_not_fetchable() {
+        let d = tempfile::tempdir().unwrap();
+        let (store, _) = Store::open(d.path(), &tree()).unwrap();
+        let (_, path) = store.create(&sid(7), 1).unwrap();
+        fs::remove_file(&path).unwrap();
+        assert!(store.open_for_fetch(&sid(7)).unwrap().is_none());
+        // Its entry goes on delete, which does not mind the file being gone.
+        assert_eq!(store.delete(&sid(7)).unwrap().unwrap().1, 0);
+        assert!(store.is_empty());
     }
 
     #[test]
@@ -459,7 +456,7 @@ mod tests {
         fs::create_dir_all(h.join("regular")).unwrap(); // regular is not a root
         fs::write(h.join("regular").join(file_name(&sid(5))), b"x").unwrap();
         fs::write(h.join("root/notes.txt"), b"x").unwrap();
-        // A stale catalog entry is wiped.
+        // The reference's catalog links are removed.
         let stale = d.path().join("catalog").join(file_name(&sid(9)));
         std::os::unix::fs::symlink("/nonexistent", &stale).unwrap();
 
@@ -472,8 +469,8 @@ mod tests {
         assert!(removed[0].ends_with(file_name(&sid(3))), "{removed:?}");
         assert!(!removed[0].exists());
         assert!(store.open_for_fetch(&sid(3)).unwrap().is_none());
-        assert!(!d.path().join("catalog").join(file_name(&sid(3))).exists());
         assert!(fs::symlink_metadata(&stale).is_err());
+        assert!(d.path().join("catalog").is_dir());
         let (mut r, _) = store.open_for_fetch(&sid(2)).unwrap().unwrap();
         let mut b = Vec::new();
         r.read_to_end(&mut b).unwrap();

@@ -195,6 +195,18 @@ impl Server {
         self.dir.path().join("data")
     }
 
+    /// The stored file of session `sid_hex` (32 hex digits), found under the data
+    /// store's `hierarchy/`, whichever class directory holds it.
+    pub fn session_file(&self, sid_hex: &str) -> Option<PathBuf> {
+        let name = format!("{sid_hex}.owp");
+        files_under(&self.datadir().join("hierarchy"))
+            .into_iter()
+            .find(|p| {
+                p.file_name()
+                    .is_some_and(|n| n.to_str() == Some(name.as_str()))
+            })
+    }
+
     /// What the server has written to stderr so far (with -Z its log lines go there).
     pub fn stderr(&self) -> String {
         let mut s = String::new();
@@ -364,6 +376,22 @@ pub fn owp_files(dir: &Path) -> Vec<PathBuf> {
             out.extend(owp_files(&p));
         } else if p.extension().is_some_and(|x| x == "owp") {
             out.push(p);
+        }
+    }
+    out
+}
+
+/// Regular files under `dir`, recursively, never following a symbolic link.
+pub fn files_under(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    if let Ok(rd) = std::fs::read_dir(dir) {
+        for e in rd.flatten() {
+            let p = e.path();
+            match p.symlink_metadata() {
+                Ok(m) if m.is_dir() => out.extend(files_under(&p)),
+                Ok(m) if m.is_file() => out.push(p),
+                _ => {}
+            }
         }
     }
     out

@@ -2,26 +2,9 @@
 //! keeps the file a running tester writes and removes an old one nobody holds, and a
 //! `.pfs` file written by `owpfstore` is what owampd and owping authenticate with.
 
-use e2e::{Server, bin, run_client, wait_for};
-use std::path::{Path, PathBuf};
+use e2e::{Server, bin, files_under, run_client, wait_for};
 use std::process::{Command, Output, Stdio};
 use std::time::Duration;
-
-/// Regular files under `dir`, recursively.
-fn files_under(dir: &Path) -> Vec<PathBuf> {
-    let mut out = Vec::new();
-    if let Ok(rd) = std::fs::read_dir(dir) {
-        for e in rd.flatten() {
-            let p = e.path();
-            match p.symlink_metadata() {
-                Ok(m) if m.is_dir() => out.extend(files_under(&p)),
-                Ok(m) if m.is_file() => out.push(p),
-                _ => {}
-            }
-        }
-    }
-    out
-}
 
 fn cleanup(args: &[&str]) -> Output {
     Command::new(bin("owampd-cleanup"))

@@ -84,9 +84,8 @@ fn single_packet_skips(n: u32, first: u32) -> Vec<SkipRange> {
 
 fn data_file(server: &Server, sid: &Sid) -> PathBuf {
     server
-        .datadir()
-        .join("catalog")
-        .join(format!("{}.owp", sid.to_hex()))
+        .session_file(&sid.to_hex())
+        .unwrap_or_else(|| panic!("no stored file for {}", sid.to_hex()))
 }
 
 /// A client's Stop-Sessions with 9,000 and 20,000 single-packet skip ranges (perfSONAR's

@@ -122,10 +122,8 @@ fn default_port_as_nobody_with_every_process_confined() {
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert_eq!(stdout.matches("\nLOST\t0").count(), 2, "{stdout}");
     // The files the nobody-owned control process wrote are there.
-    let catalog: Vec<_> = std::fs::read_dir(server.datadir().join("catalog"))
-        .unwrap()
-        .collect();
-    assert!(!catalog.is_empty());
+    let stored = e2e::files_under(&server.datadir().join("hierarchy"));
+    assert!(!stored.is_empty());
 }
 
 #[test]
