@@ -56,14 +56,14 @@ pub fn policy() -> Result<Policy, PolicyError> {
         ],
     )?;
 
-    // Files: the data store (hierarchy/catalog), paths confined by Landlock.
+    // Files: the data store (hierarchy/), paths confined by Landlock.
     p.allow(libc::SYS_openat);
     #[cfg(target_arch = "x86_64")]
     p.allow(libc::SYS_open);
     p.allow(libc::SYS_mkdirat); // std::fs::create_dir_all
     #[cfg(target_arch = "x86_64")]
     p.allow(libc::SYS_mkdir);
-    p.allow(libc::SYS_unlinkat); // remove_file/remove_dir (catalog rebuild)
+    p.allow(libc::SYS_unlinkat); // remove_file/remove_dir (emptying catalog/ at start)
     #[cfg(target_arch = "x86_64")]
     p.allow(libc::SYS_unlink);
     #[cfg(target_arch = "x86_64")]
@@ -72,13 +72,7 @@ pub fn policy() -> Result<Policy, PolicyError> {
     p.allow(libc::SYS_renameat2);
     #[cfg(target_arch = "x86_64")]
     p.allow(libc::SYS_rename);
-    p.allow(libc::SYS_symlinkat); // catalog links
-    #[cfg(target_arch = "x86_64")]
-    p.allow(libc::SYS_symlink);
     p.allow(libc::SYS_linkat);
-    p.allow(libc::SYS_readlinkat); // catalog rebuild
-    #[cfg(target_arch = "x86_64")]
-    p.allow(libc::SYS_readlink);
     p.allow(libc::SYS_getdents64); // read_dir
     p.allow(libc::SYS_newfstatat); // metadata / symlink_metadata
     p.allow(libc::SYS_statx); // std metadata
