@@ -54,6 +54,8 @@ pub struct ControlConn<S> {
     /// is cancel-safe, so the session can wait for the client and for its testers at
     /// once without losing a partly received message.
     rbuf: Vec<u8>,
+    /// Sealed bytes queued by [`ControlConn::queue`] for one write later.
+    wbuf: Vec<u8>,
 }
 
 impl<S: AsyncRead + AsyncWrite + Unpin> ControlConn<S> {
@@ -65,6 +67,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> ControlConn<S> {
             cipher: ControlCipher::open_mode(),
             timeout,
             rbuf: Vec::new(),
+            wbuf: Vec::new(),
         }
     }
 
@@ -179,7 +182,18 @@ impl<S: AsyncRead + AsyncWrite + Unpin> ControlConn<S> {
     /// (its receive window stays shut) would otherwise hold its connection slot
     /// (the master's maxcontrolsessions count), its sessions and a Fetch's records
     /// forever.
+    ///
+    /// Bytes still queued go first, in the same write: the stream keeps its order.
     pub async fn write_raw(&mut self, bytes: &[u8]) -> Result<(), ConnError> {
+        let joined;
+        let bytes = if self.wbuf.is_empty() {
+            bytes
+        } else {
+            let mut all = std::mem::take(&mut self.wbuf);
+            all.extend_from_slice(bytes);
+            joined = all;
+            &joined[..]
+        };
         let peer = self.peer;
         let stream = &mut self.stream;
         let write = async move {
@@ -229,6 +243,39 @@ impl<S: AsyncRead + AsyncWrite + Unpin> ControlConn<S> {
         self.write_raw(&bytes).await
     }
 
+    /// [`ControlConn::send`] without the write: the sealed message waits for the next
+    /// write ([`ControlConn::flush_queued`], or any other), so a reply of several
+    /// messages costs one. With TCP_NODELAY each write is a segment of its own, and on
+    /// loopback the sender's CPU also delivers it to the client.
+    pub fn queue(&mut self, segments: &[&[u8]]) -> Result<(), ConnError> {
+        let bytes = self.cipher.seal(segments).map_err(|e| self.crypto(e))?;
+        self.wbuf.extend_from_slice(&bytes);
+        Ok(())
+    }
+
+    /// `blocks` sealed without an HMAC block (a streamed Fetch response's body), queued.
+    pub fn queue_sealed(&mut self, blocks: &[u8]) -> Result<(), ConnError> {
+        let sealed = self
+            .cipher
+            .seal_without_hmac(blocks)
+            .map_err(|e| self.crypto(e))?;
+        self.wbuf.extend_from_slice(&sealed);
+        Ok(())
+    }
+
+    /// How many sealed bytes wait for a write.
+    pub fn queued(&self) -> usize {
+        self.wbuf.len()
+    }
+
+    /// Writes what [`ControlConn::queue`] and [`ControlConn::queue_sealed`] kept.
+    pub async fn flush_queued(&mut self) -> Result<(), ConnError> {
+        if self.wbuf.is_empty() {
+            return Ok(());
+        }
+        self.write_raw(&[]).await
+    }
+
     pub async fn shutdown(&mut self) {
         let _ = self.stream.shutdown().await;
     }
@@ -249,6 +296,100 @@ mod tests {
             Err(ConnError::Timeout { what, .. }) => assert!(what.contains("write"), "{what}"),
             other => panic!("expected a timeout, got {other:?}"),
         }
+    }
+
+    /// An AsyncWrite that counts the writes that moved bytes.
+    struct CountingStream {
+        inner: tokio::io::DuplexStream,
+        writes: usize,
+    }
+
+    impl AsyncRead for CountingStream {
+        fn poll_read(
+            mut self: std::pin::Pin<&mut Self>,
+            cx: &mut std::task::Context<'_>,
+            buf: &mut tokio::io::ReadBuf<'_>,
+        ) -> std::task::Poll<std::io::Result<()>> {
+            std::pin::Pin::new(&mut self.inner).poll_read(cx, buf)
+        }
+    }
+
+    impl AsyncWrite for CountingStream {
+        fn poll_write(
+            mut self: std::pin::Pin<&mut Self>,
+            cx: &mut std::task::Context<'_>,
+            buf: &[u8],
+        ) -> std::task::Poll<std::io::Result<usize>> {
+            let r = std::pin::Pin::new(&mut self.inner).poll_write(cx, buf);
+            if matches!(r, std::task::Poll::Ready(Ok(n)) if n > 0) {
+                self.writes += 1;
+            }
+            r
+        }
+        fn poll_flush(
+            mut self: std::pin::Pin<&mut Self>,
+            cx: &mut std::task::Context<'_>,
+        ) -> std::task::Poll<std::io::Result<()>> {
+            std::pin::Pin::new(&mut self.inner).poll_flush(cx)
+        }
+        fn poll_shutdown(
+            mut self: std::pin::Pin<&mut Self>,
+            cx: &mut std::task::Context<'_>,
+        ) -> std::task::Poll<std::io::Result<()>> {
+            std::pin::Pin::new(&mut self.inner).poll_shutdown(cx)
+        }
+    }
+
+    async fn read_all(mut theirs: tokio::io::DuplexStream) -> Vec<u8> {
+        use tokio::io::AsyncReadExt;
+        let mut got = Vec::new();
+        theirs.read_to_end(&mut got).await.expect("read");
+        got
+    }
+
+    /// Queued messages go out in one write, byte for byte what sending each would
+    /// have written, and a later plain send comes after them.
+    #[tokio::test]
+    async fn queued_messages_go_out_in_one_write_and_in_order() {
+        let peer: SocketAddr = "127.0.0.1:5000".parse().expect("addr");
+        let (ours, theirs) = tokio::io::duplex(1 << 16);
+        let mut one_by_one = ControlConn::new(ours, peer, None);
+        one_by_one.send(&[&[1u8; 16]]).await.expect("send");
+        one_by_one
+            .send(&[&[2u8; 32], &[3u8; 16]])
+            .await
+            .expect("send");
+        one_by_one
+            .send_clear_then_sealed(&[], &[4u8; 48])
+            .await
+            .expect("send");
+        one_by_one.send(&[&[5u8; 16]]).await.expect("send");
+        one_by_one.send(&[&[6u8; 16]]).await.expect("send");
+        drop(one_by_one);
+        let want = read_all(theirs).await;
+
+        let (ours, theirs) = tokio::io::duplex(1 << 16);
+        let stream = CountingStream {
+            inner: ours,
+            writes: 0,
+        };
+        let mut queued = ControlConn::new(stream, peer, None);
+        queued.queue(&[&[1u8; 16]]).expect("queue");
+        queued.queue(&[&[2u8; 32], &[3u8; 16]]).expect("queue");
+        queued.queue_sealed(&[4u8; 48]).expect("queue");
+        assert_eq!(queued.stream.writes, 0, "queueing wrote");
+        // Each segment is followed by its HMAC block; the sealed blocks have none.
+        assert_eq!(queued.queued(), (16 + 16) + (32 + 16 + 16 + 16) + 48);
+        queued.flush_queued().await.expect("flush");
+        assert_eq!(queued.stream.writes, 1);
+        assert_eq!(queued.queued(), 0);
+        queued.flush_queued().await.expect("flush nothing");
+        // Queued bytes are never overtaken by a plain send: both go in its write.
+        queued.queue(&[&[5u8; 16]]).expect("queue");
+        queued.send(&[&[6u8; 16]]).await.expect("send");
+        assert_eq!(queued.stream.writes, 2);
+        drop(queued);
+        assert_eq!(read_all(theirs).await, want);
     }
 
     /// Without a control timeout (controltimeout 0) a write that fits completes.

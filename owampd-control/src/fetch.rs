@@ -27,10 +27,16 @@ use tokio::io::{AsyncRead, AsyncWrite};
 /// The reference's retry delays (protocol.md §2.8).
 pub const BACKOFF_S: [u64; 5] = [1, 2, 4, 8, 16];
 
-/// Records read from the file per blocking-pool trip while streaming (25 KiB). Each
-/// trip's whole blocks go out in one write: the reference writes 16 records at a time;
-/// the bytes on the wire are the same, fewer writes cost less (TCP_NODELAY).
+/// Records read from the file per blocking-pool trip while streaming (25 KiB). The
+/// response is queued on the connection and written once at least this much waits,
+/// and at its end: the reference writes each part and every 16 records apart; the
+/// bytes on the wire are the same, and fewer writes cost less (TCP_NODELAY, and on
+/// loopback the client's receive runs on our CPU). A small session's whole response,
+/// Fetch-Ack to the last HMAC block, is one write.
 const CHUNK_RECORDS: u64 = 1024;
+
+/// Queued response bytes that make a write (see [`CHUNK_RECORDS`]).
+const WRITE_AT: usize = (CHUNK_RECORDS as usize) * PacketRecord::WIRE_LEN;
 
 /// What was read from a stored file for one Fetch-Session.
 #[derive(Debug)]
@@ -296,14 +302,14 @@ pub async fn handle_fetch<S: AsyncRead + AsyncWrite + Unpin>(
         num_skips: l.skips.len() as u32,
         num_records: l.selection.count,
     };
-    conn.send(&[&ack.encode()]).await?;
+    conn.queue(&[&ack.encode()])?;
     // 1. The stored Request-Session: preamble (HMAC recomputed), slots, HMAC (§2.8).
     let pre = l.request.get(..96).unwrap_or(&[]);
     let slots_end = 112 + 16 * l.nslots;
     let slots = l.request.get(112..slots_end).unwrap_or(&[]);
-    conn.send(&[pre, slots]).await?;
+    conn.queue(&[pre, slots])?;
     // 2. Skip ranges. 3. Records, streamed, one HMAC at the end.
-    conn.send(&[&encode_skip_ranges(&l.skips)]).await?;
+    conn.queue(&[&encode_skip_ranges(&l.skips)])?;
     let label = stored.path.display().to_string();
     let mut stream = RecordStream::new(file, l.selection);
     let mut pending: Vec<u8> = Vec::new();
@@ -321,12 +327,14 @@ pub async fn handle_fetch<S: AsyncRead + AsyncWrite + Unpin>(
         let chunk = chunk.map_err(|e| SessionError::Protocol(format!("Fetch-Session: {e}")))?;
         sent += (chunk.len() / PacketRecord::WIRE_LEN) as u64;
         pending.extend_from_slice(&chunk);
-        // Whole blocks go now; the rest waits for the next records (§2.8).
+        // Whole blocks are sealed now; the rest waits for the next records (§2.8).
         let whole = pending.len() / 16 * 16;
         if whole > 0 {
-            conn.send_clear_then_sealed(&[], pending.get(..whole).unwrap_or(&[]))
-                .await?;
+            conn.queue_sealed(pending.get(..whole).unwrap_or(&[]))?;
             pending.drain(..whole);
+        }
+        if conn.queued() >= WRITE_AT {
+            conn.flush_queued().await?;
         }
     }
     if sent != u64::from(l.selection.count) {
@@ -338,9 +346,10 @@ pub async fn handle_fetch<S: AsyncRead + AsyncWrite + Unpin>(
     if !pending.is_empty() {
         // Only the end can be short: pad it to a block (§2.8).
         pending.resize(pending.len().div_ceil(16) * 16, 0);
-        conn.send_clear_then_sealed(&[], &pending).await?;
+        conn.queue_sealed(&pending)?;
     }
-    conn.send(&[&[]]).await?;
+    conn.queue(&[&[]])?;
+    conn.flush_queued().await?;
     log.info(format!(
         "fetched records {}..{}: {} records",
         req.begin, req.end, l.selection.count
