@@ -219,28 +219,22 @@ impl<S: AsyncRead + AsyncWrite + Unpin> ControlConn<S> {
 
     /// One message: its segments, each followed by its HMAC block, in one write.
     pub async fn send(&mut self, segments: &[&[u8]]) -> Result<(), ConnError> {
-        let bytes = self.cipher.seal(segments).map_err(|e| self.crypto(e))?;
-        self.write_raw(&bytes).await
+        self.queue(segments)?;
+        self.flush_queued().await
     }
 
-    /// Blocks encrypted and fed to the send HMAC, no HMAC block (Server-Start's tail,
-    /// and the body of a streamed Fetch response whose HMAC comes at the end).
-    /// Writes `clear` then `blocks` sealed without an HMAC block, in ONE write: Server-Start
-    /// is 32 clear octets and one sealed block (protocol.md §1.3), and splitting it made the
-    /// tail wait for the client's delayed ACK (~40 ms per connection).
+    /// Writes `clear` then `blocks` sealed without an HMAC block (encrypted and fed to
+    /// the send HMAC), in ONE write: Server-Start is 32 clear octets and one sealed
+    /// block (protocol.md §1.3), and splitting it made the tail wait for the client's
+    /// delayed ACK (~40 ms per connection).
     pub async fn send_clear_then_sealed(
         &mut self,
         clear: &[u8],
         blocks: &[u8],
     ) -> Result<(), ConnError> {
-        let sealed = self
-            .cipher
-            .seal_without_hmac(blocks)
-            .map_err(|e| self.crypto(e))?;
-        let mut bytes = Vec::with_capacity(clear.len() + sealed.len());
-        bytes.extend_from_slice(clear);
-        bytes.extend_from_slice(&sealed);
-        self.write_raw(&bytes).await
+        self.wbuf.extend_from_slice(clear);
+        self.queue_sealed(blocks)?;
+        self.flush_queued().await
     }
 
     /// [`ControlConn::send`] without the write: the sealed message waits for the next
