@@ -178,43 +178,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin> ControlConn<S> {
         self.cipher.verify_hmac(&buf).map_err(|e| self.crypto(e))
     }
 
-    /// Writes are bounded by the control timeout too: a client that stops reading
-    /// (its receive window stays shut) would otherwise hold its connection slot
-    /// (the master's maxcontrolsessions count), its sessions and a Fetch's records
-    /// forever.
-    ///
-    /// Bytes still queued go first, in the same write: the stream keeps its order.
+    /// `bytes` as they are, after anything still queued, in one write.
     pub async fn write_raw(&mut self, bytes: &[u8]) -> Result<(), ConnError> {
-        let joined;
-        let bytes = if self.wbuf.is_empty() {
-            bytes
-        } else {
-            let mut all = std::mem::take(&mut self.wbuf);
-            all.extend_from_slice(bytes);
-            joined = all;
-            &joined[..]
-        };
-        let peer = self.peer;
-        let stream = &mut self.stream;
-        let write = async move {
-            stream
-                .write_all(bytes)
-                .await
-                .map_err(|source| ConnError::Io { peer, source })?;
-            stream
-                .flush()
-                .await
-                .map_err(|source| ConnError::Io { peer, source })
-        };
-        match self.timeout {
-            Some(t) => tokio::time::timeout(t, write)
-                .await
-                .map_err(|_| ConnError::Timeout {
-                    peer,
-                    what: "room to write (the client is not reading)",
-                })?,
-            None => write.await,
-        }
+        self.wbuf.extend_from_slice(bytes);
+        self.flush_queued().await
     }
 
     /// One message: its segments, each followed by its HMAC block, in one write.
@@ -262,12 +229,41 @@ impl<S: AsyncRead + AsyncWrite + Unpin> ControlConn<S> {
         self.wbuf.len()
     }
 
-    /// Writes what [`ControlConn::queue`] and [`ControlConn::queue_sealed`] kept.
+    /// Writes what [`ControlConn::queue`] and [`ControlConn::queue_sealed`] kept: the one
+    /// write path, so the stream keeps its order.
+    ///
+    /// Writes are bounded by the control timeout too: a client that stops reading
+    /// (its receive window stays shut) would otherwise hold its connection slot
+    /// (the master's maxcontrolsessions count), its sessions and a Fetch's records
+    /// forever.
     pub async fn flush_queued(&mut self) -> Result<(), ConnError> {
         if self.wbuf.is_empty() {
             return Ok(());
         }
-        self.write_raw(&[]).await
+        let peer = self.peer;
+        let (stream, bytes) = (&mut self.stream, &self.wbuf);
+        let write = async move {
+            stream
+                .write_all(bytes)
+                .await
+                .map_err(|source| ConnError::Io { peer, source })?;
+            stream
+                .flush()
+                .await
+                .map_err(|source| ConnError::Io { peer, source })
+        };
+        let done = match self.timeout {
+            Some(t) => tokio::time::timeout(t, write)
+                .await
+                .unwrap_or(Err(ConnError::Timeout {
+                    peer,
+                    what: "room to write (the client is not reading)",
+                })),
+            None => write.await,
+        };
+        // Written, or the connection is over: either way nothing stays queued.
+        self.wbuf.clear();
+        done
     }
 
     pub async fn shutdown(&mut self) {
